@@ -1,0 +1,1 @@
+//! cleanroom: the authorized operation domain for public data, as a Kubernetes operator.
