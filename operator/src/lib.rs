@@ -1,1 +1,10 @@
 //! cleanroom: the authorized operation domain for public data, as a Kubernetes operator.
+
+pub mod api;
+pub mod cli;
+pub mod conditions;
+pub mod crdgen;
+pub mod rules;
+
+#[cfg(test)]
+mod fixtures;

@@ -1,0 +1,38 @@
+//! The `cleanroom.io/v1alpha1` API: three cluster-scoped kinds, one file each.
+//!
+//! CEL rules for everything that can be checked inside one object live on the
+//! types (the API server rejects bad input at once); rules across objects are
+//! in [`crate::rules`].
+
+pub mod authorization;
+pub mod common;
+pub mod dataset;
+pub mod masking;
+pub mod scenario;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+pub use authorization::{
+    Authorization, AuthorizationPhase, AuthorizationSpec, AuthorizationStatus,
+};
+pub use common::{Condition, Members, PositiveQuantity, State, Time, WipeAttestation};
+pub use dataset::{
+    Column, ColumnType, Dataset, DatasetPhase, DatasetSpec, DatasetStatus, Sensitivity,
+};
+pub use masking::{DatePart, Generalization, MaskingRule, Strength};
+pub use scenario::{Scenario, ScenarioPhase, ScenarioSpec, ScenarioStatus};
+
+/// API group of every kind.
+pub const GROUP: &str = "cleanroom.io";
+
+/// The only served version.
+pub const VERSION: &str = "v1alpha1";
+
+/// The CustomResourceDefinitions of all kinds, in install order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Dataset::crd(), Authorization::crd(), Scenario::crd()]
+}
+
+#[cfg(test)]
+mod cel_tests;
