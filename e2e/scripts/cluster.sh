@@ -77,7 +77,8 @@ stop_all() {
     # children (agent processes under the runner) go too.
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   done
-  local deadline=$(( $(date +%s) + 15 ))
+  # A short grace for clean logs; the state is thrown away, so no more is owed.
+  local deadline=$(( $(date +%s) + 3 ))
   for name in "${COMPONENTS[@]}"; do
     pid=$(pid_of "$name")
     [ -n "$pid" ] || continue

@@ -1,0 +1,49 @@
+# The verbs of the project. `make run` and `make test` are the two a newcomer needs.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+CLUSTER := e2e/scripts/cluster.sh
+export KUBECONFIG_E2E := $(CURDIR)/e2e/.cluster/kubeconfig
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build every Rust binary (operator CLI, agent, e2e node)
+	$(CARGO) build --workspace --bins
+
+.PHONY: controlplane
+controlplane: ## build etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok from Go modules (cached)
+	e2e/scripts/build-controlplane.sh >/dev/null
+
+.PHONY: cluster-up
+cluster-up: controlplane ## start the local control plane on 127.0.0.1 (idempotent)
+	$(CARGO) build -p cleanroom-e2e --bin cleanroom-e2e-node -p cleanroom-agent --bin agent
+	$(CLUSTER) up
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane and remove its state
+	$(CLUSTER) down
+
+.PHONY: unit
+unit: ## unit tests (no cluster needed)
+	$(CARGO) test --workspace --lib --bins
+
+.PHONY: e2e
+e2e: ## end-to-end tests against the running local control plane
+	KUBECONFIG=$(KUBECONFIG_E2E) $(CARGO) test -p cleanroom-e2e --tests -- --test-threads 4
+
+.PHONY: test
+test: ## what CI runs: unit tests, then cluster up, e2e, cluster down (even on failure)
+	$(MAKE) unit
+	$(MAKE) cluster-up
+	status=0; $(MAKE) e2e || status=$$?; $(MAKE) cluster-down; exit $$status
+
+.PHONY: lint
+lint: ## rustfmt, clippy with warnings as errors, shell syntax
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash -n e2e/scripts/*.sh
