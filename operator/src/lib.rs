@@ -5,6 +5,7 @@ pub mod cli;
 pub mod conditions;
 pub mod crdgen;
 pub mod rules;
+pub mod workspace;
 
 #[cfg(test)]
 mod fixtures;

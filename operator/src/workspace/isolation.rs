@@ -1,0 +1,183 @@
+//! The workspace namespace and the guards that exist before any pod does:
+//! Pod Security `restricted`, a default-deny network policy for ingress and
+//! egress, a ResourceQuota and a LimitRange.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::Identity;
+use crate::api::ScenarioSpec;
+
+/// Name of the default-deny network policy.
+pub const DENY_ALL: &str = "deny-all";
+/// Name of the quota and of the limit range.
+pub const LIMITS: &str = "workspace";
+
+/// The namespace `cr-<scenario>`, with Pod Security `restricted` enforced
+/// (and audited and warned, so a violation is visible however it arrives).
+pub fn namespace(id: &Identity) -> Namespace {
+    let mut labels = id.labels();
+    for mode in ["enforce", "audit", "warn"] {
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            "restricted".to_string(),
+        );
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}-version"),
+            "latest".to_string(),
+        );
+    }
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(id.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![id.owner()]),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+/// Selects every pod and allows nothing in either direction: raw data must not
+/// leave the domain in any form, and nothing may reach into a workspace.
+pub fn deny_all(id: &Identity) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: id.meta(DENY_ALL),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: None,
+            egress: None,
+        }),
+    }
+}
+
+fn q(s: &str) -> Quantity {
+    Quantity(s.to_string())
+}
+
+/// The workspace may use what the scenario asked for and no more: one compute
+/// pod plus one agent pod at a time, one scratch claim plus one per dataset.
+pub fn resource_quota(id: &Identity, spec: &ScenarioSpec) -> ResourceQuota {
+    let ws = &spec.workspace;
+    let claims = 1 + spec.data.len();
+    let hard = BTreeMap::from([
+        ("limits.cpu".to_string(), ws.resources.cpu.0.clone()),
+        ("limits.memory".to_string(), ws.resources.memory.0.clone()),
+        ("requests.storage".to_string(), ws.scratch.0.clone()),
+        ("persistentvolumeclaims".to_string(), q(&claims.to_string())),
+        ("pods".to_string(), q("4")),
+        ("services.loadbalancers".to_string(), q("0")),
+        ("services.nodeports".to_string(), q("0")),
+    ]);
+    ResourceQuota {
+        metadata: id.meta(LIMITS),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    }
+}
+
+/// Defaults for any container that does not say (agent pods), so the quota
+/// above can always be evaluated, and a ceiling equal to the workspace's size.
+pub fn limit_range(id: &Identity, spec: &ScenarioSpec) -> LimitRange {
+    let ws = &spec.workspace;
+    let pair = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_string(), q(cpu)),
+            ("memory".to_string(), q(memory)),
+        ])
+    };
+    let max = BTreeMap::from([
+        ("cpu".to_string(), ws.resources.cpu.0.clone()),
+        ("memory".to_string(), ws.resources.memory.0.clone()),
+    ]);
+    LimitRange {
+        metadata: id.meta(LIMITS),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(pair("100m", "128Mi")),
+                default_request: Some(pair("100m", "128Mi")),
+                max: Some(max),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::workspace::testing::identity;
+
+    fn spec() -> ScenarioSpec {
+        serde_json::from_value(json!({
+            "authorization": "acme-2026",
+            "purpose": "population statistics",
+            "data": [{"dataset": "population", "columns": ["age"]}],
+            "workspace": {
+                "image": "python:3.12",
+                "resources": {"cpu": "2", "memory": "4Gi"},
+                "scratch": "10Gi"
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn namespace_enforces_restricted_pod_security() {
+        let ns = namespace(&identity());
+        assert_eq!(ns.metadata.name.as_deref(), Some("cr-census"));
+        let labels = ns.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("pod-security.kubernetes.io/enforce")
+                .map(String::as_str),
+            Some("restricted")
+        );
+        assert_eq!(
+            labels.get("cleanroom.io/scenario").map(String::as_str),
+            Some("census")
+        );
+    }
+
+    #[test]
+    fn network_policy_denies_ingress_and_egress_for_every_pod() {
+        let np = serde_json::to_value(deny_all(&identity())).unwrap();
+        assert_eq!(
+            np["spec"],
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        );
+    }
+
+    #[test]
+    fn quota_is_the_scenarios_size_with_one_claim_per_dataset_plus_scratch() {
+        let rq = resource_quota(&identity(), &spec());
+        let hard = rq.spec.unwrap().hard.unwrap();
+        assert_eq!(hard["limits.cpu"].0, "2");
+        assert_eq!(hard["limits.memory"].0, "4Gi");
+        assert_eq!(hard["requests.storage"].0, "10Gi");
+        assert_eq!(hard["persistentvolumeclaims"].0, "2");
+        assert_eq!(hard["services.loadbalancers"].0, "0");
+    }
+
+    #[test]
+    fn limit_range_gives_defaults_and_caps_at_the_workspace_size() {
+        let lr = limit_range(&identity(), &spec());
+        let item = &lr.spec.unwrap().limits[0];
+        assert_eq!(item.type_, "Container");
+        assert_eq!(item.max.as_ref().unwrap()["cpu"].0, "2");
+        assert_eq!(item.default.as_ref().unwrap()["memory"].0, "128Mi");
+    }
+}
