@@ -184,6 +184,17 @@ fn authorization_quota_needs_positive_quantities() {
         a["spec"]["quota"]["cpu"] = json!(good);
         accepted(&Authorization::crd(), &a, None);
     }
+    // Whole numbers may be written as integers, as in a container's resources.
+    let mut a = authorization();
+    a["spec"]["quota"]["cpu"] = json!(2);
+    accepted(&Authorization::crd(), &a, None);
+    a["spec"]["quota"]["cpu"] = json!(0);
+    rejected(
+        &Authorization::crd(),
+        &a,
+        None,
+        "positive Kubernetes quantity",
+    );
 }
 
 #[test]

@@ -111,10 +111,26 @@ impl Members {
 }
 
 /// A Kubernetes quantity (such as `500m`, `2`, `8Gi`) that must be greater
-/// than zero. Always written as a string in YAML: `cpu: "2"`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// than zero. Like a container's resources it may be written as a string or,
+/// for whole numbers, as an integer (`cpu: 2`); it is kept as a string.
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 pub struct PositiveQuantity(pub Quantity);
+
+impl<'de> Deserialize<'de> for PositiveQuantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum IntOrString {
+            Int(i64),
+            String(String),
+        }
+        Ok(match IntOrString::deserialize(deserializer)? {
+            IntOrString::Int(i) => PositiveQuantity::new(i.to_string()),
+            IntOrString::String(s) => PositiveQuantity::new(s),
+        })
+    }
+}
 
 impl PositiveQuantity {
     /// Wrap a quantity string; it is parsed only when used
@@ -152,11 +168,11 @@ impl JsonSchema for PositiveQuantity {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "type": "string",
+            "x-kubernetes-int-or-string": true,
             "maxLength": 64,
             "x-kubernetes-validations": [{
-                "rule": "isQuantity(self) && quantity(self).sign() > 0",
-                "message": "must be a positive Kubernetes quantity written as a string, such as \"500m\", \"2\" or \"8Gi\"",
+                "rule": "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))",
+                "message": "must be a positive Kubernetes quantity, such as 2, \"500m\" or \"8Gi\"",
             }],
         })
     }
@@ -184,4 +200,25 @@ pub struct WipeAttestation {
     pub digest: String,
     /// When the wipe finished.
     pub completed_at: Time,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_from_strings_and_integers() {
+        let from_string: PositiveQuantity = serde_json::from_str(r#""500m""#).expect("string");
+        assert_eq!(from_string.as_str(), "500m");
+        let from_int: PositiveQuantity = serde_json::from_str("2").expect("integer");
+        assert_eq!(from_int.as_str(), "2");
+        assert!(
+            serde_json::from_str::<PositiveQuantity>("0.5").is_err(),
+            "floats are not quantities"
+        );
+        assert_eq!(
+            serde_json::to_string(&from_int).expect("serializes"),
+            r#""2""#
+        );
+    }
 }

@@ -49,13 +49,13 @@ pub struct DatasetSpec {
     /// by jobs in that namespace.
     pub source: DataSource,
     /// The columns of the data, each with its type, sensitivity class and
-    /// default masking rule. Names are unique.
+    /// default masking rule. Names are unique. The list is replaced as a
+    /// whole on apply (atomic), so that a duplicate name is reported by the
+    /// uniqueness rule below.
     #[schemars(length(min = 1, max = 256))]
     #[x_kube(
         validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))")
             .message("column names must be unique: rename or remove the duplicate column")
-            .reason(Reason::FieldValueDuplicate),
-        merge_strategy = ListMerge::Map(vec!["name".into()])
     )]
     pub columns: Vec<Column>,
 }
