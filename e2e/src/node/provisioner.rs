@@ -335,6 +335,7 @@ impl Provisioner {
 
     async fn reclaim(&self, pv: &PersistentVolume, dir: &Path) -> anyhow::Result<()> {
         let name = pv.name_any();
+        let mut removed = false;
         // Resolve symlinks before deleting anything: the real location must be ours too.
         match dir.canonicalize() {
             Ok(real) => {
@@ -346,6 +347,7 @@ impl Provisioner {
                     base.display()
                 );
                 std::fs::remove_dir_all(&real)?;
+                removed = true;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
@@ -358,7 +360,12 @@ impl Provisioner {
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
-        info!(volume = %name, path = %dir.display(), "deleted released volume");
+        // The cache may show the volume once more after it went: report the real work once.
+        if removed {
+            info!(volume = %name, path = %dir.display(), "deleted released volume");
+        } else {
+            debug!(volume = %name, "released volume already cleaned up");
+        }
         Ok(())
     }
 
@@ -370,8 +377,13 @@ impl Provisioner {
             action: "Provisioning".to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &pvc.object_ref(&())).await {
-            warn!(claim = %key(pvc), error = %e, "failed to record event");
+        match self.recorder.publish(&ev, &pvc.object_ref(&())).await {
+            Ok(()) => {}
+            // A namespace being deleted refuses new events; nothing is lost.
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                debug!(claim = %key(pvc), reason = %s.reason, "event not recorded");
+            }
+            Err(e) => warn!(claim = %key(pvc), error = %e, "failed to record event"),
         }
     }
 }
