@@ -9,17 +9,6 @@ use serde::{Deserialize, Serialize};
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Longest object name for an Authorization or a Scenario: the scenario's
-/// workspace namespace is `cr-<name>` and a namespace name has at most 63
-/// characters.
-pub const MAX_NAME_LENGTH: usize = 60;
-
-/// Longest free-text `reason`.
-pub const MAX_REASON_LENGTH: usize = 1024;
-
-/// Most users or groups in one member list.
-pub const MAX_MEMBERS: usize = 256;
-
 /// Root rule for kinds whose name becomes part of a namespace name.
 pub(crate) fn short_dns_label_name_rule() -> Rule {
     Rule::new("self.metadata.name.size() <= 60 && !self.metadata.name.contains('.')").message(

@@ -10,9 +10,6 @@ use super::masking::MaskingRule;
 /// Namespace that holds raw data and the jobs that read it.
 pub const VAULT_NAMESPACE: &str = "cleanroom-vault";
 
-/// Most columns in one dataset.
-pub const MAX_COLUMNS: usize = 256;
-
 /// A catalogue entry (公共数据资源目录) for one raw data set held in the
 /// vault namespace `cleanroom-vault`. Scenarios select its columns; each column
 /// carries a sensitivity class and the default masking rule that scenarios may

@@ -21,7 +21,10 @@ pub use dataset::{
     Column, ColumnType, Dataset, DatasetPhase, DatasetSpec, DatasetStatus, Sensitivity,
 };
 pub use masking::{DatePart, Generalization, MaskingRule, Strength};
-pub use scenario::{Scenario, ScenarioPhase, ScenarioSpec, ScenarioStatus};
+pub use scenario::{
+    ColumnRule, DataRequest, EnvVar, Sampling, Scenario, ScenarioPhase, ScenarioSpec,
+    ScenarioStatus, Workspace, WorkspaceMode, WorkspaceResources,
+};
 
 /// API group of every kind.
 pub const GROUP: &str = "cleanroom.io";
