@@ -117,6 +117,7 @@ pub fn wipe(root: &Path, options: &Options) -> Result<Report, WipeError> {
             });
         }
     }
+    make_owner_writable(root, &meta, 0o700);
     let mut wiper = Wiper {
         device: meta.dev(),
         records: Vec::new(),
@@ -523,6 +524,7 @@ mod tests {
         write(&file, b"read only");
         fs::set_permissions(&file, fs::Permissions::from_mode(0o400)).expect("chmod");
         fs::set_permissions(root.join("locked"), fs::Permissions::from_mode(0o500)).expect("chmod");
+        fs::set_permissions(root, fs::Permissions::from_mode(0o500)).expect("chmod");
         let report = wipe_default(root).expect("wipes");
         assert_eq!(report.files, 1);
         assert!(is_empty_dir(root));
