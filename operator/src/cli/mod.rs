@@ -1,6 +1,7 @@
 //! The `cleanroom` command line: one module per subcommand.
 
 mod crd;
+mod run;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ pub struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions as multi-document YAML, or write one file per kind.
     Crd(crd::CrdArgs),
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
+    Run(run::RunArgs),
 }
 
 impl Cli {
@@ -25,6 +28,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         let result = match self.command {
             Command::Crd(args) => crd::run(args),
+            Command::Run(args) => run::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -49,7 +53,9 @@ mod tests {
     #[test]
     fn crd_subcommand_parses_out_dir() {
         let cli = Cli::try_parse_from(["cleanroom", "crd", "--out-dir", "crds"]).expect("parses");
-        let Command::Crd(args) = cli.command;
+        let Command::Crd(args) = cli.command else {
+            panic!("expected the crd subcommand");
+        };
         assert_eq!(args.out_dir.as_deref(), Some(std::path::Path::new("crds")));
     }
 }

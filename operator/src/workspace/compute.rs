@@ -167,8 +167,10 @@ pub fn pod_template(id: &Identity, spec: &ScenarioSpec, restart_policy: &str) ->
     }
 }
 
-/// The workspace's compute, one of two shapes.
+/// The workspace's compute, one of two shapes (built once per reconcile, so
+/// the size difference between the variants does not matter).
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Compute {
     /// Service mode: a Deployment, scaled to zero while sealed.
     Deployment(Deployment),

@@ -1,0 +1,183 @@
+//! The controllers: Scenario (workspaces) and Authorization (status and
+//! deadlines), and what they share.
+//!
+//! Every reconcile is a pipeline: fetch what the object refers to, decide
+//! ([`lifecycle::decide`], pure), build the desired children
+//! ([`crate::workspace`], pure), apply them with server-side apply, write status.
+//! Every step can be repeated: the operator may be killed at any instant and
+//! the next run finishes the job.
+
+pub mod authorization;
+pub mod kube_ops;
+pub mod lifecycle;
+pub mod scenario;
+pub mod teardown;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::{Authorization, Scenario};
+use crate::workspace::labels;
+
+/// Finalizer that holds a Scenario until its workspace is wiped and gone.
+pub const FINALIZER: &str = "cleanroom.io/teardown";
+
+/// Operator settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Image of the data-plane `agent` binary (wipe Jobs).
+    pub agent_image: String,
+    /// StorageClass for the workspace's volumes (cluster default if `None`).
+    pub storage_class: Option<String>,
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Command-line settings.
+    pub settings: Settings,
+    /// Every Scenario, as the controller's cache sees it (for counts and quota sums).
+    pub scenarios: Store<Scenario>,
+}
+
+/// What can go wrong in a reconcile. Each has a category for metrics and Events.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object read from the cluster lacks a field the API server always sets.
+    #[error("{0} has no {1}")]
+    MissingField(String, &'static str),
+    /// Serializing an object failed (a bug, not bad input).
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Short label for metrics and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "api",
+            Error::MissingField(..) => "invalid-object",
+            Error::Serialization(_) => "internal",
+        }
+    }
+}
+
+/// Retry a failed reconcile after a short pause; the error was logged.
+fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
+    warn!(category = error.category(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Scenarios to look at when an object labelled with a scenario changes.
+fn scenario_of(
+    labels_of: &std::collections::BTreeMap<String, String>,
+) -> Option<ObjectRef<Scenario>> {
+    let managed = labels_of.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER);
+    managed
+        .then(|| labels_of.get(labels::SCENARIO))
+        .flatten()
+        .map(|name| ObjectRef::new(name))
+}
+
+/// Runs both controllers until the process is told to stop.
+pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
+    let scenarios: Api<Scenario> = Api::all(client.clone());
+    let authorizations: Api<Authorization> = Api::all(client.clone());
+    let managed =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+
+    let scenario_controller = Controller::new(scenarios, watcher::Config::default());
+    let store = scenario_controller.store();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings,
+        scenarios: store.clone(),
+    });
+
+    // An authorization's change (state, validity, members, quota) may change
+    // every scenario under it.
+    let by_authorization = {
+        let store = store.clone();
+        move |a: Authorization| {
+            let name = a.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.authorization == name)
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        }
+    };
+    let scenario_loop = scenario_controller
+        .watches(
+            authorizations.clone(),
+            watcher::Config::default(),
+            by_authorization,
+        )
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            managed.clone(),
+            |d: Deployment| scenario_of(d.labels()),
+        )
+        .watches(Api::<Job>::all(client.clone()), managed, |j: Job| {
+            scenario_of(j.labels())
+        })
+        .shutdown_on_signal()
+        .run(scenario::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "scenario controller");
+            }
+        });
+
+    // Scenarios count against their authorization: recount when one changes.
+    let authorization_loop = Controller::new(authorizations, watcher::Config::default())
+        .watches(
+            Api::<Scenario>::all(client),
+            watcher::Config::default(),
+            |s: Scenario| Some(ObjectRef::new(&s.spec.authorization)),
+        )
+        .shutdown_on_signal()
+        .run(authorization::reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "authorization controller");
+            }
+        });
+
+    info!("controllers started");
+    futures::join!(scenario_loop, authorization_loop);
+    info!("controllers stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn children_map_back_to_their_scenario_only_when_managed_by_us() {
+        let ours = BTreeMap::from([
+            (labels::MANAGED_BY.to_string(), "cleanroom".to_string()),
+            (labels::SCENARIO.to_string(), "census".to_string()),
+        ]);
+        assert_eq!(scenario_of(&ours), Some(ObjectRef::new("census")));
+        let foreign = BTreeMap::from([(labels::SCENARIO.to_string(), "census".to_string())]);
+        assert_eq!(scenario_of(&foreign), None);
+    }
+}

@@ -1,0 +1,424 @@
+//! The Scenario reconciler: provision the workspace, seal it while suspended,
+//! hand over to [`super::teardown`] when it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::kube_ops::{apply, delete, ensure_finalizer, patch_status};
+use super::lifecycle::{Decision, Seal, decide, until};
+use super::{Context, Error, teardown};
+use crate::api::{Authorization, Dataset, Scenario, ScenarioPhase, Time};
+use crate::conditions::{condition, reasons, set_condition, types};
+use crate::rules::{
+    Rejection, check_aggregate_quota, check_scenario_count, validate_authorization,
+    validate_scenario,
+};
+use crate::workspace::compute::{Compute, WORKSPACE, compute, scratch_claim};
+use crate::workspace::{Identity, access, isolation};
+
+/// How often to look again while something is on its way (a volume binding,
+/// a pod starting); watches usually wake the reconcile before that.
+const SOON: Duration = Duration::from_secs(5);
+
+/// Reconciles one Scenario.
+pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = scenario.name_any();
+    let id = Identity::of(&scenario)
+        .ok_or_else(|| Error::MissingField(format!("Scenario {name}"), "name or uid"))?;
+    let api: Api<Scenario> = Api::all(ctx.client.clone());
+    let now = Time(Timestamp::now());
+    let status = scenario.status.clone().unwrap_or_default();
+
+    if status.phase == Some(ScenarioPhase::Closed) {
+        // Closed is final: the record stays, nothing is recreated.
+        if scenario.metadata.deletion_timestamp.is_some() {
+            super::kube_ops::remove_finalizer(&api, &scenario).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if scenario.metadata.deletion_timestamp.is_none() {
+        ensure_finalizer(&api, &scenario).await?;
+    }
+
+    let authorization = Api::<Authorization>::all(ctx.client.clone())
+        .get_opt(&scenario.spec.authorization)
+        .await?;
+    let provisioned = status.namespace.is_some();
+    match decide(&scenario, authorization.as_ref(), provisioned, &now) {
+        Decision::TearDown(end) => teardown::run(&scenario, &id, end, &ctx, &now).await,
+        Decision::Wait {
+            reason,
+            message,
+            until: at,
+        } => {
+            let mut next = status.clone();
+            next.observed_generation = scenario.metadata.generation;
+            next.phase = Some(ScenarioPhase::Pending);
+            set_condition(
+                &mut next.conditions,
+                condition(
+                    types::READY,
+                    false,
+                    reason,
+                    message,
+                    scenario.metadata.generation,
+                    &now,
+                ),
+                &now,
+            );
+            patch_status(&api, &scenario, &next).await?;
+            Ok(match at.as_ref().and_then(|at| until(&now, at)) {
+                Some(wait) => Action::requeue(wait),
+                None => Action::await_change(),
+            })
+        }
+        Decision::Run { seal, expires_at } => {
+            let Some(authorization) = authorization else {
+                return Err(Error::MissingField(
+                    format!("Scenario {name}"),
+                    "authorization",
+                ));
+            };
+            let wake_at_expiry = until(&now, &expires_at).unwrap_or(SOON);
+            if let Err(rejection) = admit(&scenario, &authorization, &ctx).await? {
+                reject(&api, &scenario, &id, &ctx, rejection, &now, provisioned).await?;
+                return Ok(Action::requeue(wake_at_expiry));
+            }
+            let running = provision(&api, &scenario, &id, &ctx, seal, &expires_at, &now).await?;
+            Ok(Action::requeue(if running || seal.is_some() {
+                wake_at_expiry
+            } else {
+                SOON.min(wake_at_expiry)
+            }))
+        }
+    }
+}
+
+/// The cross-object checks the API server cannot make.
+async fn admit(
+    scenario: &Scenario,
+    authorization: &Authorization,
+    ctx: &Context,
+) -> Result<Result<(), Rejection>, Error> {
+    if let Err(r) = validate_authorization(authorization) {
+        return Ok(Err(Rejection {
+            field: format!("authorization {}: {}", authorization.name_any(), r.field),
+            ..r
+        }));
+    }
+    let datasets: Api<Dataset> = Api::all(ctx.client.clone());
+    let mut catalogue = Vec::new();
+    for request in &scenario.spec.data {
+        if let Some(d) = datasets.get_opt(&request.dataset).await? {
+            catalogue.push(d);
+        }
+    }
+    if let Err(r) = validate_scenario(scenario, authorization, &catalogue) {
+        return Ok(Err(r));
+    }
+    // First come, first served: only scenarios admitted before this one count.
+    let peers = admitted_peers(scenario, &ctx.scenarios.state());
+    if let Err(r) = check_scenario_count(authorization, peers.len()) {
+        return Ok(Err(r));
+    }
+    Ok(check_aggregate_quota(scenario, authorization, &peers))
+}
+
+/// Live scenarios of the same authorization that hold their place ahead of
+/// `scenario`: created earlier (name breaks ties), not rejected, not closed,
+/// not being deleted.
+pub fn admitted_peers(scenario: &Scenario, all: &[Arc<Scenario>]) -> Vec<Scenario> {
+    let key = |s: &Scenario| (s.metadata.creation_timestamp.clone(), s.name_any());
+    let mine = key(scenario);
+    all.iter()
+        .filter(|s| s.spec.authorization == scenario.spec.authorization)
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .filter(|s| {
+            !matches!(
+                s.status.as_ref().and_then(|st| st.phase),
+                Some(ScenarioPhase::Closed | ScenarioPhase::Rejected)
+            )
+        })
+        .filter(|s| key(s) < mine)
+        .map(|s| (**s).clone())
+        .collect()
+}
+
+/// Refuses the scenario: nothing new is provisioned, and a workspace that
+/// already exists is sealed (compute off, access removed) rather than left open.
+async fn reject(
+    api: &Api<Scenario>,
+    scenario: &Scenario,
+    id: &Identity,
+    ctx: &Context,
+    rejection: Rejection,
+    now: &Time,
+    provisioned: bool,
+) -> Result<(), Error> {
+    if provisioned {
+        seal(id, ctx).await?;
+    }
+    let mut next = scenario.status.clone().unwrap_or_default();
+    next.observed_generation = scenario.metadata.generation;
+    next.phase = Some(ScenarioPhase::Rejected);
+    let message = format!("{}: {}", rejection.field, rejection.message);
+    set_condition(
+        &mut next.conditions,
+        condition(
+            types::READY,
+            false,
+            rejection.reason,
+            message,
+            scenario.metadata.generation,
+            now,
+        ),
+        now,
+    );
+    patch_status(api, scenario, &next).await
+}
+
+/// Stops compute and removes access, keeping volumes: the sealed state.
+pub async fn seal(id: &Identity, ctx: &Context) -> Result<(), Error> {
+    let ns = &id.namespace;
+    delete(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), ns),
+        access::MEMBER_BINDING,
+    )
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    if deployments.get_opt(WORKSPACE).await?.is_some() {
+        let params = kube::api::PatchParams::default();
+        let patch = serde_json::json!({"spec": {"replicas": 0}});
+        deployments
+            .patch(WORKSPACE, &params, &kube::api::Patch::Merge(&patch))
+            .await?;
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    if jobs.get_opt(WORKSPACE).await?.is_some() {
+        let patch = serde_json::json!({"spec": {"suspend": true}});
+        jobs.patch(
+            WORKSPACE,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies the workspace in order (namespace, deny-all policy, quota and
+/// limits, service account, role, bindings, scratch, compute): no pod can
+/// exist before the deny policy does. Returns whether the compute is running.
+async fn provision(
+    api: &Api<Scenario>,
+    scenario: &Scenario,
+    id: &Identity,
+    ctx: &Context,
+    seal_reason: Option<Seal>,
+    expires_at: &Time,
+    now: &Time,
+) -> Result<bool, Error> {
+    let generation = scenario.metadata.generation;
+    let mut next = scenario.status.clone().unwrap_or_default();
+    next.observed_generation = generation;
+    next.expires_at = Some(expires_at.clone());
+    if next.namespace.is_none() {
+        // Recorded before the namespace exists, so a crash in between still
+        // leaves a trace that a workspace may need tearing down.
+        next.namespace = Some(id.namespace.clone());
+        next.phase = Some(ScenarioPhase::Provisioning);
+        set_condition(
+            &mut next.conditions,
+            condition(
+                types::READY,
+                false,
+                reasons::PROVISIONING,
+                "creating the workspace",
+                generation,
+                now,
+            ),
+            now,
+        );
+        patch_status(api, scenario, &next).await?;
+    }
+
+    let client = &ctx.client;
+    let ns = id.namespace.as_str();
+    let spec = &scenario.spec;
+    apply(
+        &Api::<Namespace>::all(client.clone()),
+        &isolation::namespace(id),
+    )
+    .await?;
+    apply(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        &isolation::deny_all(id),
+    )
+    .await?;
+    apply(
+        &Api::<ResourceQuota>::namespaced(client.clone(), ns),
+        &isolation::resource_quota(id, spec),
+    )
+    .await?;
+    apply(
+        &Api::<LimitRange>::namespaced(client.clone(), ns),
+        &isolation::limit_range(id, spec),
+    )
+    .await?;
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &access::service_account(id),
+    )
+    .await?;
+    apply(
+        &Api::<Role>::namespaced(client.clone(), ns),
+        &access::member_role(id),
+    )
+    .await?;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+    match access::member_binding(id, &spec.members) {
+        Some(binding) if seal_reason.is_none() => {
+            apply(&bindings, &binding).await?;
+        }
+        _ => {
+            delete(&bindings, access::MEMBER_BINDING).await?;
+        }
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    apply(
+        &claims,
+        &scratch_claim(id, spec, ctx.settings.storage_class.as_deref()),
+    )
+    .await?;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let running = match compute(id, spec, seal_reason.is_none()) {
+        Compute::Deployment(d) => {
+            delete(&jobs, WORKSPACE).await?;
+            let applied = apply(&deployments, &d).await?;
+            applied
+                .status
+                .and_then(|s| s.available_replicas)
+                .is_some_and(|n| n >= 1)
+        }
+        Compute::Job(j) => {
+            delete(&deployments, WORKSPACE).await?;
+            let applied = apply(&jobs, &j).await?;
+            // A batch workspace counts as running once its Job started
+            // (or finished: its results stay in scratch until teardown).
+            applied.status.is_some_and(|s| {
+                s.active.unwrap_or(0) > 0
+                    || s.succeeded.unwrap_or(0) > 0
+                    || s.failed.unwrap_or(0) > 0
+            })
+        }
+    };
+
+    let sealed = seal_reason.is_some();
+    next.phase = Some(if sealed {
+        ScenarioPhase::Suspended
+    } else if running {
+        ScenarioPhase::Ready
+    } else {
+        ScenarioPhase::Provisioning
+    });
+    let c = &mut next.conditions;
+    let cond =
+        |t, holds, reason: &str, msg: String| condition(t, holds, reason, msg, generation, now);
+    set_condition(
+        c,
+        cond(
+            types::PROVISIONED,
+            true,
+            reasons::WORKSPACE_READY,
+            format!("namespace {ns} and its guards exist"),
+        ),
+        now,
+    );
+    set_condition(
+        c,
+        cond(
+            types::ISOLATED,
+            true,
+            reasons::WORKSPACE_READY,
+            "default-deny network policy for ingress and egress is in place".into(),
+        ),
+        now,
+    );
+    match seal_reason {
+        Some(s) => {
+            set_condition(
+                c,
+                cond(
+                    types::SUSPENDED,
+                    true,
+                    s.reason(),
+                    "compute stopped and access removed; volumes kept".into(),
+                ),
+                now,
+            );
+            set_condition(
+                c,
+                cond(
+                    types::READY,
+                    false,
+                    s.reason(),
+                    "the workspace is sealed".into(),
+                ),
+                now,
+            );
+        }
+        None => {
+            set_condition(
+                c,
+                cond(
+                    types::SUSPENDED,
+                    false,
+                    reasons::WORKSPACE_READY,
+                    "not suspended".into(),
+                ),
+                now,
+            );
+            let (reason, msg) = if running {
+                (
+                    reasons::WORKSPACE_READY,
+                    format!("the workspace runs in {ns}"),
+                )
+            } else {
+                (
+                    reasons::PROVISIONING,
+                    "waiting for the workspace compute to start".to_string(),
+                )
+            };
+            set_condition(c, cond(types::READY, running, reason, msg), now);
+        }
+    }
+    set_condition(
+        c,
+        cond(
+            types::EXPIRED,
+            false,
+            reasons::WORKSPACE_READY,
+            format!("valid until {}", expires_at.0),
+        ),
+        now,
+    );
+    if next.phase != scenario.status.as_ref().and_then(|s| s.phase) {
+        info!(scenario = %id.scenario, phase = ?next.phase, "phase");
+    }
+    patch_status(api, scenario, &next).await?;
+    Ok(running)
+}
