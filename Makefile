@@ -32,9 +32,27 @@ cluster-down: ## stop the local control plane and remove its state
 unit: ## unit tests (no cluster needed)
 	$(CARGO) test --workspace --lib --bins
 
+.PHONY: run
+run: ## the main job: local control plane, operator and the worked examples, until Ctrl-C
+	$(MAKE) cluster-up
+	$(CARGO) build -p cleanroom --bin cleanroom
+	e2e/scripts/run.sh
+
+.PHONY: operator
+operator: ## (re)start the operator beside the running local control plane
+	$(CARGO) build -p cleanroom --bin cleanroom
+	e2e/scripts/operator.sh restart
+
 .PHONY: e2e
-e2e: ## end-to-end tests against the running local control plane
-	KUBECONFIG=$(KUBECONFIG_E2E) $(CARGO) test -p cleanroom-e2e --tests -- --test-threads 4
+e2e: ## end-to-end tests against the running local control plane (starts the operator)
+	$(CARGO) build -p cleanroom --bin cleanroom
+	e2e/scripts/operator.sh restart
+	status=0; KUBECONFIG=$(KUBECONFIG_E2E) $(CARGO) test -p cleanroom-e2e --tests -- --test-threads 4 || status=$$?; \
+	  e2e/scripts/operator.sh stop; exit $$status
+
+.PHONY: crds
+crds: ## regenerate crds/ from the Rust types
+	$(CARGO) run -q -p cleanroom -- crd --out-dir crds
 
 .PHONY: test
 test: ## what CI runs: unit tests, then cluster up, e2e, cluster down (even on failure)

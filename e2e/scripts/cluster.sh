@@ -69,8 +69,10 @@ wait_until() {
 
 stop_all() {
   local i name pid
-  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
-    name=${COMPONENTS[i]}
+  # The operator (operator.sh) runs beside the cluster and goes with it.
+  local all=("${COMPONENTS[@]}" operator)
+  for (( i=${#all[@]}-1; i>=0; i-- )); do
+    name=${all[i]}
     pid=$(pid_of "$name")
     [ -n "$pid" ] || continue
     # Each component leads its own process group: signal the group so that
@@ -79,7 +81,7 @@ stop_all() {
   done
   # A short grace for clean logs; the state is thrown away, so no more is owed.
   local deadline=$(( $(date +%s) + 3 ))
-  for name in "${COMPONENTS[@]}"; do
+  for name in "${all[@]}"; do
     pid=$(pid_of "$name")
     [ -n "$pid" ] || continue
     while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.1; done
