@@ -1,0 +1,490 @@
+//! What the operator's end-to-end tests share (`operator.rs` and `restart.rs`):
+//! valid Authorization and Scenario specs to start from, a [`Fixture`] that
+//! remembers what a test created, dumps it when the test fails and deletes it
+//! either way ([`with_fixture`]), and small readers of a scenario's status.
+//!
+//! Needs the local control plane (`make cluster-up`) and the operator beside
+//! it (`e2e/scripts/operator.sh start`, or `make e2e`).
+//!
+//! Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use cleanroom::api::{Authorization, Condition, Dataset, Scenario, ScenarioPhase};
+use cleanroom_e2e::harness::{client, dump_namespace, log_tails, meta, unique_name, wait_for};
+use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// A unified social credit code whose check character is right (GB 32100-2015).
+pub const CREDIT_CODE: &str = "91350100M000100Y43";
+/// The one person every test authorization names.
+pub const ALICE: &str = "alice@acme.example";
+/// Generous bound for anything that is not about a deadline.
+pub const T: Duration = Duration::from_secs(90);
+/// The finalizer that holds a Scenario until its workspace is wiped and gone.
+pub const FINALIZER: &str = "cleanroom.io/teardown";
+
+/// The repository root (the e2e crate's parent).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `e2e/scripts/operator.sh <verb>` (start, stop, kill, restart).
+pub fn operator(verb: &str) -> Result<()> {
+    let script = repo_root().join("e2e/scripts/operator.sh");
+    let out = std::process::Command::new(&script)
+        .arg(verb)
+        .output()
+        .with_context(|| format!("running {} {verb}", script.display()))?;
+    ensure!(
+        out.status.success(),
+        "operator.sh {verb} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// RFC 3339 at whole seconds, as the API types write times.
+pub fn rfc3339(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The whole second `seconds` from now (negative: in the past).
+pub fn seconds_from_now(seconds: i64) -> Result<Timestamp> {
+    Ok(Timestamp::from_second(
+        Timestamp::now().as_second() + seconds,
+    )?)
+}
+
+const DAY: i64 = 24 * 3600;
+
+/// A valid Authorization spec: in force since yesterday for a year, quota to
+/// spare, `datasets` as its ceiling and [`ALICE`] as its only person.
+pub fn authorization_spec(datasets: &[&str]) -> Result<Value> {
+    Ok(json!({
+        "operator": {"name": "Acme Data Operations Co., Ltd.", "creditCode": CREDIT_CODE},
+        "agreementId": "FZ-SJJ-E2E-001",
+        "validFrom": rfc3339(seconds_from_now(-DAY)?),
+        "validUntil": rfc3339(seconds_from_now(365 * DAY)?),
+        "datasets": datasets,
+        "members": {"users": [ALICE]},
+        "quota": {"cpu": "16", "memory": "64Gi", "storage": "100Gi", "scenarios": 10},
+    }))
+}
+
+/// A valid Scenario spec under `authorization`: a small long-running
+/// workspace on no dataset, entered by [`ALICE`].
+pub fn scenario_spec(authorization: &str) -> Value {
+    json!({
+        "authorization": authorization,
+        "purpose": "end-to-end test of a workspace's life",
+        "workspace": {
+            "image": "registry.example.com/acme/notebook:1.4",
+            "command": ["sleep", "infinity"],
+            "resources": {"cpu": "500m", "memory": "256Mi"},
+            "scratch": "64Mi",
+            "mode": "Service"
+        },
+        "members": {"users": [ALICE]}
+    })
+}
+
+/// A Dataset spec with two columns, `district` and `income`.
+pub fn dataset_spec() -> Value {
+    json!({
+        "provider": "Municipal Statistics Bureau",
+        "classification": "General",
+        "format": "CSV",
+        "source": {"claimName": "raw-e2e", "path": "e2e/2026.csv"},
+        "columns": [
+            {
+                "name": "district",
+                "type": "string",
+                "sensitivity": "QuasiIdentifier",
+                "rule": {"kind": "keep"}
+            },
+            {
+                "name": "income",
+                "type": "decimal",
+                "sensitivity": "None",
+                "rule": {"kind": "noise", "bound": 100.0}
+            }
+        ]
+    })
+}
+
+/// The workspace namespace of a scenario.
+pub fn namespace_of(scenario: &str) -> String {
+    format!("cr-{scenario}")
+}
+
+/// The scenario's phase, if it has one.
+pub fn phase(s: &Scenario) -> Option<ScenarioPhase> {
+    s.status.as_ref()?.phase
+}
+
+/// The scenario's condition of type `type_`.
+pub fn condition<'a>(s: &'a Scenario, type_: &str) -> Option<&'a Condition> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// True if the condition `type_` has status `holds`.
+pub fn has_condition(s: &Scenario, type_: &str, holds: bool) -> bool {
+    let want = if holds { "True" } else { "False" };
+    condition(s, type_).is_some_and(|c| c.status == want)
+}
+
+/// Fails unless the condition `type_` has status `holds` (and `reason`, if given).
+pub fn ensure_condition(
+    s: &Scenario,
+    type_: &str,
+    holds: bool,
+    reason: Option<&str>,
+) -> Result<()> {
+    let c =
+        condition(s, type_).with_context(|| format!("{}: no {type_} condition", s.name_any()))?;
+    let want = if holds { "True" } else { "False" };
+    ensure!(
+        c.status == want,
+        "{}: condition {type_} is {} ({}: {}), expected {want}",
+        s.name_any(),
+        c.status,
+        c.reason,
+        c.message
+    );
+    if let Some(reason) = reason {
+        ensure!(
+            c.reason == reason,
+            "{}: condition {type_} has reason {} ({}), expected {reason}",
+            s.name_any(),
+            c.reason,
+            c.message
+        );
+    }
+    Ok(())
+}
+
+/// Fails unless `meta` carries the labels that tie a child to its scenario.
+pub fn ensure_labelled(
+    what: &str,
+    meta: &ObjectMeta,
+    scenario: &str,
+    authorization: &str,
+) -> Result<()> {
+    let labels = meta.labels.clone().unwrap_or_default();
+    for (key, want) in [
+        ("cleanroom.io/scenario", scenario),
+        ("cleanroom.io/authorization", authorization),
+        ("app.kubernetes.io/managed-by", "cleanroom"),
+    ] {
+        ensure!(
+            labels.get(key).map(String::as_str) == Some(want),
+            "{what} lacks label {key}={want}: {labels:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Names of the PersistentVolumes whose claim was in namespace `ns`.
+pub async fn volumes_of(client: &Client, ns: &str) -> Result<Vec<String>> {
+    let volumes = Api::<PersistentVolume>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(volumes
+        .items
+        .into_iter()
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .and_then(|r| r.namespace.as_deref())
+                == Some(ns)
+        })
+        .map(|pv| pv.name_any())
+        .collect())
+}
+
+/// The error text of a call that should have failed; an error if it succeeded.
+pub fn refusal<K>(result: Result<K>, what: &str) -> Result<String> {
+    match result {
+        Ok(_) => bail!("{what}: the API server accepted it"),
+        Err(e) => Ok(format!("{e:#}")),
+    }
+}
+
+#[derive(Default)]
+struct Created {
+    authorizations: Vec<String>,
+    scenarios: Vec<String>,
+    datasets: Vec<String>,
+}
+
+/// What one test works with: a client, and the record of what it created so
+/// that [`with_fixture`] can dump and delete it.
+#[derive(Clone)]
+pub struct Fixture {
+    pub client: Client,
+    created: Arc<Mutex<Created>>,
+}
+
+impl Fixture {
+    fn created(&self) -> MutexGuard<'_, Created> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn scenarios(&self) -> Api<Scenario> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn authorizations(&self) -> Api<Authorization> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn datasets(&self) -> Api<Dataset> {
+        Api::all(self.client.clone())
+    }
+
+    /// Creates an Authorization named `name` (recorded for cleanup first, so
+    /// even a surprise success is deleted).
+    pub async fn create_authorization(&self, name: &str, spec: Value) -> Result<Authorization> {
+        self.created().authorizations.push(name.to_string());
+        let mut a = Authorization::new(name, serde_json::from_value(spec)?);
+        a.metadata = meta(name);
+        self.authorizations()
+            .create(&PostParams::default(), &a)
+            .await
+            .with_context(|| format!("creating Authorization {name}"))
+    }
+
+    /// Creates a Scenario named `name` (recorded for cleanup first).
+    pub async fn create_scenario(&self, name: &str, spec: Value) -> Result<Scenario> {
+        self.created().scenarios.push(name.to_string());
+        let mut s = Scenario::new(name, serde_json::from_value(spec)?);
+        s.metadata = meta(name);
+        self.scenarios()
+            .create(&PostParams::default(), &s)
+            .await
+            .with_context(|| format!("creating Scenario {name}"))
+    }
+
+    /// Creates a Dataset named `name` (recorded for cleanup first).
+    pub async fn create_dataset(&self, name: &str, spec: Value) -> Result<Dataset> {
+        self.created().datasets.push(name.to_string());
+        let mut d = Dataset::new(name, serde_json::from_value(spec)?);
+        d.metadata = meta(name);
+        self.datasets()
+            .create(&PostParams::default(), &d)
+            .await
+            .with_context(|| format!("creating Dataset {name}"))
+    }
+
+    /// A valid, active Authorization with a unique name; returns the name.
+    pub async fn authorization(&self) -> Result<String> {
+        let name = unique_name("e2e-authz");
+        self.create_authorization(&name, authorization_spec(&[])?)
+            .await?;
+        Ok(name)
+    }
+
+    /// A scenario under `authorization` from [`scenario_spec`] changed by
+    /// `tweak`, with a unique name, once it is Ready.
+    pub async fn ready_scenario(
+        &self,
+        authorization: &str,
+        tweak: impl FnOnce(&mut Value),
+    ) -> Result<Scenario> {
+        let name = unique_name("e2e");
+        let mut spec = scenario_spec(authorization);
+        tweak(&mut spec);
+        self.create_scenario(&name, spec).await?;
+        self.wait_scenario(&name, "Ready=True", T, |s| has_condition(s, "Ready", true))
+            .await
+    }
+
+    /// Waits until the scenario `name` satisfies `holds`.
+    pub async fn wait_scenario(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        holds: impl Fn(&Scenario) -> bool,
+    ) -> Result<Scenario> {
+        wait_for(
+            &self.scenarios(),
+            name,
+            what,
+            timeout,
+            |s: Option<&Scenario>| s.is_some_and(&holds),
+        )
+        .await
+    }
+
+    /// Waits until the authorization `name` satisfies `holds`.
+    pub async fn wait_for_authorization(
+        &self,
+        name: &str,
+        what: &str,
+        holds: impl Fn(&Authorization) -> bool,
+    ) -> Result<Authorization> {
+        wait_for(
+            &self.authorizations(),
+            name,
+            what,
+            T,
+            |a: Option<&Authorization>| a.is_some_and(&holds),
+        )
+        .await
+    }
+
+    /// Merge-patches the scenario's spec.
+    pub async fn patch_scenario(&self, name: &str, spec: Value) -> Result<Scenario> {
+        self.scenarios()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .with_context(|| format!("patching Scenario {name}"))
+    }
+
+    /// Merge-patches the authorization's spec.
+    pub async fn patch_authorization(&self, name: &str, spec: Value) -> Result<Authorization> {
+        self.authorizations()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .with_context(|| format!("patching Authorization {name}"))
+    }
+
+    /// What a failing test should show: each scenario (status included) and
+    /// its namespace, each authorization's status, and the logs.
+    pub async fn dump(&self) -> String {
+        let (scenarios, authorizations) = {
+            let c = self.created();
+            (c.scenarios.clone(), c.authorizations.clone())
+        };
+        let mut out = String::new();
+        for name in &scenarios {
+            out += &format!("===== Scenario {name} =====\n");
+            out += &yaml_of(&self.scenarios(), name).await;
+            out += &dump_namespace(&self.client, &namespace_of(name)).await;
+        }
+        for name in &authorizations {
+            out += &format!("===== Authorization {name} =====\n");
+            out += &yaml_of(&self.authorizations(), name).await;
+        }
+        out += &log_tails(&["operator", "e2e-node"], 60);
+        out
+    }
+
+    /// Deletes what the test created: scenarios first (waiting until their
+    /// teardown let them go), then datasets and authorizations.
+    async fn clean_up(&self) -> Result<()> {
+        let (scenarios, datasets, authorizations) = {
+            let c = self.created();
+            (
+                c.scenarios.clone(),
+                c.datasets.clone(),
+                c.authorizations.clone(),
+            )
+        };
+        let mut problems = Vec::new();
+        for name in &scenarios {
+            if let Err(e) = delete_and_wait(&self.scenarios(), name).await {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        for name in &datasets {
+            if let Err(e) = delete_and_wait(&self.datasets(), name).await {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        for name in &authorizations {
+            if let Err(e) = delete_and_wait(&self.authorizations(), name).await {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("cleaning up: {}", problems.join("; ")))
+        }
+    }
+}
+
+async fn yaml_of<K>(api: &Api<K>, name: &str) -> String
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    match api.get_opt(name).await {
+        Ok(Some(mut o)) => {
+            o.meta_mut().managed_fields = None;
+            serde_yaml::to_string(&o).unwrap_or_default()
+        }
+        Ok(None) => "(absent)\n".to_string(),
+        Err(e) => format!("(could not read it: {e})\n"),
+    }
+}
+
+/// Deletes `name` if present and waits until it is gone (finalizers done).
+async fn delete_and_wait<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug + Send + 'static,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(anyhow!(e).context(format!("deleting {name}"))),
+    }
+    cleanroom_e2e::harness::wait_gone(api, name, T).await
+}
+
+/// Runs `body` with a fresh [`Fixture`]. When it fails, prints the scenarios,
+/// their namespaces, the authorizations and the logs; either way deletes what
+/// it created. A cleanup that fails (something would not go) fails the test.
+pub async fn with_fixture<F, Fut, R>(body: F) -> Result<R>
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    let fixture = Fixture {
+        client: client().await?,
+        created: Arc::default(),
+    };
+    let result = body(fixture.clone()).await;
+    if let Err(e) = &result {
+        eprintln!("test failed: {e:#}\n{}", fixture.dump().await);
+    }
+    let cleaned = fixture.clean_up().await;
+    match (result, cleaned) {
+        (Ok(r), Ok(())) => Ok(r),
+        (Ok(_), Err(e)) => {
+            eprintln!("{}", fixture.dump().await);
+            Err(e)
+        }
+        (Err(e), Err(c)) => {
+            eprintln!("cleanup after the failure failed too: {c:#}");
+            Err(e)
+        }
+        (Err(e), Ok(())) => Err(e),
+    }
+}
