@@ -58,6 +58,8 @@ pub mod reasons {
     pub const WIPE_VERIFIED: &str = "WipeVerified";
     /// A wipe failed.
     pub const WIPE_FAILED: &str = "WipeFailed";
+    /// A reconcile failed (an API error); it is retried.
+    pub const RECONCILE_ERROR: &str = "ReconcileError";
 
     // Rejections (see `crate::rules`).
     /// A dataset is outside the authorization's ceiling.

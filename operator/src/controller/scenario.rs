@@ -32,10 +32,35 @@ use crate::workspace::{Identity, access, isolation};
 /// a pod starting); watches usually wake the reconcile before that.
 const SOON: Duration = Duration::from_secs(5);
 
-/// Reconciles one Scenario.
+/// Reconciles one Scenario. A failure is also shown in its Ready condition
+/// (best effort), so `kubectl describe` says why nothing happens.
 pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = reconcile_inner(&scenario, &ctx).await;
+    if let Err(error) = &result {
+        let api: Api<Scenario> = Api::all(ctx.client.clone());
+        let now = Time(Timestamp::now());
+        let mut status = scenario.status.clone().unwrap_or_default();
+        let message = format!("reconcile failed ({}): {error}; retrying", error.category());
+        set_condition(
+            &mut status.conditions,
+            condition(
+                types::READY,
+                false,
+                reasons::RECONCILE_ERROR,
+                message,
+                scenario.metadata.generation,
+                &now,
+            ),
+            &now,
+        );
+        let _ = patch_status(&api, &scenario, &status).await;
+    }
+    result
+}
+
+async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, Error> {
     let name = scenario.name_any();
-    let id = Identity::of(&scenario)
+    let id = Identity::of(scenario)
         .ok_or_else(|| Error::MissingField(format!("Scenario {name}"), "name or uid"))?;
     let api: Api<Scenario> = Api::all(ctx.client.clone());
     let now = Time(Timestamp::now());
@@ -44,20 +69,20 @@ pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Act
     if status.phase == Some(ScenarioPhase::Closed) {
         // Closed is final: the record stays, nothing is recreated.
         if scenario.metadata.deletion_timestamp.is_some() {
-            super::kube_ops::remove_finalizer(&api, &scenario).await?;
+            super::kube_ops::remove_finalizer(&api, scenario).await?;
         }
         return Ok(Action::await_change());
     }
     if scenario.metadata.deletion_timestamp.is_none() {
-        ensure_finalizer(&api, &scenario).await?;
+        ensure_finalizer(&api, scenario).await?;
     }
 
     let authorization = Api::<Authorization>::all(ctx.client.clone())
         .get_opt(&scenario.spec.authorization)
         .await?;
     let provisioned = status.namespace.is_some();
-    match decide(&scenario, authorization.as_ref(), provisioned, &now) {
-        Decision::TearDown(end) => teardown::run(&scenario, &id, end, &ctx, &now).await,
+    match decide(scenario, authorization.as_ref(), provisioned, &now) {
+        Decision::TearDown(end) => teardown::run(scenario, &id, end, ctx, &now).await,
         Decision::Wait {
             reason,
             message,
@@ -78,7 +103,7 @@ pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Act
                 ),
                 &now,
             );
-            patch_status(&api, &scenario, &next).await?;
+            patch_status(&api, scenario, &next).await?;
             Ok(match at.as_ref().and_then(|at| until(&now, at)) {
                 Some(wait) => Action::requeue(wait),
                 None => Action::await_change(),
@@ -92,11 +117,11 @@ pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Act
                 ));
             };
             let wake_at_expiry = until(&now, &expires_at).unwrap_or(SOON);
-            if let Err(rejection) = admit(&scenario, &authorization, &ctx).await? {
-                reject(&api, &scenario, &id, &ctx, rejection, &now, provisioned).await?;
+            if let Err(rejection) = admit(scenario, &authorization, ctx).await? {
+                reject(&api, scenario, &id, ctx, rejection, &now, provisioned).await?;
                 return Ok(Action::requeue(wake_at_expiry));
             }
-            let running = provision(&api, &scenario, &id, &ctx, seal, &expires_at, &now).await?;
+            let running = provision(&api, scenario, &id, ctx, seal, &expires_at, &now).await?;
             Ok(Action::requeue(if running || seal.is_some() {
                 wake_at_expiry
             } else {

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::Identity;
 use crate::api::ScenarioSpec;
+use crate::rules::quantity;
 
 /// Name of the default-deny network policy.
 pub const DENY_ALL: &str = "deny-all";
@@ -86,27 +87,37 @@ pub fn resource_quota(id: &Identity, spec: &ScenarioSpec) -> ResourceQuota {
     }
 }
 
+/// `preferred`, or `ceiling` when that is smaller (or cannot be compared):
+/// a LimitRange default above its max is invalid.
+fn at_most(preferred: &str, ceiling: &Quantity) -> Quantity {
+    match (quantity::parse(preferred), quantity::parse(&ceiling.0)) {
+        (Ok(p), Ok(c)) if p <= c => q(preferred),
+        _ => ceiling.clone(),
+    }
+}
+
 /// Defaults for any container that does not say (agent pods), so the quota
 /// above can always be evaluated, and a ceiling equal to the workspace's size.
 pub fn limit_range(id: &Identity, spec: &ScenarioSpec) -> LimitRange {
-    let ws = &spec.workspace;
-    let pair = |cpu: &str, memory: &str| {
-        BTreeMap::from([
-            ("cpu".to_string(), q(cpu)),
-            ("memory".to_string(), q(memory)),
-        ])
-    };
+    let (cpu, memory) = (
+        &spec.workspace.resources.cpu.0,
+        &spec.workspace.resources.memory.0,
+    );
+    let defaults = BTreeMap::from([
+        ("cpu".to_string(), at_most("100m", cpu)),
+        ("memory".to_string(), at_most("128Mi", memory)),
+    ]);
     let max = BTreeMap::from([
-        ("cpu".to_string(), ws.resources.cpu.0.clone()),
-        ("memory".to_string(), ws.resources.memory.0.clone()),
+        ("cpu".to_string(), cpu.clone()),
+        ("memory".to_string(), memory.clone()),
     ]);
     LimitRange {
         metadata: id.meta(LIMITS),
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
-                default: Some(pair("100m", "128Mi")),
-                default_request: Some(pair("100m", "128Mi")),
+                default: Some(defaults.clone()),
+                default_request: Some(defaults),
                 max: Some(max),
                 ..LimitRangeItem::default()
             }],
@@ -170,6 +181,18 @@ mod tests {
         assert_eq!(hard["requests.storage"].0, "10Gi");
         assert_eq!(hard["persistentvolumeclaims"].0, "2");
         assert_eq!(hard["services.loadbalancers"].0, "0");
+    }
+
+    #[test]
+    fn limit_range_defaults_never_exceed_a_small_workspace() {
+        let mut small = spec();
+        small.workspace.resources.memory = "64Mi".into();
+        small.workspace.resources.cpu = "50m".into();
+        let lr = limit_range(&identity(), &small);
+        let item = &lr.spec.unwrap().limits[0];
+        assert_eq!(item.default.as_ref().unwrap()["memory"].0, "64Mi");
+        assert_eq!(item.default_request.as_ref().unwrap()["cpu"].0, "50m");
+        assert_eq!(item.max.as_ref().unwrap()["memory"].0, "64Mi");
     }
 
     #[test]
