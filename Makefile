@@ -50,6 +50,14 @@ e2e: ## end-to-end tests against the running local control plane (starts the ope
 	status=0; KUBECONFIG=$(KUBECONFIG_E2E) $(CARGO) test -p cleanroom-e2e --tests -- --test-threads 4 || status=$$?; \
 	  e2e/scripts/operator.sh stop; exit $$status
 
+.PHONY: bench
+bench: ## figures: 300 scenarios at once (time to Ready, RSS, teardown after expiry), release builds
+	$(MAKE) cluster-up
+	$(CARGO) build --release -p cleanroom --bin cleanroom -p cleanroom-e2e --bin cleanroom-bench
+	CLEANROOM_OPERATOR_BIN=$(CURDIR)/target/release/cleanroom e2e/scripts/operator.sh restart
+	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-bench --scenarios $${SCENARIOS:-300}
+	e2e/scripts/operator.sh stop
+
 .PHONY: crds
 crds: ## regenerate crds/ from the Rust types
 	$(CARGO) run -q -p cleanroom -- crd --out-dir crds
