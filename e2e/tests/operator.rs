@@ -5,9 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::chown;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -16,7 +14,8 @@ use cleanroom_e2e::harness::{unique_name, wait_for, wait_gone};
 use common::{
     ALICE, FINALIZER, Fixture, T, authorization_spec, condition, dataset_spec, ensure_condition,
     ensure_labelled, has_condition, namespace_of, phase, refusal, rfc3339, scenario_spec,
-    seconds_from_now, volumes_of, with_fixture,
+    scratch_volume, seconds_from_now, volumes_of, with_fixture, workspace_owned_dir,
+    write_as_workspace,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -30,9 +29,6 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-
-/// Uid and gid of every workspace and agent process.
-const WORKSPACE_UID: u32 = 65532;
 
 fn from_json<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<K> {
     serde_json::from_value(v).context("test object does not deserialize")
@@ -888,29 +884,6 @@ async fn ensure_closed(fx: &Fixture, name: &str, volumes: &[String]) -> Result<S
     Ok(s)
 }
 
-/// The volume bound to the scenario's scratch claim.
-async fn scratch_volume(client: &Client, scenario: &str) -> Result<PersistentVolume> {
-    let claims: Api<PersistentVolumeClaim> =
-        Api::namespaced(client.clone(), &namespace_of(scenario));
-    let pvc = wait_for(
-        &claims,
-        "scratch",
-        "claim Bound",
-        T,
-        |c: Option<&PersistentVolumeClaim>| {
-            c.and_then(|c| c.status.as_ref()?.phase.as_deref()) == Some("Bound")
-        },
-    )
-    .await?;
-    let pv = pvc
-        .spec
-        .and_then(|s| s.volume_name)
-        .context("bound claim without a volume")?;
-    Ok(Api::<PersistentVolume>::all(client.clone())
-        .get(&pv)
-        .await?)
-}
-
 /// Watches the scenario closely across `deadline` (its effective end) and
 /// fails unless teardown is first seen no earlier than the deadline and no
 /// later than 2 s after it. Then waits for it to close, expired with `reason`,
@@ -1146,20 +1119,6 @@ async fn a_deleted_scenario_is_torn_down_before_it_disappears() -> Result<()> {
     .await
 }
 
-/// Writes `content` at `relative` under `root`, owned by the workspace uid.
-fn write_as_workspace(root: &Path, relative: &str, content: &[u8]) -> Result<PathBuf> {
-    let path = root.join(relative);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        chown(dir, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
-    }
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    chown(&path, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
-    Ok(path)
-}
-
 #[tokio::test]
 async fn teardown_overwrites_the_scratch_bytes_and_attests_before_deleting_the_claim() -> Result<()>
 {
@@ -1168,14 +1127,7 @@ async fn teardown_overwrites_the_scratch_bytes_and_attests_before_deleting_the_c
         let name = fx.ready_scenario(&authz, |_| {}).await?.name_any();
         let ns = namespace_of(&name);
         let pv = scratch_volume(&fx.client, &name).await?;
-        let root = PathBuf::from(
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.host_path.as_ref())
-                .map(|h| h.path.clone())
-                .context("the scratch volume is not a hostPath volume")?,
-        );
-        chown(&root, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
+        let root = workspace_owned_dir(&pv)?;
         let notes = b"district income notes, not to leave the room\n".repeat(20);
         let table: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
         write_as_workspace(&root, "notes.txt", &notes)?;

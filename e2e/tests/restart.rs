@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use cleanroom::api::ScenarioPhase;
-use common::{T, ensure_condition, namespace_of, operator, phase, volumes_of, with_fixture};
+use common::{
+    Fixture, T, ensure_condition, namespace_of, operator, phase, scratch_volume, volumes_of,
+    with_fixture, workspace_owned_dir, write_as_workspace,
+};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -40,79 +43,96 @@ async fn killing_the_operator_mid_teardown_leaks_and_duplicates_nothing() -> Res
     let _comes_back = OperatorComesBack;
     operator("start")?;
     with_fixture(|fx| async move {
-        let authz = fx.authorization().await?;
-        let name = fx.ready_scenario(&authz, |_| {}).await?.name_any();
-        let ns = namespace_of(&name);
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(fx.client.clone(), &ns);
-        let volume = claims
-            .get("scratch")
-            .await?
-            .spec
-            .and_then(|s| s.volume_name)
-            .unwrap_or_default();
-        ensure!(!volume.is_empty(), "the scratch claim is not bound");
-
-        fx.patch_scenario(&name, json!({"state": "Revoked", "reason": "crash drill"}))
-            .await?;
-
-        // First crash: as soon as the wipe Job exists.
-        let jobs: Api<Job> = Api::namespaced(fx.client.clone(), &ns);
-        let started = Instant::now();
-        while jobs.get_opt("wipe-scratch").await?.is_none() {
-            ensure!(started.elapsed() < T, "no wipe Job within {T:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let result = crash_drill(&fx).await;
+        if result.is_err() {
+            // Before the fixture's cleanup, which needs the operator to let
+            // the Scenario go.
+            let _ = operator("start");
         }
-        let wiping_after = started.elapsed();
-        crash_and_restart()?;
-
-        // Second crash: as soon as the attestation is recorded, while the
-        // claim and the namespace are (being) deleted, unless already Closed.
-        let started_again = Instant::now();
-        let attested = fx
-            .wait_scenario(&name, "an attestation", T, |s| {
-                s.status.as_ref().is_some_and(|st| !st.wipes.is_empty())
-            })
-            .await?;
-        let second_crash = phase(&attested) != Some(ScenarioPhase::Closed);
-        if second_crash {
-            crash_and_restart()?;
-        }
-        eprintln!(
-            "restart: killed {wiping_after:?} after revoking (wipe Job seen); attestation seen \
-             {:?} after the restart; second kill: {second_crash}",
-            started_again.elapsed()
-        );
-
-        let s = fx
-            .wait_scenario(&name, "phase Closed", T, |s| {
-                phase(s) == Some(ScenarioPhase::Closed)
-            })
-            .await?;
-        ensure_condition(&s, "Revoked", true, Some("RevokedByRequest"))?;
-        ensure_condition(&s, "Wiped", true, Some("WipeVerified"))?;
-        let wipes = s.status.map(|st| st.wipes).unwrap_or_default();
-        let claims_wiped: Vec<String> = wipes.iter().map(|w| w.claim.clone()).collect();
-        ensure!(
-            claims_wiped == ["scratch"],
-            "expected exactly one attestation, for scratch; got {claims_wiped:?}"
-        );
-        ensure!(
-            Api::<Namespace>::all(fx.client.clone())
-                .get_opt(&ns)
-                .await?
-                .is_none(),
-            "{ns} survived"
-        );
-        let left = volumes_of(&fx.client, &ns).await?;
-        ensure!(left.is_empty(), "volumes of {ns} remain: {left:?}");
-        ensure!(
-            Api::<PersistentVolume>::all(fx.client.clone())
-                .get_opt(&volume)
-                .await?
-                .is_none(),
-            "volume {volume} remains"
-        );
-        Ok(())
+        result
     })
     .await
+}
+
+/// Revokes a Ready scenario and crashes the operator twice during its
+/// teardown; then checks that the teardown finished exactly once.
+async fn crash_drill(fx: &Fixture) -> Result<()> {
+    let authz = fx.authorization().await?;
+    let name = fx.ready_scenario(&authz, |_| {}).await?.name_any();
+    let ns = namespace_of(&name);
+    let pv = scratch_volume(&fx.client, &name).await?;
+    let volume = pv.name_any();
+    // Something to wipe: a wipe run again over the already wiped volume
+    // would report no file, so the one attestation must report this one.
+    let content = vec![b'z'; 3000];
+    write_as_workspace(&workspace_owned_dir(&pv)?, "model.bin", &content)?;
+
+    fx.patch_scenario(&name, json!({"state": "Revoked", "reason": "crash drill"}))
+        .await?;
+
+    // First crash: as soon as the wipe Job exists.
+    let jobs: Api<Job> = Api::namespaced(fx.client.clone(), &ns);
+    let started = Instant::now();
+    while jobs.get_opt("wipe-scratch").await?.is_none() {
+        ensure!(started.elapsed() < T, "no wipe Job within {T:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wiping_after = started.elapsed();
+    crash_and_restart()?;
+
+    // Second crash: as soon as the attestation is recorded, while the
+    // claim and the namespace are (being) deleted, unless already Closed.
+    let started_again = Instant::now();
+    let attested = fx
+        .wait_scenario(&name, "an attestation", T, |s| {
+            s.status.as_ref().is_some_and(|st| !st.wipes.is_empty())
+        })
+        .await?;
+    let second_crash = phase(&attested) != Some(ScenarioPhase::Closed);
+    if second_crash {
+        crash_and_restart()?;
+    }
+    eprintln!(
+        "restart: killed {wiping_after:?} after revoking (wipe Job seen); attestation seen \
+         {:?} after the restart; second kill: {second_crash}",
+        started_again.elapsed()
+    );
+
+    let s = fx
+        .wait_scenario(&name, "phase Closed", T, |s| {
+            phase(s) == Some(ScenarioPhase::Closed)
+        })
+        .await?;
+    ensure_condition(&s, "Revoked", true, Some("RevokedByRequest"))?;
+    ensure_condition(&s, "Wiped", true, Some("WipeVerified"))?;
+    let wipes = s.status.map(|st| st.wipes).unwrap_or_default();
+    let claims_wiped: Vec<String> = wipes.iter().map(|w| w.claim.clone()).collect();
+    ensure!(
+        claims_wiped == ["scratch"],
+        "expected exactly one attestation, for scratch; got {claims_wiped:?}"
+    );
+    ensure!(
+        wipes[0].files == 1 && wipes[0].bytes == content.len() as i64,
+        "the attestation reports {} files and {} bytes, not the 1 file of {} bytes written",
+        wipes[0].files,
+        wipes[0].bytes,
+        content.len()
+    );
+    ensure!(
+        Api::<Namespace>::all(fx.client.clone())
+            .get_opt(&ns)
+            .await?
+            .is_none(),
+        "{ns} survived"
+    );
+    let left = volumes_of(&fx.client, &ns).await?;
+    ensure!(left.is_empty(), "volumes of {ns} remain: {left:?}");
+    ensure!(
+        Api::<PersistentVolume>::all(fx.client.clone())
+            .get_opt(&volume)
+            .await?
+            .is_none(),
+        "volume {volume} remains"
+    );
+    Ok(())
 }

@@ -10,14 +10,16 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::chown;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use cleanroom::api::{Authorization, Condition, Dataset, Scenario, ScenarioPhase};
 use cleanroom_e2e::harness::{client, dump_namespace, log_tails, meta, unique_name, wait_for};
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -28,6 +30,8 @@ use serde_json::{Value, json};
 
 /// A unified social credit code whose check character is right (GB 32100-2015).
 pub const CREDIT_CODE: &str = "91350100M000100Y43";
+/// Uid and gid of every workspace and agent process.
+pub const WORKSPACE_UID: u32 = 65532;
 /// The one person every test authorization names.
 pub const ALICE: &str = "alice@acme.example";
 /// Generous bound for anything that is not about a deadline.
@@ -487,4 +491,55 @@ where
         }
         (Err(e), Ok(())) => Err(e),
     }
+}
+
+/// The volume bound to the scenario's scratch claim.
+pub async fn scratch_volume(client: &Client, scenario: &str) -> Result<PersistentVolume> {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &namespace_of(scenario));
+    let pvc = wait_for(
+        &claims,
+        "scratch",
+        "claim Bound",
+        T,
+        |c: Option<&PersistentVolumeClaim>| {
+            c.and_then(|c| c.status.as_ref()?.phase.as_deref()) == Some("Bound")
+        },
+    )
+    .await?;
+    let pv = pvc
+        .spec
+        .and_then(|s| s.volume_name)
+        .context("bound claim without a volume")?;
+    Ok(Api::<PersistentVolume>::all(client.clone())
+        .get(&pv)
+        .await?)
+}
+
+/// The host directory behind a hostPath volume (the e2e node's volumes live
+/// on this machine), handed to the workspace uid as a workspace would own it.
+pub fn workspace_owned_dir(pv: &PersistentVolume) -> Result<PathBuf> {
+    let root = PathBuf::from(
+        pv.spec
+            .as_ref()
+            .and_then(|s| s.host_path.as_ref())
+            .map(|h| h.path.clone())
+            .context("the volume is not a hostPath volume")?,
+    );
+    chown(&root, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
+    Ok(root)
+}
+
+/// Writes `content` at `relative` under `root`, owned by the workspace uid.
+pub fn write_as_workspace(root: &Path, relative: &str, content: &[u8]) -> Result<PathBuf> {
+    let path = root.join(relative);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        chown(dir, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
+    }
+    let mut f = std::fs::File::create(&path)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    chown(&path, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
+    Ok(path)
 }
