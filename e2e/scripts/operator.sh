@@ -17,6 +17,9 @@ PIDFILE=$RUN/operator.pid
 LOG=$CLUSTER_DIR/logs/operator.log
 BIN=${CLEANROOM_OPERATOR_BIN:-$REPO_DIR/target/debug/cleanroom}
 export KUBECONFIG=$CLUSTER_DIR/kubeconfig
+# Health and metrics on any free loopback port (logged), so that the shared
+# instance never collides with operators that tests start themselves.
+export CLEANROOM_METRICS_ADDR=${CLEANROOM_METRICS_ADDR:-127.0.0.1:0}
 
 alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 

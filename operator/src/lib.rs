@@ -5,6 +5,9 @@ pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod crdgen;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod rules;
 pub mod workspace;
 

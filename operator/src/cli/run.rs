@@ -1,11 +1,22 @@
 //! `cleanroom run`: the operator itself.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use clap::Args;
+use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 use crate::controller::{self, Settings};
+use crate::http::{self, Health};
+use crate::leader::{self, Elector, Timing};
+use crate::metrics::Metrics;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  cleanroom run
+  cleanroom run --leader-elect --lease-namespace cleanroom-system
+  CLEANROOM_METRICS_ADDR=127.0.0.1:0 cleanroom run      # any free port (logged)")]
 pub(super) struct RunArgs {
     /// Image of the data-plane agent, run by wipe (and later data preparation) Jobs.
     #[arg(long, env = "CLEANROOM_AGENT_IMAGE", default_value = concat!("cleanroom/agent:", env!("CARGO_PKG_VERSION")))]
@@ -16,6 +27,21 @@ pub(super) struct RunArgs {
     /// Log as JSON lines (for log pipelines) instead of text.
     #[arg(long, env = "CLEANROOM_LOG_JSON")]
     pub(super) log_json: bool,
+    /// Address of /healthz, /readyz and /metrics (port 0: any free port, logged at start).
+    #[arg(long, env = "CLEANROOM_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub(super) metrics_addr: SocketAddr,
+    /// Run the controllers only while holding a Lease, so that several replicas can run.
+    #[arg(long, env = "CLEANROOM_LEADER_ELECT")]
+    pub(super) leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "cleanroom-operator")]
+    pub(super) lease_name: String,
+    /// Namespace of the Lease (must exist).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cleanroom-system")]
+    pub(super) lease_namespace: String,
+    /// This replica's identity in the Lease [default: host name and process id].
+    #[arg(long)]
+    pub(super) identity: Option<String>,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -36,7 +62,86 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(async move {
+            let metrics = Arc::new(Metrics::new());
+            let health = Arc::new(Health::default());
+            let (listener, _) = http::bind(args.metrics_addr).await?;
+            let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
             let client = kube::Client::try_default().await?;
-            controller::run(client, settings).await
+            let result = if args.leader_elect {
+                let lease = leader::Settings {
+                    name: args.lease_name,
+                    namespace: args.lease_namespace,
+                    identity: args.identity.unwrap_or_else(leader::default_identity),
+                    timing: Timing::default(),
+                };
+                run_elected(client, settings, lease, metrics, health).await
+            } else {
+                metrics.set_leader(true);
+                controller::run(client, settings, metrics, health).await
+            };
+            server.abort();
+            result
         })
+}
+
+/// Stands by until this replica holds the lease, then runs the controllers
+/// while renewing it. Losing it ends the process at once; a signal stops the
+/// controllers, then releases the lease for a fast handover.
+async fn run_elected(
+    client: kube::Client,
+    settings: Settings,
+    lease: leader::Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
+    let identity = lease.identity.clone();
+    let elector = Arc::new(Elector::new(client.clone(), lease).await?);
+    // A standby that can read the lease is healthy and ready to take over.
+    health.set_ready(true);
+    metrics.set_leader(false);
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown_signal() => {
+            info!(%identity, "stopped while standing by");
+            return Ok(());
+        }
+    }
+    metrics.set_leader(true);
+    let mut holder = {
+        let elector = elector.clone();
+        tokio::spawn(async move { elector.hold().await })
+    };
+    tokio::select! {
+        result = controller::run(client, settings, metrics.clone(), health) => {
+            holder.abort();
+            metrics.set_leader(false);
+            if let Err(e) = elector.release().await {
+                error!(error = %format!("{e:#}"), "could not release the leader lease; a standby takes over when it expires");
+            }
+            result
+        }
+        lost = &mut holder => {
+            let why = match lost {
+                Ok(lost) => lost.to_string(),
+                Err(e) => format!("the renewal task ended: {e}"),
+            };
+            error!(%identity, reason = %why, "lost the leader lease: exiting at once so that this replica stops reconciling");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

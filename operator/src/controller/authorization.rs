@@ -16,6 +16,7 @@ use crate::api::{
     Authorization, AuthorizationPhase, AuthorizationStatus, Scenario, ScenarioPhase, State, Time,
 };
 use crate::conditions::{condition, reasons, set_condition, types};
+use crate::metrics::Kind;
 use crate::rules::validate_authorization;
 use crate::workspace::FIELD_MANAGER;
 
@@ -58,10 +59,24 @@ pub fn phase(a: &Authorization, now: &Time) -> (AuthorizationPhase, &'static str
     }
 }
 
-/// Reconciles one Authorization.
+/// Reconciles one Authorization (counted and timed in the metrics).
 pub async fn reconcile(
     authorization: Arc<Authorization>,
     ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(authorization, &ctx).await;
+    ctx.metrics.reconciled(
+        Kind::Authorization,
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
+}
+
+async fn reconcile_inner(
+    authorization: Arc<Authorization>,
+    ctx: &Context,
 ) -> Result<Action, Error> {
     let name = authorization.name_any();
     let now = Time(Timestamp::now());
@@ -133,7 +148,7 @@ pub async fn reconcile(
         ),
         &now,
     );
-    write_status(&ctx, &authorization, &status).await?;
+    write_status(ctx, &authorization, &status).await?;
 
     // Wake up exactly at the next deadline.
     let next = [

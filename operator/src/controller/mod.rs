@@ -26,6 +26,8 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{Authorization, Scenario};
+use crate::http::Health;
+use crate::metrics::Metrics;
 use crate::workspace::labels;
 
 /// Finalizer that holds a Scenario until its workspace is wiped and gone.
@@ -48,6 +50,8 @@ pub struct Context {
     pub settings: Settings,
     /// Every Scenario, as the controller's cache sees it (for counts and quota sums).
     pub scenarios: Store<Scenario>,
+    /// Counters and timings (see [`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
 }
 
 /// What can go wrong in a reconcile. Each has a category for metrics and Events.
@@ -92,8 +96,14 @@ fn scenario_of(
         .map(|name| ObjectRef::new(name))
 }
 
-/// Runs both controllers until the process is told to stop.
-pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
+/// Runs both controllers until the process is told to stop; `health` turns
+/// ready once both caches have synced.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
     let scenarios: Api<Scenario> = Api::all(client.clone());
     let authorizations: Api<Authorization> = Api::all(client.clone());
     let managed =
@@ -105,6 +115,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         client: client.clone(),
         settings,
         scenarios: store.clone(),
+        metrics: metrics.clone(),
     });
 
     // An authorization's change (state, validity, members, quota) may change
@@ -144,7 +155,20 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         });
 
     // Scenarios count against their authorization: recount when one changes.
-    let authorization_loop = Controller::new(authorizations, watcher::Config::default())
+    let authorization_controller = Controller::new(authorizations, watcher::Config::default());
+    metrics.watch(store.clone(), authorization_controller.store());
+    let synced = {
+        let (scenarios, authorizations) = (store.clone(), authorization_controller.store());
+        async move {
+            if scenarios.wait_until_ready().await.is_ok()
+                && authorizations.wait_until_ready().await.is_ok()
+            {
+                info!("caches synced");
+                health.set_ready(true);
+            }
+        }
+    };
+    let authorization_loop = authorization_controller
         .watches(
             Api::<Scenario>::all(client),
             watcher::Config::default(),
@@ -159,7 +183,9 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         });
 
     info!("controllers started");
+    let synced = tokio::spawn(synced);
     futures::join!(scenario_loop, authorization_loop);
+    synced.abort();
     info!("controllers stopped");
     Ok(())
 }

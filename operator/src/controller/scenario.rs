@@ -21,6 +21,7 @@ use super::lifecycle::{Decision, Seal, decide, until};
 use super::{Context, Error, teardown};
 use crate::api::{Authorization, Dataset, Scenario, ScenarioPhase, Time};
 use crate::conditions::{condition, reasons, set_condition, types};
+use crate::metrics::Kind;
 use crate::rules::{
     Rejection, check_aggregate_quota, check_scenario_count, validate_authorization,
     validate_scenario,
@@ -35,7 +36,13 @@ const SOON: Duration = Duration::from_secs(5);
 /// Reconciles one Scenario. A failure is also shown in its Ready condition
 /// (best effort), so `kubectl describe` says why nothing happens.
 pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let result = reconcile_inner(&scenario, &ctx).await;
+    ctx.metrics.reconciled(
+        Kind::Scenario,
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
     if let Err(error) = &result {
         let api: Api<Scenario> = Api::all(ctx.client.clone());
         let now = Time(Timestamp::now());

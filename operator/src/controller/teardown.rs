@@ -235,6 +235,7 @@ async fn step(
         match wipe(id, ctx, &claim_name, now).await? {
             WipeState::Running => pending = true,
             WipeState::Attested(a) => {
+                ctx.metrics.wiped(a.bytes);
                 status.wipes.push(a);
                 set_condition(
                     &mut status.conditions,
