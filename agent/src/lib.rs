@@ -1,5 +1,12 @@
-//! The cleanroom data-plane agent, run inside Jobs: `wipe` (and later
-//! `desensitize`, `scan`). The logic lives here so it is unit-tested; the
-//! binary only parses arguments and reports.
+//! The cleanroom data-plane agent, run inside Jobs: `wipe` and
+//! `desensitize` (and later `scan`). The logic lives here so it is
+//! unit-tested; the binary only parses arguments and reports.
 
+pub mod desensitize;
+pub mod formats;
+pub mod plan;
+pub mod recognize;
+pub mod report;
+pub mod rules;
+pub mod sample;
 pub mod wipe;

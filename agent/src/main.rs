@@ -2,6 +2,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cleanroom_agent::desensitize::{self, Format};
+use cleanroom_agent::plan::Plan;
 use cleanroom_agent::wipe;
 
 /// The cleanroom data-plane agent.
@@ -28,6 +30,30 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
         termination_log: PathBuf,
     },
+    /// Stream a raw file through a desensitization plan (column subset,
+    /// per-column masking rules, sampling) into a prepared file of the same
+    /// format, and print a report as one JSON line.
+    Desensitize {
+        /// The raw file.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// The prepared file (written under a temporary name, renamed on success).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// Format of both files.
+        #[arg(long, value_enum)]
+        format: Format,
+        /// The plan (JSON; see agent/README.md).
+        #[arg(long, value_name = "PLAN.json")]
+        plan: PathBuf,
+        /// The per-scenario HMAC key for `hash` (a mounted Secret file).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Where the report is also written for Kubernetes (skipped when its
+        /// directory does not exist).
+        #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,7 +63,65 @@ fn main() -> ExitCode {
             max_bytes,
             termination_log,
         } => run_wipe(&path, max_bytes, &termination_log),
+        Command::Desensitize {
+            input,
+            output,
+            format,
+            plan,
+            key_file,
+            termination_log,
+        } => run_desensitize(input, output, format, &plan, key_file, &termination_log),
     }
+}
+
+fn run_desensitize(
+    input: PathBuf,
+    output: PathBuf,
+    format: Format,
+    plan: &std::path::Path,
+    key_file: Option<PathBuf>,
+    termination_log: &std::path::Path,
+) -> ExitCode {
+    let prepared = std::fs::read_to_string(plan)
+        .map_err(|e| format!("cannot read the plan {}: {e}", plan.display()))
+        .and_then(|text| Plan::from_json(&text))
+        .and_then(|plan| {
+            let key = key_file.as_deref().map(desensitize::read_key).transpose()?;
+            Ok(desensitize::Options {
+                input,
+                output,
+                format,
+                plan,
+                key,
+            })
+        });
+    let (json, code) = match prepared {
+        Err(e) => {
+            eprintln!("agent desensitize: {e}");
+            (wipe::error_json(&e), ExitCode::FAILURE)
+        }
+        Ok(opts) => match desensitize::run(&opts) {
+            Ok(report) => {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                (report.to_json_limited(), ExitCode::SUCCESS)
+            }
+            Err(failure) => {
+                let report = failure.report;
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                if let Some(e) = &report.error {
+                    eprintln!("agent desensitize: {e}");
+                }
+                (report.to_json_limited(), ExitCode::FAILURE)
+            }
+        },
+    };
+    if let Err(e) = wipe::write_termination_log(termination_log, &json) {
+        eprintln!(
+            "agent desensitize: cannot write {}: {e}",
+            termination_log.display()
+        );
+    }
+    code
 }
 
 fn run_wipe(
