@@ -1,7 +1,17 @@
 //! The `cleanroom` command line: one module per subcommand.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage (clap), 3 the object does not
+//! exist, 4 the transition is not allowed (for example out of Revoked).
 
+mod common;
 mod crd;
+mod render;
+mod renew;
+mod resume;
+mod revoke;
 mod run;
+mod status;
+mod suspend;
 
 use std::process::ExitCode;
 
@@ -9,7 +19,13 @@ use clap::{Parser, Subcommand};
 
 /// The cleanroom operator: authorized operation domains for public data on Kubernetes.
 #[derive(Parser, Debug)]
-#[command(name = "cleanroom", version, about)]
+#[command(
+    name = "cleanroom",
+    version,
+    about,
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 transition not allowed.
+Installed as `kubectl-cleanroom` on PATH, every verb also runs as `kubectl cleanroom VERB`."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +37,18 @@ enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
     Run(run::RunArgs),
+    /// Seal a Scenario (or with --authorization, all of an Authorization's) with a reason.
+    Suspend(suspend::SuspendArgs),
+    /// Make a suspended Scenario (or Authorization) Active again; never out of Revoked.
+    Resume(resume::ResumeArgs),
+    /// Revoke a Scenario (or Authorization) for good: teardown and wipe follow.
+    Revoke(revoke::RevokeArgs),
+    /// Raise an Active Authorization's validUntil (at most 3 years after validFrom).
+    Renew(renew::RenewArgs),
+    /// Show phase, conditions, expiry, namespace and wipes of a Scenario (or Authorization).
+    Status(status::StatusArgs),
+    /// Print every object the operator would create for the Scenarios in some files (offline).
+    Render(render::RenderArgs),
 }
 
 impl Cli {
@@ -29,33 +57,27 @@ impl Cli {
         let result = match self.command {
             Command::Crd(args) => crd::run(args),
             Command::Run(args) => run::run(args),
+            Command::Suspend(args) => suspend::run(args),
+            Command::Resume(args) => resume::run(args),
+            Command::Revoke(args) => revoke::run(args),
+            Command::Renew(args) => renew::run(args),
+            Command::Status(args) => status::run(args),
+            Command::Render(args) => render::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("cleanroom: {e:#}");
-                ExitCode::FAILURE
+                ExitCode::from(exit_code(&e))
             }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn crd_subcommand_parses_out_dir() {
-        let cli = Cli::try_parse_from(["cleanroom", "crd", "--out-dir", "crds"]).expect("parses");
-        let Command::Crd(args) = cli.command else {
-            panic!("expected the crd subcommand");
-        };
-        assert_eq!(args.out_dir.as_deref(), Some(std::path::Path::new("crds")));
-    }
+/// The exit code of an error (see the module documentation).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<common::Exit>().map_or(1, |x| x.code)
 }
+
+#[cfg(test)]
+mod tests;

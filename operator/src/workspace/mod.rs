@@ -121,6 +121,37 @@ impl Identity {
     }
 }
 
+/// Every object the operator applies for a running (or, with `sealed`,
+/// suspended) scenario, in the order it applies them, as JSON with
+/// `apiVersion` and `kind`. The controller applies the same builders one by
+/// one (`controller::scenario`); `cleanroom render` prints this list.
+pub fn desired(
+    id: &Identity,
+    spec: &crate::api::ScenarioSpec,
+    sealed: bool,
+    storage_class: Option<&str>,
+) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+    use serde_json::to_value;
+    let mut out = vec![
+        to_value(isolation::namespace(id))?,
+        to_value(isolation::deny_all(id))?,
+        to_value(isolation::resource_quota(id, spec))?,
+        to_value(isolation::limit_range(id, spec))?,
+        to_value(access::service_account(id))?,
+        to_value(access::member_role(id))?,
+    ];
+    // Sealed: the members' binding is removed, not applied.
+    if let Some(binding) = access::member_binding(id, &spec.members).filter(|_| !sealed) {
+        out.push(to_value(binding)?);
+    }
+    out.push(to_value(compute::scratch_claim(id, spec, storage_class))?);
+    out.push(match compute::compute(id, spec, !sealed) {
+        compute::Compute::Deployment(d) => to_value(d)?,
+        compute::Compute::Job(j) => to_value(j)?,
+    });
+    Ok(out)
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Identity;

@@ -1,0 +1,296 @@
+//! What the cluster verbs share: output formats, exit codes, the object they
+//! act on and how it is summarised.
+
+use std::fmt::Write as _;
+
+use clap::{Args, ValueEnum};
+use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{Authorization, Condition, Scenario, State, Time, WipeAttestation};
+
+/// Exit code: the object does not exist.
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code: the transition is not allowed (for example, out of Revoked).
+pub const EXIT_FORBIDDEN: u8 = 4;
+
+/// An error with its own exit code (1 for any other error, 2 for usage).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// The process exit code.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+impl Exit {
+    pub fn not_found(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: EXIT_NOT_FOUND,
+            message: message.into(),
+        }
+        .into()
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: EXIT_FORBIDDEN,
+            message: message.into(),
+        }
+        .into()
+    }
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Which object a verb acts on.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Name of the Scenario (or, with --authorization, of the Authorization).
+    pub name: String,
+    /// Act on the Authorization NAME (and so on all its scenarios) instead of a Scenario.
+    #[arg(long)]
+    pub authorization: bool,
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        if self.authorization {
+            "authorization"
+        } else {
+            "scenario"
+        }
+    }
+}
+
+/// `-o/--output`.
+#[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// A current-thread runtime and a client from KUBECONFIG (or in-cluster config).
+pub fn block_on<T>(body: impl AsyncFnOnce(Client) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let client = Client::try_default().await.map_err(|e| {
+                anyhow::anyhow!("no cluster to talk to (set KUBECONFIG or run in a pod): {e}")
+            })?;
+            body(client).await
+        })
+}
+
+/// A kube error as a CLI error: 404 exits 3; the API server's own message
+/// (for example a CEL rule) is passed through as it is.
+pub fn api_error(e: kube::Error, kind: &str, name: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            Exit::not_found(format!("{kind} {name:?} not found"))
+        }
+        kube::Error::Api(s) => anyhow::anyhow!(
+            "the API server refused the change to {kind} {name:?} ({}): {}",
+            s.code,
+            s.message
+        ),
+        other => anyhow::anyhow!("{kind} {name:?}: {other}"),
+    }
+}
+
+/// What `status` (and every verb, after its change) shows of an object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub kind: &'static str,
+    pub name: String,
+    /// The desired state (spec.state) and its reason.
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The observed phase (status.phase), if the operator wrote one yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenarios: Option<i32>,
+    pub conditions: Vec<Condition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wipes: Vec<WipeAttestation>,
+}
+
+fn phase_name(p: impl Serialize) -> Option<String> {
+    match serde_json::to_value(p).ok()? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl From<&Scenario> for Summary {
+    fn from(s: &Scenario) -> Self {
+        let status = s.status.clone().unwrap_or_default();
+        Summary {
+            kind: "scenario",
+            name: s.name_any(),
+            state: s.spec.state,
+            reason: s.spec.reason.clone(),
+            phase: status.phase.and_then(phase_name),
+            expires_at: status.expires_at,
+            authorization: Some(s.spec.authorization.clone()),
+            namespace: status.namespace,
+            scenarios: None,
+            conditions: status.conditions,
+            wipes: status.wipes,
+        }
+    }
+}
+
+impl From<&Authorization> for Summary {
+    fn from(a: &Authorization) -> Self {
+        let status = a.status.clone().unwrap_or_default();
+        Summary {
+            kind: "authorization",
+            name: a.name_any(),
+            state: a.spec.state,
+            reason: a.spec.reason.clone(),
+            phase: status.phase.and_then(phase_name),
+            expires_at: Some(a.spec.valid_until.clone()),
+            authorization: None,
+            namespace: None,
+            scenarios: status.scenarios,
+            conditions: status.conditions,
+            wipes: Vec::new(),
+        }
+    }
+}
+
+impl Summary {
+    /// The summary in `output` format.
+    pub fn render(&self, output: Output) -> anyhow::Result<String> {
+        Ok(match output {
+            Output::Json => serde_json::to_string_pretty(self)? + "\n",
+            Output::Yaml => serde_yaml::to_string(self)?,
+            Output::Table => self.table(),
+        })
+    }
+
+    fn table(&self) -> String {
+        let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        let mut out = String::new();
+        let _ = writeln!(out, "{}/{}", self.kind, self.name);
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(out, "  {k:<14}{v}");
+        };
+        row(
+            "state",
+            match &self.reason {
+                Some(r) => format!("{} ({r})", self.state.as_str()),
+                None => self.state.as_str().to_string(),
+            },
+        );
+        row("phase", dash(&self.phase));
+        row(
+            "expires",
+            dash(&self.expires_at.as_ref().map(|t| t.0.to_string())),
+        );
+        if self.kind == "scenario" {
+            row("authorization", dash(&self.authorization));
+            row("namespace", dash(&self.namespace));
+        } else {
+            row("scenarios", dash(&self.scenarios.map(|n| n.to_string())));
+        }
+        if !self.conditions.is_empty() {
+            let _ = writeln!(out, "  conditions:");
+            let _ = writeln!(
+                out,
+                "    {:<14}{:<7}{:<22}MESSAGE",
+                "TYPE", "STATUS", "REASON"
+            );
+            for c in &self.conditions {
+                let _ = writeln!(
+                    out,
+                    "    {:<14}{:<7}{:<22}{}",
+                    c.type_, c.status, c.reason, c.message
+                );
+            }
+        }
+        if !self.wipes.is_empty() {
+            let _ = writeln!(out, "  wipes:");
+            for w in &self.wipes {
+                let _ = writeln!(
+                    out,
+                    "    {} ({}): {} bytes, {} files, sha256 {} at {}",
+                    w.claim, w.volume, w.bytes, w.files, w.digest, w.completed_at.0
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Reads the target and summarises it.
+pub async fn get_summary(client: &Client, target: &Target) -> anyhow::Result<Summary> {
+    let name = &target.name;
+    let kind = target.kind();
+    Ok(if target.authorization {
+        let a = Api::<Authorization>::all(client.clone())
+            .get(name)
+            .await
+            .map_err(|e| api_error(e, kind, name))?;
+        Summary::from(&a)
+    } else {
+        let s = Api::<Scenario>::all(client.clone())
+            .get(name)
+            .await
+            .map_err(|e| api_error(e, kind, name))?;
+        Summary::from(&s)
+    })
+}
+
+/// Merge-patches the target's spec with `spec` and summarises the result.
+pub async fn patch_spec(client: &Client, target: &Target, spec: Value) -> anyhow::Result<Summary> {
+    use kube::api::{Patch, PatchParams};
+    let name = &target.name;
+    let kind = target.kind();
+    let patch = Patch::Merge(serde_json::json!({ "spec": spec }));
+    let params = PatchParams::default();
+    Ok(if target.authorization {
+        let a = Api::<Authorization>::all(client.clone())
+            .patch(name, &params, &patch)
+            .await
+            .map_err(|e| api_error(e, kind, name))?;
+        Summary::from(&a)
+    } else {
+        let s = Api::<Scenario>::all(client.clone())
+            .patch(name, &params, &patch)
+            .await
+            .map_err(|e| api_error(e, kind, name))?;
+        Summary::from(&s)
+    })
+}
+
+/// Prints to stdout.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
