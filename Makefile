@@ -58,9 +58,19 @@ bench: ## figures: 300 scenarios at once (time to Ready, RSS, teardown after exp
 	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-bench --scenarios $${SCENARIOS:-300}
 	e2e/scripts/operator.sh stop
 
+.PHONY: helm
+helm: ## build helm from its Go module (cached)
+	e2e/scripts/build-helm.sh >/dev/null
+
+.PHONY: install-yaml
+install-yaml: ## re-render manifests/install.yaml from charts/cleanroom (CI fails on drift)
+	e2e/scripts/render-install.sh
+
 .PHONY: crds
-crds: ## regenerate crds/ from the Rust types
+crds: ## regenerate crds/ from the Rust types, with the chart's copy and install.yaml
 	$(CARGO) run -q -p cleanroom -- crd --out-dir crds
+	cp crds/*.yaml charts/cleanroom/crds/
+	e2e/scripts/render-install.sh
 
 .PHONY: test
 test: ## what CI runs: unit tests, then cluster up, e2e, cluster down (even on failure)
@@ -73,3 +83,4 @@ lint: ## rustfmt, clippy with warnings as errors, shell syntax
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash -n e2e/scripts/*.sh
+	"$$(e2e/scripts/build-helm.sh)/helm" lint --strict charts/cleanroom
