@@ -45,22 +45,28 @@ pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Act
     );
     if let Err(error) = &result {
         let api: Api<Scenario> = Api::all(ctx.client.clone());
-        let now = Time(Timestamp::now());
-        let mut status = scenario.status.clone().unwrap_or_default();
-        let message = format!("reconcile failed ({}): {error}; retrying", error.category());
-        set_condition(
-            &mut status.conditions,
-            condition(
-                types::READY,
-                false,
-                reasons::RECONCILE_ERROR,
-                message,
-                scenario.metadata.generation,
+        // The status as it is now, not as this reconcile found it: the pass
+        // may have written more before it failed (a wipe attestation, just
+        // before its claim is deleted), and applying the older status would
+        // take that back.
+        if let Ok(Some(fresh)) = api.get_opt(&scenario.name_any()).await {
+            let now = Time(Timestamp::now());
+            let mut status = fresh.status.clone().unwrap_or_default();
+            let message = format!("reconcile failed ({}): {error}; retrying", error.category());
+            set_condition(
+                &mut status.conditions,
+                condition(
+                    types::READY,
+                    false,
+                    reasons::RECONCILE_ERROR,
+                    message,
+                    fresh.metadata.generation,
+                    &now,
+                ),
                 &now,
-            ),
-            &now,
-        );
-        let _ = patch_status(&api, &scenario, &status).await;
+            );
+            let _ = patch_status(&api, &fresh, &status).await;
+        }
     }
     result
 }
