@@ -21,6 +21,8 @@ pub mod types {
     pub const REVOKED: &str = "Revoked";
     /// Every volume was overwritten, verified and deleted.
     pub const WIPED: &str = "Wiped";
+    /// The last reconcile failed (an API error); it is retried with backoff.
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
 }
 
 /// Condition reasons (CamelCase, as the API conventions ask).
@@ -58,8 +60,6 @@ pub mod reasons {
     pub const WIPE_VERIFIED: &str = "WipeVerified";
     /// A wipe failed.
     pub const WIPE_FAILED: &str = "WipeFailed";
-    /// A reconcile failed (an API error); it is retried.
-    pub const RECONCILE_ERROR: &str = "ReconcileError";
 
     // Rejections (see `crate::rules`).
     /// A dataset is outside the authorization's ceiling.

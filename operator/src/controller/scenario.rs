@@ -33,8 +33,11 @@ use crate::workspace::{Identity, access, isolation};
 /// a pod starting); watches usually wake the reconcile before that.
 const SOON: Duration = Duration::from_secs(5);
 
-/// Reconciles one Scenario. A failure is also shown in its Ready condition
-/// (best effort), so `kubectl describe` says why nothing happens.
+/// Reconciles one Scenario. A failure is also shown in its own condition,
+/// `ReconcileFailed` (best effort), so `kubectl describe` says why nothing
+/// happens; it is cleared by the next pass that succeeds. It is not written
+/// into `Ready`: the passes themselves set `Ready`, and the two writes would
+/// wake each other without end instead of backing off.
 pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = reconcile_inner(&scenario, &ctx).await;
@@ -43,32 +46,62 @@ pub async fn reconcile(scenario: Arc<Scenario>, ctx: Arc<Context>) -> Result<Act
         started.elapsed(),
         result.as_ref().err().map(Error::category),
     );
-    if let Err(error) = &result {
-        let api: Api<Scenario> = Api::all(ctx.client.clone());
-        // The status as it is now, not as this reconcile found it: the pass
-        // may have written more before it failed (a wipe attestation, just
-        // before its claim is deleted), and applying the older status would
-        // take that back.
-        if let Ok(Some(fresh)) = api.get_opt(&scenario.name_any()).await {
-            let now = Time(Timestamp::now());
-            let mut status = fresh.status.clone().unwrap_or_default();
-            let message = format!("reconcile failed ({}): {error}; retrying", error.category());
-            set_condition(
-                &mut status.conditions,
-                condition(
-                    types::READY,
-                    false,
-                    reasons::RECONCILE_ERROR,
-                    message,
-                    fresh.metadata.generation,
-                    &now,
-                ),
-                &now,
-            );
-            let _ = patch_status(&api, &fresh, &status).await;
-        }
+    let failed = result.as_ref().err();
+    let flagged = scenario
+        .status
+        .as_ref()
+        .is_some_and(|s| crate::conditions::is_true(&s.conditions, types::RECONCILE_FAILED));
+    if failed.is_some() || flagged {
+        record_failure(&scenario, &ctx, failed).await;
     }
     result
+}
+
+/// Sets (or clears, with `None`) the `ReconcileFailed` condition.
+async fn record_failure(scenario: &Scenario, ctx: &Context, error: Option<&Error>) {
+    let api: Api<Scenario> = Api::all(ctx.client.clone());
+    // The status as it is now, not as this reconcile found it: the pass may
+    // have written more before it failed (a wipe attestation, just before its
+    // claim is deleted), and applying the older status would take that back.
+    let Ok(Some(fresh)) = api.get_opt(&scenario.name_any()).await else {
+        return;
+    };
+    // A Closed scenario's record is final.
+    if fresh.status.as_ref().and_then(|s| s.phase) == Some(ScenarioPhase::Closed) && error.is_none()
+    {
+        return;
+    }
+    let now = Time(Timestamp::now());
+    let mut status = fresh.status.clone().unwrap_or_default();
+    let (reason, message) = match error {
+        Some(e) => (reason_of(e.category()), format!("{e}; retrying")),
+        None => (
+            "Recovered".to_string(),
+            "the last reconcile succeeded".to_string(),
+        ),
+    };
+    let failed = condition(
+        types::RECONCILE_FAILED,
+        error.is_some(),
+        &reason,
+        message,
+        fresh.metadata.generation,
+        &now,
+    );
+    set_condition(&mut status.conditions, failed, &now);
+    let _ = patch_status(&api, &fresh, &status).await;
+}
+
+/// Condition reasons are CamelCase: `api` -> `Api`, `invalid-object` -> `InvalidObject`.
+fn reason_of(category: &str) -> String {
+    category
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+        })
+        .collect()
 }
 
 async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, Error> {
@@ -459,4 +492,15 @@ async fn provision(
     }
     patch_status(api, scenario, &next).await?;
     Ok(running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_of;
+
+    #[test]
+    fn error_categories_become_camel_case_reasons() {
+        assert_eq!(reason_of("api"), "Api");
+        assert_eq!(reason_of("invalid-object"), "InvalidObject");
+    }
 }
