@@ -29,8 +29,9 @@ cluster-down: ## stop the local control plane and remove its state
 	$(CLUSTER) down
 
 .PHONY: unit
-unit: ## unit tests (no cluster needed)
-	$(CARGO) test --workspace --lib --bins
+unit: ## unit and integration tests that need no cluster (every crate but the e2e suite)
+	$(CARGO) test --workspace --exclude cleanroom-e2e
+	$(CARGO) test -p cleanroom-e2e --lib --bins
 
 .PHONY: run
 run: ## the main job: local control plane, operator and the worked examples, until Ctrl-C
