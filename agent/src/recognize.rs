@@ -219,6 +219,10 @@ pub fn find(s: &str) -> Option<Kind> {
                 .take_while(|c| c.is_ascii_alphanumeric())
                 .count();
             let run = &s[i..i + len];
+            if is_pseudonym_body(b, i, len) {
+                i += len;
+                continue;
+            }
             if let Some(k) = find_in_run(run) {
                 return Some(k);
             }
@@ -230,7 +234,11 @@ pub fn find(s: &str) -> Option<Kind> {
             i += 1;
         } else if c >= 0xE0 {
             // A three-byte character: maybe a province starting a plate.
-            if s.is_char_boundary(i) && plate_at(&s[i..]).is_some() {
+            // Cheap test first: a plate's second character is A-Z.
+            if b.get(i + 3).is_some_and(u8::is_ascii_uppercase)
+                && s.is_char_boundary(i)
+                && plate_at(&s[i..]).is_some()
+            {
                 return Some(Kind::Plate);
             }
             i += 1;
@@ -239,6 +247,17 @@ pub fn find(s: &str) -> Option<Kind> {
         }
     }
     None
+}
+
+/// `p_` and 32 lower-case hex digits: a pseudonym of `hash`, whose digit
+/// stretches are chance (one in ~40 000 has a long run of digits).
+fn is_pseudonym_body(b: &[u8], start: usize, len: usize) -> bool {
+    len == 32
+        && start >= 2
+        && &b[start - 2..start] == crate::rules::PSEUDONYM_PREFIX.as_bytes()
+        && b[start..start + len]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 fn find_in_run(run: &str) -> Option<Kind> {
@@ -251,7 +270,16 @@ fn find_in_run(run: &str) -> Option<Kind> {
             return Some(Kind::CreditCode);
         }
     }
-    // Digit runs inside the run (e.g. "tel13812345678").
+    // Digit runs inside the run ("tel13812345678"), unless letters and
+    // digits alternate more than letters-digits-letters: that is a code or
+    // a hex pseudonym, whose digit stretches are chance.
+    let transitions = b
+        .windows(2)
+        .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+        .count();
+    if transitions > 2 {
+        return None;
+    }
     let mut j = 0;
     while j < b.len() {
         if !b[j].is_ascii_digit() {
@@ -388,11 +416,18 @@ mod tests {
         assert_eq!(find("车牌粤B·D12345停在"), Some(Kind::Plate));
         assert_eq!(find("邮件 zhang.san@example.com 已发"), Some(Kind::Email));
         assert_eq!(find("代码91350100M000100Y43"), Some(Kind::CreditCode));
+        // Only the exact pseudonym shape is skipped.
+        assert_eq!(
+            find("q_4111111111111111abcdefabcdefabcd"),
+            Some(Kind::BankCard)
+        );
         for clean in [
             "138****5678",
             "张**",
             "1101**********002X",
             "p_0123456789abcdef0123456789abcdef",
+            "p_a13812345678b1381234567800000000",
+            "p_4111111111111111abcdefabcdefabcd",
             "北京市朝阳区",
             "收入 12345",
             "",

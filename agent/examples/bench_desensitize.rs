@@ -1,0 +1,221 @@
+//! Throughput and memory of `agent desensitize` on a large CSV, beside a
+//! plain `csv`-crate parse-and-write of the same file (the floor).
+//!
+//! ```sh
+//! cargo run -p cleanroom-agent --release --example bench_desensitize -- [MB] [DIR]
+//! ```
+//!
+//! Generates `MB` megabytes (default 1024) of CSV with 7 columns of Chinese
+//! personal data (name, resident id, mobile, address, birth date, income,
+//! free text) into `DIR` (default: the system temp dir), then runs each
+//! step in a child process of this binary so that each peak RSS (VmHWM) is
+//! its own. Single-threaded: the numbers are per core.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use cleanroom_agent::desensitize::{self, Format, Options};
+use cleanroom_agent::plan::Plan;
+use cleanroom_agent::sample::SplitMix64;
+
+const SURNAMES: &[&str] = &[
+    "张", "王", "李", "赵", "刘", "陈", "杨", "黄", "欧阳", "司马",
+];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军洋",
+];
+const CITIES: &[(&str, &str)] = &[
+    ("110105", "北京市朝阳区"),
+    ("310115", "上海市浦东新区"),
+    ("440305", "广东省深圳市南山区"),
+    ("330106", "浙江省杭州市西湖区"),
+    ("510107", "四川省成都市武侯区"),
+];
+const ROADS: &[&str] = &["建国路", "世纪大道", "科技园路", "文三路", "人民南路"];
+const NOTES: &[&str] = &[
+    "客户来电咨询社保缴费基数调整事宜，已告知办理流程",
+    "申请公积金提取，材料齐全，待复核",
+    "无",
+    "反映小区停车位不足，建议增设公共停车场",
+    "办理居住证续签，预约下周二到窗口领取",
+];
+
+const PLAN: &str = r#"{"columns":[
+ {"name":"姓名","type":"string","sensitivity":"Name","rule":{"kind":"mask","keepFirst":1}},
+ {"name":"身份证号","type":"string","sensitivity":"ResidentId","rule":{"kind":"hash"}},
+ {"name":"手机号","type":"string","sensitivity":"Mobile","rule":{"kind":"mask","keepFirst":3,"keepLast":4}},
+ {"name":"地址","type":"string","sensitivity":"Address","rule":{"kind":"generalize","prefix":6}},
+ {"name":"出生日期","type":"date","sensitivity":"QuasiIdentifier","rule":{"kind":"generalize","truncate":"month"}},
+ {"name":"收入","type":"decimal","sensitivity":"None","rule":{"kind":"keep"}},
+ {"name":"备注","type":"string","sensitivity":"FreeText","rule":{"kind":"keep"}}
+]}"#;
+
+fn resident_id(region: &str, y: u64, m: u64, d: u64, seq: u64) -> String {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let body = format!("{region}{y:04}{m:02}{d:02}{seq:03}");
+    let sum: u32 = body
+        .bytes()
+        .zip(W)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
+    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    format!("{body}{check}")
+}
+
+fn generate(path: &Path, bytes: u64) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let header = "姓名,身份证号,手机号,地址,出生日期,收入,备注\n";
+    w.write_all(header.as_bytes())?;
+    let mut written = header.len() as u64;
+    let mut rng = SplitMix64::new(2024);
+    let mut rows = 0;
+    let pick = |rng: &mut SplitMix64, n: usize| rng.below(n as u64) as usize;
+    while written < bytes {
+        let (region, city) = CITIES[pick(&mut rng, CITIES.len())];
+        let (y, m, d) = (1950 + rng.below(55), 1 + rng.below(12), 1 + rng.below(28));
+        let line = format!(
+            "{}{},{},1{}{:09},{}{}{}号,{y:04}-{m:02}-{d:02},{}.{:02},{}\n",
+            SURNAMES[pick(&mut rng, SURNAMES.len())],
+            GIVEN[pick(&mut rng, GIVEN.len())],
+            resident_id(region, y, m, d, rng.below(1000)),
+            3 + rng.below(7),
+            rng.below(1_000_000_000),
+            city,
+            ROADS[pick(&mut rng, ROADS.len())],
+            1 + rng.below(300),
+            2000 + rng.below(50_000),
+            rng.below(100),
+            NOTES[pick(&mut rng, NOTES.len())],
+        );
+        w.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        rows += 1;
+    }
+    w.flush()?;
+    Ok(rows)
+}
+
+/// The floor: parse every record and write it back, nothing else.
+fn floor(input: &Path, output: &Path) -> Result<u64, String> {
+    let mut r = csv::ReaderBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_path(input)
+        .map_err(|e| e.to_string())?;
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_path(output)
+        .map_err(|e| e.to_string())?;
+    w.write_byte_record(r.byte_headers().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mut rec = csv::ByteRecord::new();
+    let mut rows = 0;
+    while r.read_byte_record(&mut rec).map_err(|e| e.to_string())? {
+        w.write_byte_record(&rec).map_err(|e| e.to_string())?;
+        rows += 1;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+fn peak_rss_mib() -> f64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Child mode: run one step and print `rows seconds peak_rss_mib`.
+fn child(step: &str, dir: &Path) -> Result<(), String> {
+    let input = dir.join("input.csv");
+    let start = Instant::now();
+    let rows = match step {
+        "floor" => floor(&input, &dir.join("floor.csv"))?,
+        "agent" => {
+            let opts = Options {
+                input: input.clone(),
+                output: dir.join("prepared.csv"),
+                format: Format::Csv,
+                plan: Plan::from_json(PLAN)?,
+                key: Some(b"bench-key-0123456789abcdef".to_vec()),
+            };
+            let report = desensitize::run(&opts).map_err(|f| format!("{:?}", f.report.error))?;
+            report.rows_out
+        }
+        other => return Err(format!("unknown step {other}")),
+    };
+    println!(
+        "{rows} {} {}",
+        start.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+fn run_child(step: &str, dir: &Path, input_mb: f64) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(exe)
+        .args(["--child", step])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parts: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let [rows, secs, rss] = parts[..] else {
+        return Err(format!(
+            "{step} failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    };
+    println!(
+        "{step:<6} {rows:>10} rows  {secs:>7.2} s  {:>7.1} MB/s  {:>10.0} rows/s  peak RSS {rss:.1} MiB",
+        input_mb / secs,
+        rows / secs
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        let (Some(step), Some(dir)) = (args.get(1), args.get(2)) else {
+            return Err("usage: --child STEP DIR".into());
+        };
+        return child(step, Path::new(dir));
+    }
+    let mb: u64 = match args.first() {
+        Some(a) => a.parse().map_err(|_| format!("not a size in MB: {a}"))?,
+        None => 1024,
+    };
+    let dir = args.get(1).map_or_else(
+        || std::env::temp_dir().join("cleanroom-bench-desensitize"),
+        PathBuf::from,
+    );
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let input = dir.join("input.csv");
+    let start = Instant::now();
+    let rows = generate(&input, mb << 20).map_err(|e| e.to_string())?;
+    let size = fs::metadata(&input).map_err(|e| e.to_string())?.len();
+    let input_mb = size as f64 / 1e6;
+    println!(
+        "generated {} ({input_mb:.0} MB, {rows} rows) in {:.1} s",
+        input.display(),
+        start.elapsed().as_secs_f64()
+    );
+    println!("single-threaded; MB/s is input megabytes (10^6 bytes) per second");
+    run_child("floor", &dir, input_mb)?;
+    run_child("agent", &dir, input_mb)?;
+    let _ = fs::remove_file(dir.join("floor.csv"));
+    Ok(())
+}
