@@ -209,6 +209,12 @@ pub fn classify(s: &str) -> Option<Kind> {
 /// (credit code), province characters (plate), `@` (e-mail).
 pub fn find(s: &str) -> Option<Kind> {
     let b = s.as_bytes();
+    // Fast exit for most text: every identifier needs 11 digits, an
+    // upper-case letter (plate, credit code) or an `@`. These loops vectorize.
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits < 11 && !b.iter().any(|c| c.is_ascii_uppercase() || *c == b'@') {
+        return None;
+    }
     let mut i = 0;
     while i < b.len() {
         let c = b[i];

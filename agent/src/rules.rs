@@ -182,8 +182,10 @@ impl Applier {
                 buf.push_str(PSEUDONYM_PREFIX);
                 if let Some(h) = &self.hmac {
                     let mac = h.mac(text.as_bytes());
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
                     for b in &mac[..16] {
-                        let _ = write!(buf, "{b:02x}");
+                        buf.push(char::from(HEX[usize::from(b >> 4)]));
+                        buf.push(char::from(HEX[usize::from(b & 15)]));
                     }
                 }
             }
