@@ -147,6 +147,8 @@ pub struct Engine {
     inputs_unchanged: Vec<bool>,
     sampler: Sampler,
     leaks: Vec<bool>,
+    /// Columns whose output values are scanned for identifiers.
+    scanned: Vec<bool>,
     reservoir: Reservoir<(Vec<Cell>, Vec<bool>)>,
     sink: Box<dyn Sink>,
     pub report: Report,
@@ -166,11 +168,13 @@ impl Engine {
                 leaks: 0,
             })
             .collect();
+        let appliers: Vec<Applier> = cols
+            .iter()
+            .map(|c| Applier::new(c, hmac.clone().filter(|_| c.rule == Rule::Hash), seed))
+            .collect();
         Engine {
-            appliers: cols
-                .iter()
-                .map(|c| Applier::new(c, hmac.clone().filter(|_| c.rule == Rule::Hash), seed))
-                .collect(),
+            scanned: appliers.iter().map(Applier::output_may_identify).collect(),
+            appliers,
             personal: cols.iter().map(|c| c.sensitivity.is_personal()).collect(),
             names: cols.iter().map(|c| c.name.clone()).collect(),
             cells: vec![Cell::default(); cols.len()],
@@ -246,9 +250,10 @@ impl Engine {
     fn scan_current(&mut self) {
         for (j, cell) in self.cells.iter().enumerate() {
             self.leaks[j] = self.inputs_unchanged[j]
-                || cell
-                    .as_str()
-                    .is_some_and(|s| !s.is_empty() && recognize::find(s).is_some());
+                || self.scanned[j]
+                    && cell
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty() && recognize::find(s).is_some());
         }
     }
 

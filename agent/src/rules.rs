@@ -148,6 +148,18 @@ impl Applier {
         }
     }
 
+    /// False when the output cannot hold an identifier by construction
+    /// (pseudonyms, truncated dates), so the leak scan can skip it.
+    pub fn output_may_identify(&self) -> bool {
+        !matches!(
+            self.rule,
+            Rule::Hash
+                | Rule::Generalize {
+                    to: Generalization::Truncate(_)
+                }
+        )
+    }
+
     /// Apply the rule to the value of row `row` (0-based data row index).
     pub fn apply(&self, row: u64, input: Input<'_>, out: &mut Cell) -> Result<(), ValueError> {
         let (text, raw) = match input {
