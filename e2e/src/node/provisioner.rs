@@ -32,6 +32,8 @@ pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 pub const BLOCK_UNSUPPORTED: &str = "block volumes are not supported by the e2e provisioner";
 
 const RESYNC: Duration = Duration::from_secs(5);
+/// Volumes provisioned at once.
+const PARALLEL_PROVISIONS: usize = 16;
 
 /// What to do with a claim.
 #[derive(Debug, PartialEq, Eq)]
@@ -235,6 +237,7 @@ impl Provisioner {
         claims: &Store<PersistentVolumeClaim>,
         volumes: &Store<PersistentVolume>,
     ) {
+        let mut wanted = Vec::new();
         for pvc in claims.state() {
             let uid = pvc.metadata.uid.clone().unwrap_or_default();
             match claim_action(&pvc) {
@@ -255,27 +258,36 @@ impl Provisioner {
                 }
                 ClaimAction::Provision => {
                     let Some(name) = pv_name(&pvc) else { continue };
-                    if volumes.get(&ObjectRef::new(&name)).is_some() {
-                        continue;
+                    if volumes.get(&ObjectRef::new(&name)).is_none() {
+                        wanted.push((pvc, name));
                     }
-                    match self.provision(pvc.as_ref(), &name).await {
-                        Ok(()) => {
-                            self.failures.remove(&uid);
-                        }
-                        Err(e) => {
-                            let msg = format!("failed to provision volume: {e:#}");
-                            warn!(claim = %key(pvc.as_ref()), "{msg}");
-                            if self.failures.get(&uid) != Some(&msg) {
-                                self.event(
-                                    pvc.as_ref(),
-                                    EventType::Warning,
-                                    "ProvisioningFailed",
-                                    &msg,
-                                )
-                                .await;
-                                self.failures.insert(uid, msg);
-                            }
-                        }
+                }
+            }
+        }
+        // Claims are independent: provision them concurrently, so a burst of
+        // hundreds does not queue behind one API round trip each.
+        let this = &*self;
+        let results: Vec<_> = stream::iter(wanted)
+            .map(|(pvc, name)| async move {
+                let result = this.provision(pvc.as_ref(), &name).await;
+                (pvc, result)
+            })
+            .buffer_unordered(PARALLEL_PROVISIONS)
+            .collect()
+            .await;
+        for (pvc, result) in results {
+            let uid = pvc.metadata.uid.clone().unwrap_or_default();
+            match result {
+                Ok(()) => {
+                    self.failures.remove(&uid);
+                }
+                Err(e) => {
+                    let msg = format!("failed to provision volume: {e:#}");
+                    warn!(claim = %key(pvc.as_ref()), "{msg}");
+                    if self.failures.get(&uid) != Some(&msg) {
+                        self.event(pvc.as_ref(), EventType::Warning, "ProvisioningFailed", &msg)
+                            .await;
+                        self.failures.insert(uid, msg);
                     }
                 }
             }
