@@ -228,6 +228,18 @@ impl Applier {
 /// Keep `first` and `last` characters, `*` for the others; a value not
 /// longer than `first + last` is masked entirely (never shown whole).
 pub fn mask(text: &str, first: usize, last: usize, out: &mut String) {
+    if text.is_ascii() {
+        // Digits and Latin letters: characters are bytes.
+        let n = text.len();
+        if n <= first + last {
+            out.extend(std::iter::repeat_n('*', n));
+        } else {
+            out.push_str(&text[..first]);
+            out.extend(std::iter::repeat_n('*', n - first - last));
+            out.push_str(&text[n - last..]);
+        }
+        return;
+    }
     let n = text.chars().count();
     if n <= first + last {
         out.extend(std::iter::repeat_n('*', n));

@@ -95,10 +95,17 @@ pub fn process(
             continue;
         }
         let r = &record;
+        // One validation of the whole record (fields split at ASCII
+        // delimiters stay valid); field by field only when it fails, so
+        // that bad bytes in a column the plan drops do not matter.
+        let whole = std::str::from_utf8(r.as_slice()).ok();
         let got = engine.row(line, |j| {
-            std::str::from_utf8(&r[idx[j]])
-                .map(Input::Text)
-                .map_err(|_| CellError::NotUtf8)
+            let field = idx[j];
+            match (whole, r.range(field)) {
+                (Some(w), Some(range)) => w.get(range).map(Input::Text),
+                _ => std::str::from_utf8(&r[field]).ok().map(Input::Text),
+            }
+            .ok_or(CellError::NotUtf8)
         });
         if let Err(e) = got {
             return Err(stop(e, engine.report));
