@@ -170,6 +170,9 @@ struct Provisioner {
     warned: HashSet<String>,
     /// Last failure per claim uid, so an Event is recorded once per distinct failure.
     failures: HashMap<String, String>,
+    /// Volumes this process created that the cache may not show yet: without
+    /// it every event would retry every recent claim (and get 409s).
+    created: HashSet<String>,
 }
 
 pub async fn run(client: Client, layout: Layout) -> anyhow::Result<()> {
@@ -198,6 +201,7 @@ pub async fn run(client: Client, layout: Layout) -> anyhow::Result<()> {
         recorder,
         warned: HashSet::new(),
         failures: HashMap::new(),
+        created: HashSet::new(),
     };
     let mut tick = tokio::time::interval(RESYNC);
     info!(provisioner = PROVISIONER_NAME, "volume provisioner started");
@@ -212,6 +216,13 @@ pub async fn run(client: Client, layout: Layout) -> anyhow::Result<()> {
                 None => anyhow::bail!("volume watch streams ended"),
             },
             _ = tick.tick() => {}
+        }
+        // One pass for a burst of events, not one per event: take in whatever
+        // has already arrived before looking at the state.
+        while let Some(Some(ev)) = futures::FutureExt::now_or_never(events.next()) {
+            if let Err(e) = ev {
+                warn!(error = %e, "volume watch error");
+            }
         }
         // Until both caches hold a full list, a missing volume may just be unseen.
         if !is_ready(&claims) || !is_ready(&volumes) {
@@ -258,12 +269,16 @@ impl Provisioner {
                 }
                 ClaimAction::Provision => {
                     let Some(name) = pv_name(&pvc) else { continue };
-                    if volumes.get(&ObjectRef::new(&name)).is_none() {
+                    let known = volumes.get(&ObjectRef::new(&name)).is_some();
+                    if !known && !self.created.contains(&name) {
                         wanted.push((pvc, name));
                     }
                 }
             }
         }
+        // Once the cache shows a volume (or its claim is gone) it needs no memo.
+        self.created
+            .retain(|name| volumes.get(&ObjectRef::new(name)).is_none());
         // Claims are independent: provision them concurrently, so a burst of
         // hundreds does not queue behind one API round trip each.
         let this = &*self;
@@ -280,6 +295,9 @@ impl Provisioner {
             match result {
                 Ok(()) => {
                     self.failures.remove(&uid);
+                    if let Some(name) = pv_name(&pvc) {
+                        self.created.insert(name);
+                    }
                 }
                 Err(e) => {
                     let msg = format!("failed to provision volume: {e:#}");
