@@ -44,7 +44,7 @@ impl Format {
 }
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub input: PathBuf,
     pub output: PathBuf,
@@ -52,6 +52,19 @@ pub struct Options {
     pub plan: Plan,
     /// The per-scenario HMAC key (never logged).
     pub key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Options {
+    // The key is never printed, not even in a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("input", &self.input)
+            .field("output", &self.output)
+            .field("format", &self.format)
+            .field("plan", &self.plan)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A run that failed; `report` is filled as far as the run got.
@@ -393,4 +406,45 @@ pub fn run(opts: &Options) -> Result<Report, Failure> {
     }
     report.ok = true;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let opts = Options {
+            input: "in.csv".into(),
+            output: "out.csv".into(),
+            format: Format::Csv,
+            plan: Plan {
+                columns: Vec::new(),
+                sampling: None,
+            },
+            key: Some(b"super-secret-key-material".to_vec()),
+        };
+        let dump = format!("{opts:?} {:?}", Hmac::new(b"super-secret-key-material"));
+        assert!(!dump.contains("super-secret"), "{dump}");
+        assert!(!dump.contains("115, 117, 112"), "{dump}");
+    }
+
+    #[test]
+    fn partial_name_is_hidden_beside_the_output() {
+        let p = partial_path(Path::new("/data/prepared.csv")).expect("path");
+        assert_eq!(p.parent(), Some(Path::new("/data")));
+        let name = p.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.starts_with(".prepared.csv.partial-"), "{name}");
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let short = dir.path().join("short");
+        fs::write(&short, "abc\n").expect("write");
+        assert!(read_key(&short).is_err());
+        let ok = dir.path().join("ok");
+        fs::write(&ok, "0123456789abcdef\r\n").expect("write");
+        assert_eq!(read_key(&ok).expect("key"), b"0123456789abcdef");
+    }
 }
