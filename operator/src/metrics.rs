@@ -96,6 +96,7 @@ pub struct Metrics {
     wipes: Counter,
     wiped_bytes: Counter,
     leader: Gauge,
+    api_requests: Counter,
     caches: OnceLock<Caches>,
 }
 
@@ -120,6 +121,7 @@ impl Metrics {
         let wipes = Counter::default();
         let wiped_bytes = Counter::default();
         let leader = Gauge::default();
+        let api_requests = Counter::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "cleanroom_reconciles",
@@ -161,6 +163,11 @@ impl Metrics {
             "1 if this process holds the leader lease (or runs without leader election)",
             leader.clone(),
         );
+        registry.register(
+            "cleanroom_api_requests",
+            "Requests this process sent to the Kubernetes API server (watches count once)",
+            api_requests.clone(),
+        );
         // Zero series from the start: a rate over a counter that appears late misses its first count.
         for kind in [Kind::Scenario, Kind::Authorization] {
             let labels = KindLabels {
@@ -179,8 +186,14 @@ impl Metrics {
             wipes,
             wiped_bytes,
             leader,
+            api_requests,
             caches: OnceLock::new(),
         }
+    }
+
+    /// The counter of API requests, for the client's request layer.
+    pub fn api_requests(&self) -> Counter {
+        self.api_requests.clone()
     }
 
     /// Counts and times one reconcile; `failure` is the error's category.

@@ -72,6 +72,32 @@ fn operator_peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
+/// The operator's count of API requests so far, scraped from its /metrics
+/// (its address is the last one it logged; the shared instance picks a free port).
+fn operator_api_requests() -> Option<f64> {
+    use std::io::{Read, Write};
+    let log = std::fs::read_to_string(cluster_dir().join("logs/operator.log")).ok()?;
+    let addr = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("serving /healthz"))?
+        .rsplit("addr=")
+        .next()?
+        .trim()
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.starts_with("cleanroom_api_requests_total "))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Waits until `done(phase, object)` holds for every named scenario, recording
 /// when each first did.
 async fn watch_until(
@@ -149,6 +175,7 @@ async fn main() -> Result<()> {
         .context("creating the authorization")?;
 
     let names: Vec<String> = (0..n).map(|i| format!("bench-{run}-{i:04}")).collect();
+    let requests_before = operator_api_requests();
     println!("creating {n} scenarios under {authz_name}");
     let started = Instant::now();
     let created: Vec<(String, Instant)> = stream::iter(names.clone())
@@ -220,6 +247,13 @@ async fn main() -> Result<()> {
             kib as f64 / 1024.0
         );
     }
+    let requests_ready = operator_api_requests();
+    if let (Some(a), Some(b)) = (requests_before, requests_ready) {
+        println!(
+            "operator API requests per scenario, create to Ready: {:.1}",
+            (b - a) / n as f64
+        );
+    }
 
     let expiry = Timestamp::now() + SignedDuration::from_secs(args.expire_in);
     let patch = json!({"spec": {"validUntil": expiry.to_string()}});
@@ -257,6 +291,12 @@ async fn main() -> Result<()> {
     );
     if let Some(kib) = operator_peak_rss_kib() {
         println!("operator peak RSS overall: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    if let (Some(a), Some(b)) = (requests_ready, operator_api_requests()) {
+        println!(
+            "operator API requests per scenario, teardown: {:.1}",
+            (b - a) / n as f64
+        );
     }
     let wiped = scenarios
         .list(&ListParams::default().labels("bench=cleanroom"))
