@@ -294,3 +294,37 @@ pub fn print(text: &str) -> anyhow::Result<()> {
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
+
+/// Moves the target to `state` with `reason` (or clears the reason) and
+/// prints the result: the one mechanism behind suspend, resume and revoke.
+/// Leaving Revoked is refused here with exit 4 and a plain message, before
+/// the API server's own rule would refuse it.
+pub fn set_state(
+    target: &Target,
+    state: State,
+    reason: Option<&str>,
+    output: Output,
+) -> anyhow::Result<()> {
+    if let Some(r) = reason
+        && r.trim().is_empty()
+    {
+        anyhow::bail!("--reason must say why (it cannot be blank)");
+    }
+    block_on(async |client| {
+        if state != State::Revoked {
+            let current = get_summary(&client, target).await?;
+            if current.state == State::Revoked {
+                return Err(Exit::forbidden(format!(
+                    "{} {:?} is Revoked: revoked is final and cannot become {}; create a new {} instead",
+                    target.kind(),
+                    target.name,
+                    state.as_str(),
+                    target.kind()
+                )));
+            }
+        }
+        let spec = serde_json::json!({"state": state, "reason": reason});
+        let summary = patch_spec(&client, target, spec).await?;
+        print(&summary.render(output)?)
+    })
+}

@@ -1,9 +1,8 @@
 //! `cleanroom resume`: back to Active after a suspension (never out of Revoked).
 
 use clap::Args;
-use serde_json::json;
 
-use super::common::{Exit, OutputArg, Target, block_on, get_summary, patch_spec, print};
+use super::common::{OutputArg, Target, set_state};
 use crate::api::State;
 
 #[derive(Args, Debug)]
@@ -23,19 +22,6 @@ pub(super) struct ResumeArgs {
 }
 
 pub(super) fn run(args: ResumeArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        let current = get_summary(&client, &args.target).await?;
-        if current.state == State::Revoked {
-            return Err(Exit::forbidden(format!(
-                "{} {:?} is Revoked: revoked is final and cannot be resumed; create a new {} instead",
-                args.target.kind(),
-                args.target.name,
-                args.target.kind()
-            )));
-        }
-        // Active needs no reason: the suspension's reason is cleared.
-        let spec = json!({"state": State::Active, "reason": null});
-        let summary = patch_spec(&client, &args.target, spec).await?;
-        print(&summary.render(args.output.output)?)
-    })
+    // Active needs no reason: the suspension's reason is cleared.
+    set_state(&args.target, State::Active, None, args.output.output)
 }

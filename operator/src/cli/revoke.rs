@@ -1,9 +1,8 @@
 //! `cleanroom revoke`: end a scenario or an authorization for good.
 
 use clap::Args;
-use serde_json::json;
 
-use super::common::{OutputArg, Target, block_on, patch_spec, print};
+use super::common::{OutputArg, Target, set_state};
 use crate::api::State;
 
 #[derive(Args, Debug)]
@@ -26,12 +25,10 @@ pub(super) struct RevokeArgs {
 }
 
 pub(super) fn run(args: RevokeArgs) -> anyhow::Result<()> {
-    if args.reason.trim().is_empty() {
-        anyhow::bail!("--reason must say why (it cannot be blank)");
-    }
-    block_on(async |client| {
-        let spec = json!({"state": State::Revoked, "reason": args.reason});
-        let summary = patch_spec(&client, &args.target, spec).await?;
-        print(&summary.render(args.output.output)?)
-    })
+    set_state(
+        &args.target,
+        State::Revoked,
+        Some(&args.reason),
+        args.output.output,
+    )
 }

@@ -1,9 +1,8 @@
 //! `cleanroom suspend`: seal a scenario's workspace, or every workspace of an authorization.
 
 use clap::Args;
-use serde_json::json;
 
-use super::common::{Exit, OutputArg, Target, block_on, get_summary, patch_spec, print};
+use super::common::{OutputArg, Target, set_state};
 use crate::api::State;
 
 #[derive(Args, Debug)]
@@ -26,20 +25,10 @@ pub(super) struct SuspendArgs {
 }
 
 pub(super) fn run(args: SuspendArgs) -> anyhow::Result<()> {
-    if args.reason.trim().is_empty() {
-        anyhow::bail!("--reason must say why (it cannot be blank)");
-    }
-    block_on(async |client| {
-        let current = get_summary(&client, &args.target).await?;
-        if current.state == State::Revoked {
-            return Err(Exit::forbidden(format!(
-                "{} {:?} is Revoked: revoked is final, it cannot be suspended",
-                args.target.kind(),
-                args.target.name
-            )));
-        }
-        let spec = json!({"state": State::Suspended, "reason": args.reason});
-        let summary = patch_spec(&client, &args.target, spec).await?;
-        print(&summary.render(args.output.output)?)
-    })
+    set_state(
+        &args.target,
+        State::Suspended,
+        Some(&args.reason),
+        args.output.output,
+    )
 }
