@@ -69,7 +69,7 @@ install-yaml: ## re-render manifests/install.yaml from charts/cleanroom (CI fail
 
 .PHONY: crds
 crds: ## regenerate crds/ from the Rust types, with the chart's copy and install.yaml
-	$(CARGO) run -q -p cleanroom -- crd --out-dir crds
+	$(CARGO) run -q -p cleanroom --bin cleanroom -- crd --out-dir crds
 	cp crds/*.yaml charts/cleanroom/crds/
 	e2e/scripts/render-install.sh
 

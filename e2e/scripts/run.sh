@@ -9,6 +9,19 @@ export KUBECONFIG=$CLUSTER_DIR/kubeconfig
 kubectl_() { "$(cat "$CLUSTER_DIR/bin-dir")/kubectl" "$@"; }
 
 "$E2E_DIR/scripts/operator.sh" start
+# The raw data first: on a real cluster the data provider puts the file on
+# the vault's claim; here the e2e node's volumes are directories on this
+# machine, so the synthetic sample is copied in before any scenario asks.
+say "putting the synthetic population register on its raw claim in the vault"
+kubectl_ apply -f "$REPO_DIR/manifests/examples/00-vault-raw-population.yaml"
+kubectl_ -n cleanroom-vault wait --for=jsonpath='{.status.phase}'=Bound \
+  pvc/raw-population --timeout=60s >/dev/null
+volume=$(kubectl_ -n cleanroom-vault get pvc raw-population -o jsonpath='{.spec.volumeName}')
+raw_dir=$(kubectl_ get pv "$volume" -o jsonpath='{.spec.hostPath.path}')
+[ -d "$raw_dir" ] || die "the raw claim's volume $volume has no directory on this machine"
+install -d -m 0755 "$raw_dir/population"
+install -m 0644 "$E2E_DIR/fixtures/population-2024.csv" "$raw_dir/population/2024.csv"
+
 say "applying the worked examples (manifests/examples/)"
 kubectl_ apply -f "$REPO_DIR/manifests/examples/"
 say "waiting for the example scenarios to be Ready"

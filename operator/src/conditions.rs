@@ -34,6 +34,10 @@ pub mod reasons {
     pub const PROVISIONING: &str = "Provisioning";
     /// Data preparation is in progress.
     pub const PREPARING_DATA: &str = "PreparingData";
+    /// A dataset's preparation failed (the message says which and why).
+    pub const PREPARATION_FAILED: &str = "PreparationFailed";
+    /// Every dataset is prepared and handed over.
+    pub const DATA_READY: &str = "DataReady";
     /// Everything is in place.
     pub const WORKSPACE_READY: &str = "WorkspaceReady";
     /// The object itself asks to be suspended.

@@ -304,6 +304,12 @@ pub async fn resolve_volumes(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let pod_dir = layout.pod_dir(uid);
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group)
+        .and_then(|g| u32::try_from(g).ok());
     let io = |what: String| move |e: std::io::Error| VolumeError::NotReady(format!("{what}: {e}"));
     let mut out = BTreeMap::new();
     for vol in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -425,9 +431,33 @@ pub async fn resolve_volumes(
                 volume_kind(vol)
             )));
         };
+        if let Some(gid) = fs_group
+            && resolved.host_path.starts_with(pod_dir.join("volumes"))
+        {
+            grant_group(&resolved.host_path, gid)
+                .map_err(io(format!("fsGroup on volume {}", vol.name)))?;
+        }
         out.insert(vol.name.clone(), resolved);
     }
     Ok(out)
+}
+
+/// What a kubelet does for `fsGroup` on projected files: they belong to the
+/// pod's group, which may read them (a Secret at mode 0440, say, is then
+/// readable by the non-root pod and nobody else).
+fn grant_group(dir: &Path, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            grant_group(&path, gid)?;
+        } else {
+            std::os::unix::fs::lchown(&path, None, Some(gid))?;
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o040))?;
+        }
+    }
+    Ok(())
 }
 
 /// The host directory behind a claim, once it is bound.

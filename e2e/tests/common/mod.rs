@@ -38,6 +38,8 @@ pub const ALICE: &str = "alice@acme.example";
 pub const T: Duration = Duration::from_secs(90);
 /// The finalizer that holds a Scenario until its workspace is wiped and gone.
 pub const FINALIZER: &str = "cleanroom.io/teardown";
+/// The namespace of raw data and the Jobs that read it.
+pub const VAULT: &str = "cleanroom-vault";
 
 /// The repository root (the e2e crate's parent).
 pub fn repo_root() -> PathBuf {
@@ -236,6 +238,7 @@ struct Created {
     authorizations: Vec<String>,
     scenarios: Vec<String>,
     datasets: Vec<String>,
+    raw_claims: Vec<String>,
 }
 
 /// What one test works with: a client, and the record of what it created so
@@ -295,6 +298,49 @@ impl Fixture {
             .create(&PostParams::default(), &d)
             .await
             .with_context(|| format!("creating Dataset {name}"))
+    }
+
+    /// Creates a claim `name` for raw data in the vault, waits until it is
+    /// bound, and writes `files` (relative path, content) on its volume,
+    /// readable by all as a data provider would leave them. Returns the
+    /// volume's directory on this machine.
+    pub async fn create_raw_claim(&self, name: &str, files: &[(&str, &[u8])]) -> Result<PathBuf> {
+        self.created().raw_claims.push(name.to_string());
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), VAULT);
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": VAULT},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "64Mi"}}
+            }
+        }))?;
+        claims
+            .create(&PostParams::default(), &claim)
+            .await
+            .with_context(|| format!("creating claim {VAULT}/{name}"))?;
+        let bound = wait_for(
+            &claims,
+            name,
+            "claim Bound",
+            T,
+            |c: Option<&PersistentVolumeClaim>| {
+                c.and_then(|c| c.status.as_ref()?.phase.as_deref()) == Some("Bound")
+            },
+        )
+        .await?;
+        let pv = Api::<PersistentVolume>::all(self.client.clone())
+            .get(
+                &bound
+                    .spec
+                    .and_then(|s| s.volume_name)
+                    .context("no volume")?,
+            )
+            .await?;
+        let root = host_dir(&pv)?;
+        for (relative, content) in files {
+            write_raw(&root, relative, content)?;
+        }
+        Ok(root)
     }
 
     /// A valid, active Authorization with a unique name; returns the name.
@@ -396,6 +442,7 @@ impl Fixture {
             out += &format!("===== Authorization {name} =====\n");
             out += &yaml_of(&self.authorizations(), name).await;
         }
+        out += &dump_namespace(&self.client, VAULT).await;
         out += &log_tails(&["operator", "e2e-node"], 60);
         out
     }
@@ -414,6 +461,13 @@ impl Fixture {
         let mut problems = Vec::new();
         for name in &scenarios {
             if let Err(e) = delete_and_wait(&self.scenarios(), name).await {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        let raw_claims = self.created().raw_claims.clone();
+        let vault: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), VAULT);
+        for name in &raw_claims {
+            if let Err(e) = delete_and_wait(&vault, name).await {
                 problems.push(format!("{e:#}"));
             }
         }
@@ -517,17 +571,36 @@ pub async fn scratch_volume(client: &Client, scenario: &str) -> Result<Persisten
 }
 
 /// The host directory behind a hostPath volume (the e2e node's volumes live
-/// on this machine), handed to the workspace uid as a workspace would own it.
-pub fn workspace_owned_dir(pv: &PersistentVolume) -> Result<PathBuf> {
-    let root = PathBuf::from(
+/// on this machine).
+pub fn host_dir(pv: &PersistentVolume) -> Result<PathBuf> {
+    Ok(PathBuf::from(
         pv.spec
             .as_ref()
             .and_then(|s| s.host_path.as_ref())
             .map(|h| h.path.clone())
             .context("the volume is not a hostPath volume")?,
-    );
+    ))
+}
+
+/// [`host_dir`], handed to the workspace uid as a workspace would own it.
+pub fn workspace_owned_dir(pv: &PersistentVolume) -> Result<PathBuf> {
+    let root = host_dir(pv)?;
     chown(&root, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
     Ok(root)
+}
+
+/// Writes `content` at `relative` under `root`, readable by everyone (raw
+/// data is only ever mounted read-only, in the vault).
+pub fn write_raw(root: &Path, relative: &str, content: &[u8]) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(relative);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::write(&path, content)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+    Ok(path)
 }
 
 /// Writes `content` at `relative` under `root`, owned by the workspace uid.

@@ -448,3 +448,27 @@ fn masking_rule_type_fit_in_cel_agrees_with_rust() {
         }
     }
 }
+
+#[test]
+fn scenario_data_is_fixed_once_approved() {
+    let old = scenario();
+    assert!(old["spec"]["data"].is_array(), "the fixture requests data");
+    let mut more_columns = old.clone();
+    more_columns["spec"]["data"][0]["columns"]
+        .as_array_mut()
+        .expect("columns")
+        .push(json!("income"));
+    rejected(&Scenario::crd(), &more_columns, Some(&old), "data is fixed");
+    let mut without = old.clone();
+    without["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("data");
+    rejected(&Scenario::crd(), &without, Some(&old), "data is fixed");
+    rejected(&Scenario::crd(), &old, Some(&without), "data is fixed");
+    // Everything else may still change: a suspension, say.
+    let mut suspended = old.clone();
+    suspended["spec"]["state"] = json!("Suspended");
+    suspended["spec"]["reason"] = json!("inspection");
+    accepted(&Scenario::crd(), &suspended, Some(&old));
+}

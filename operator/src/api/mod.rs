@@ -22,7 +22,7 @@ pub use dataset::{
 };
 pub use masking::{DatePart, Generalization, MaskingRule, Strength};
 pub use scenario::{
-    ColumnRule, DataRequest, EnvVar, Sampling, Scenario, ScenarioPhase, ScenarioSpec,
+    ColumnRule, DataRequest, EnvVar, PreparedData, Sampling, Scenario, ScenarioPhase, ScenarioSpec,
     ScenarioStatus, Workspace, WorkspaceMode, WorkspaceResources,
 };
 

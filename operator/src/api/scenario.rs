@@ -38,6 +38,9 @@ pub const NAMESPACE_PREFIX: &str = "cr-";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = reason_required_rule())]
+#[x_kube(validation = Rule::new("has(self.data) == has(oldSelf.data) && (!has(self.data) || self.data == oldSelf.data)")
+    .message("data is fixed when the scenario is approved (the columns, sampling and rules are what was prepared): create a new Scenario for other data")
+    .field_path(".data"))]
 pub struct ScenarioSpec {
     /// Name of the Authorization this scenario runs under. Cannot be changed.
     #[schemars(length(min = 1, max = 60))]
@@ -231,6 +234,39 @@ pub struct ScenarioStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub wipes: Vec<WipeAttestation>,
+    /// One record per prepared dataset: what the workspace received, saved
+    /// before the volume is handed over to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub data: Vec<PreparedData>,
+}
+
+/// What `agent desensitize` delivered for one dataset (counts and a digest,
+/// never values).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreparedData {
+    /// The Dataset.
+    #[schemars(length(max = 63))]
+    pub dataset: String,
+    /// The PersistentVolume holding the prepared file, handed over to the
+    /// workspace as claim `data-<dataset>`.
+    #[schemars(length(max = 253))]
+    pub volume: String,
+    /// Size of that volume (counted in the workspace's storage quota).
+    #[schemars(length(max = 64))]
+    pub capacity: String,
+    /// Rows read from the raw file.
+    pub rows_in: i64,
+    /// Rows delivered (after sampling).
+    pub rows_out: i64,
+    /// Size of the prepared file.
+    pub bytes: i64,
+    /// SHA-256 (hex) of the prepared file.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub digest: String,
+    /// When the preparation finished.
+    pub prepared_at: Time,
 }
 
 /// Where a scenario is in its life.

@@ -4,8 +4,13 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::Time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -110,4 +115,70 @@ async fn set_finalizers(
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Where a Job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Not finished.
+    Running,
+    /// Its pod succeeded.
+    Succeeded,
+    /// Its pod failed, or the Job gave up (deadline, backoff).
+    Failed,
+}
+
+/// Reads a Job's status; every Job the operator runs has one pod at most.
+pub fn job_outcome(job: &Job) -> JobOutcome {
+    let status = job.status.clone().unwrap_or_default();
+    let failed = status.failed.unwrap_or(0) > 0
+        || status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Failed" && c.status == "True");
+    if status.succeeded.unwrap_or(0) > 0 {
+        JobOutcome::Succeeded
+    } else if failed {
+        JobOutcome::Failed
+    } else {
+        JobOutcome::Running
+    }
+}
+
+/// The termination message of the newest finished pod of a Job.
+pub async fn termination_message(
+    client: &Client,
+    ns: &str,
+    job: &str,
+) -> Result<Option<String>, Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await?;
+    let mut finished: Vec<(Option<Time>, String)> = list
+        .items
+        .iter()
+        .filter_map(|p| {
+            let terminated = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .state
+                .as_ref()?
+                .terminated
+                .as_ref()?;
+            Some((
+                terminated.finished_at.clone(),
+                terminated.message.clone().unwrap_or_default(),
+            ))
+        })
+        .collect();
+    finished.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(finished
+        .pop()
+        .map(|(_, m)| m)
+        .filter(|m| !m.trim().is_empty()))
 }

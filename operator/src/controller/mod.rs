@@ -8,6 +8,7 @@
 //! the next run finishes the job.
 
 pub mod authorization;
+pub mod data;
 pub mod kube_ops;
 pub mod lifecycle;
 pub mod scenario;
@@ -66,6 +67,9 @@ pub enum Error {
     /// Serializing an object failed (a bug, not bad input).
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
+    /// The system's random source could not be read (for a pseudonym key).
+    #[error("reading random bytes: {0}")]
+    Random(String),
 }
 
 impl Error {
@@ -74,7 +78,7 @@ impl Error {
         match self {
             Error::Kube(_) => "api",
             Error::MissingField(..) => "invalid-object",
-            Error::Serialization(_) => "internal",
+            Error::Serialization(_) | Error::Random(_) => "internal",
         }
     }
 }

@@ -14,8 +14,9 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
+use super::data::{self, Preparation};
 use super::kube_ops::{apply, delete, ensure_finalizer, patch_status};
 use super::lifecycle::{Decision, Seal, decide, until};
 use super::{Context, Error, teardown};
@@ -167,12 +168,10 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
                 reject(&api, scenario, &id, ctx, rejection, &now, provisioned).await?;
                 return Ok(Action::requeue(wake_at_expiry));
             }
-            let running = provision(&api, scenario, &id, ctx, seal, &expires_at, &now).await?;
-            Ok(Action::requeue(if running || seal.is_some() {
-                wake_at_expiry
-            } else {
-                SOON.min(wake_at_expiry)
-            }))
+            let again = provision(&api, scenario, &id, ctx, seal, &expires_at, &now).await?;
+            Ok(Action::requeue(
+                again.map_or(wake_at_expiry, |soon| soon.min(wake_at_expiry)),
+            ))
         }
     }
 }
@@ -262,12 +261,17 @@ async fn reject(
 
 /// Stops compute and removes access, keeping volumes: the sealed state.
 pub async fn seal(id: &Identity, ctx: &Context) -> Result<(), Error> {
-    let ns = &id.namespace;
     delete(
-        &Api::<RoleBinding>::namespaced(ctx.client.clone(), ns),
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &id.namespace),
         access::MEMBER_BINDING,
     )
     .await?;
+    stop_compute(id, ctx).await
+}
+
+/// Scales the Deployment to zero or suspends the Job, whichever exists.
+async fn stop_compute(id: &Identity, ctx: &Context) -> Result<(), Error> {
+    let ns = &id.namespace;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     if deployments.get_opt(WORKSPACE).await?.is_some() {
         let params = kube::api::PatchParams::default();
@@ -290,8 +294,10 @@ pub async fn seal(id: &Identity, ctx: &Context) -> Result<(), Error> {
 }
 
 /// Applies the workspace in order (namespace, deny-all policy, quota and
-/// limits, service account, role, bindings, scratch, compute): no pod can
-/// exist before the deny policy does. Returns whether the compute is running.
+/// limits, service account, role, bindings, scratch, prepared data, compute):
+/// no pod can exist before the deny policy does, and no compute before its
+/// data. Returns how soon to look again when something is on its way
+/// (`None`: nothing is; the next deadline or a watch will wake it).
 async fn provision(
     api: &Api<Scenario>,
     scenario: &Scenario,
@@ -300,7 +306,7 @@ async fn provision(
     seal_reason: Option<Seal>,
     expires_at: &Time,
     now: &Time,
-) -> Result<bool, Error> {
+) -> Result<Option<Duration>, Error> {
     let generation = scenario.metadata.generation;
     let mut next = scenario.status.clone().unwrap_or_default();
     next.observed_generation = generation;
@@ -340,7 +346,7 @@ async fn provision(
     .await?;
     apply(
         &Api::<ResourceQuota>::namespaced(client.clone(), ns),
-        &isolation::resource_quota(id, spec),
+        &isolation::resource_quota(id, spec, &next.data),
     )
     .await?;
     apply(
@@ -374,33 +380,44 @@ async fn provision(
     )
     .await?;
 
+    let preparation = data::prepare(api, scenario, id, ctx, &mut next, now).await?;
+    if let Preparation::Failed(why) = &preparation {
+        // Whatever ran on the data before must not run on without it.
+        warn!(scenario = %id.scenario, %why, "data preparation failed");
+        stop_compute(id, ctx).await?;
+    }
+
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let running = match compute(id, spec, seal_reason.is_none()) {
-        Compute::Deployment(d) => {
-            delete(&jobs, WORKSPACE).await?;
-            let applied = apply(&deployments, &d).await?;
-            applied
-                .status
-                .and_then(|s| s.available_replicas)
-                .is_some_and(|n| n >= 1)
-        }
-        Compute::Job(j) => {
-            delete(&deployments, WORKSPACE).await?;
-            let applied = apply(&jobs, &j).await?;
-            // A batch workspace counts as running once its Job started
-            // (or finished: its results stay in scratch until teardown).
-            applied.status.is_some_and(|s| {
-                s.active.unwrap_or(0) > 0
-                    || s.succeeded.unwrap_or(0) > 0
-                    || s.failed.unwrap_or(0) > 0
-            })
-        }
-    };
+    let compute = compute(id, spec, seal_reason.is_none());
+    let running = preparation == Preparation::Ready
+        && match compute {
+            Compute::Deployment(d) => {
+                delete(&jobs, WORKSPACE).await?;
+                let applied = apply(&deployments, &d).await?;
+                applied
+                    .status
+                    .and_then(|s| s.available_replicas)
+                    .is_some_and(|n| n >= 1)
+            }
+            Compute::Job(j) => {
+                delete(&deployments, WORKSPACE).await?;
+                let applied = apply(&jobs, &j).await?;
+                // A batch workspace counts as running once its Job started
+                // (or finished: its results stay in scratch until teardown).
+                applied.status.is_some_and(|s| {
+                    s.active.unwrap_or(0) > 0
+                        || s.succeeded.unwrap_or(0) > 0
+                        || s.failed.unwrap_or(0) > 0
+                })
+            }
+        };
 
     let sealed = seal_reason.is_some();
     next.phase = Some(if sealed {
         ScenarioPhase::Suspended
+    } else if preparation != Preparation::Ready {
+        ScenarioPhase::PreparingData
     } else if running {
         ScenarioPhase::Ready
     } else {
@@ -426,6 +443,31 @@ async fn provision(
             true,
             reasons::WORKSPACE_READY,
             "default-deny network policy for ingress and egress is in place".into(),
+        ),
+        now,
+    );
+    let datasets = spec.data.len();
+    let (prepared, prepared_reason, prepared_msg) = match &preparation {
+        Preparation::Ready if datasets == 0 => (
+            true,
+            reasons::DATA_READY,
+            "no dataset requested".to_string(),
+        ),
+        Preparation::Ready => (
+            true,
+            reasons::DATA_READY,
+            format!("{datasets} dataset(s) prepared and mounted read-only under /data"),
+        ),
+        Preparation::Pending(what) => (false, reasons::PREPARING_DATA, what.clone()),
+        Preparation::Failed(why) => (false, reasons::PREPARATION_FAILED, why.clone()),
+    };
+    set_condition(
+        c,
+        cond(
+            types::DATA_PREPARED,
+            prepared,
+            prepared_reason,
+            prepared_msg.clone(),
         ),
         now,
     );
@@ -468,6 +510,8 @@ async fn provision(
                     reasons::WORKSPACE_READY,
                     format!("the workspace runs in {ns}"),
                 )
+            } else if !prepared {
+                (prepared_reason, prepared_msg)
             } else {
                 (
                     reasons::PROVISIONING,
@@ -491,7 +535,13 @@ async fn provision(
         info!(scenario = %id.scenario, phase = ?next.phase, "phase");
     }
     patch_status(api, scenario, &next).await?;
-    Ok(running)
+    Ok(match preparation {
+        Preparation::Pending(what) if what.starts_with("handing") => Some(data::HAND_OVER_STEP),
+        Preparation::Pending(_) => Some(SOON),
+        Preparation::Failed(_) => None,
+        Preparation::Ready if running || sealed => None,
+        Preparation::Ready => Some(SOON),
+    })
 }
 
 #[cfg(test)]

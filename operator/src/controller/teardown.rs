@@ -6,20 +6,25 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::kube_ops::{apply, delete, patch_status, remove_finalizer};
+use super::kube_ops::{
+    JobOutcome, apply, delete, job_outcome, patch_status, remove_finalizer, termination_message,
+};
 use super::lifecycle::End;
 use super::{Context, Error};
+use crate::api::dataset::VAULT_NAMESPACE;
 use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time, WipeAttestation};
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::workspace::compute::WORKSPACE;
 use crate::workspace::wipe::{attestation, job_name, wipe_job};
-use crate::workspace::{Identity, access, labels};
+use crate::workspace::{Identity, access, data, labels};
 
 /// Poll interval while pods stop, wipes run and objects disappear; watches on
 /// Jobs usually wake the reconcile sooner.
@@ -191,7 +196,7 @@ async fn step(
     let ns = id.namespace.as_str();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let Some(namespace) = namespaces.get_opt(ns).await? else {
-        return volumes_released(ctx, ns).await;
+        return volumes_released(ctx, id).await;
     };
     if namespace.metadata.deletion_timestamp.is_some() {
         // Only ever deleted by us after every claim was wiped and removed.
@@ -219,20 +224,108 @@ async fn step(
         return Ok(Progress::Pending(STEP));
     }
 
-    // 2. Every claim in the namespace is wiped, attested, then deleted.
+    // 2. The vault's share of the scenario: its preparation Jobs stop, the
+    //    claims they wrote are wiped like the workspace's, key and plans go.
+    if let Some(wait) = vault_step(scenario, id, ctx, api, status, now).await? {
+        return Ok(Progress::Pending(wait));
+    }
+
+    // 3. Every claim in the namespace is wiped, attested, then deleted.
+    if let Some(wait) = wipe_claims(scenario, id, ctx, api, status, now, ns, None).await? {
+        return Ok(Progress::Pending(wait));
+    }
+
+    // 4. No claim is left: the namespace (and whatever else is in it) goes.
+    delete(&namespaces, ns).await?;
+    Ok(Progress::Pending(STEP))
+}
+
+/// The vault objects of the scenario's preparations. `Some(wait)` while
+/// something is still there.
+async fn vault_step(
+    scenario: &Scenario,
+    id: &Identity,
+    ctx: &Context,
+    api: &Api<Scenario>,
+    status: &mut ScenarioStatus,
+    now: &Time,
+) -> Result<Option<Duration>, Error> {
+    let client = &ctx.client;
+    let selector = data::vault_selector(id);
+    let mine = ListParams::default().labels(&selector);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    let mut running = false;
+    for job in jobs.list(&mine).await?.items {
+        delete(&jobs, &job.name_any()).await?;
+        running = true;
+    }
+    // Preparation pods carry the dataset label; wipe pods do not.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    let preparation_pods =
+        ListParams::default().labels(&format!("{},{}", id.selector(), data::DATASET_LABEL));
+    if running || !pods.list(&preparation_pods).await?.items.is_empty() {
+        info!(scenario = %id.scenario, "waiting for preparation pods to stop");
+        return Ok(Some(STEP));
+    }
+    if let Some(wait) = wipe_claims(
+        scenario,
+        id,
+        ctx,
+        api,
+        status,
+        now,
+        VAULT_NAMESPACE,
+        Some(&selector),
+    )
+    .await?
+    {
+        return Ok(Some(wait));
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    for cm in config_maps.list(&mine).await?.items {
+        delete(&config_maps, &cm.name_any()).await?;
+    }
+    delete(
+        &Api::<Secret>::namespaced(client.clone(), VAULT_NAMESPACE),
+        &data::key_name(id),
+    )
+    .await?;
+    Ok(None)
+}
+
+/// Wipes, attests and deletes each claim in `ns` (those `selector` picks, or
+/// all). A claim that holds no volume of its own (never bound, or one whose
+/// volume was handed over) has nothing to wipe and is deleted as it is.
+/// `Some(wait)` while any is left.
+#[allow(clippy::too_many_arguments)]
+async fn wipe_claims(
+    scenario: &Scenario,
+    id: &Identity,
+    ctx: &Context,
+    api: &Api<Scenario>,
+    status: &mut ScenarioStatus,
+    now: &Time,
+    ns: &str,
+    selector: Option<&str>,
+) -> Result<Option<Duration>, Error> {
+    let client = &ctx.client;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let list = match selector {
+        Some(s) => ListParams::default().labels(s),
+        None => ListParams::default(),
+    };
     let mut pending = false;
-    for claim in claims.list(&ListParams::default()).await?.items {
+    for claim in claims.list(&list).await?.items {
         let claim_name = claim.name_any();
         let attested = status.wipes.iter().any(|w| w.claim == claim_name);
-        if attested {
+        if attested || !holds_volume(ctx, ns, &claim).await? {
             delete(&jobs, &job_name(&claim_name)).await?;
             delete(&claims, &claim_name).await?;
             pending = true;
             continue;
         }
-        match wipe(id, ctx, &claim_name, now).await? {
+        match wipe(id, ctx, ns, &claim_name, now).await? {
             WipeState::Running => pending = true,
             WipeState::Attested(a) => {
                 ctx.metrics.wiped(a.bytes);
@@ -263,7 +356,7 @@ async fn step(
                         types::WIPED,
                         false,
                         reasons::WIPE_FAILED,
-                        format!("claim {claim_name}: {message}"),
+                        format!("claim {ns}/{claim_name}: {message}"),
                         scenario.metadata.generation,
                         now,
                     ),
@@ -271,32 +364,55 @@ async fn step(
                 );
                 patch_status(api, scenario, status).await?;
                 delete(&jobs, &job_name(&claim_name)).await?;
-                return Ok(Progress::Pending(WIPE_RETRY));
+                return Ok(Some(WIPE_RETRY));
             }
         }
     }
-    if pending {
-        return Ok(Progress::Pending(STEP));
-    }
+    Ok(pending.then_some(STEP))
+}
 
-    // 3. No claim is left: the namespace (and whatever else is in it) goes.
-    delete(&namespaces, ns).await?;
-    Ok(Progress::Pending(STEP))
+/// Whether a claim has a volume whose data is its own: it is bound, or a
+/// volume already names it (binding is under way). A claim left `Lost` by a
+/// hand-over, or one that never bound, holds nothing to wipe.
+async fn holds_volume(
+    ctx: &Context,
+    ns: &str,
+    claim: &PersistentVolumeClaim,
+) -> Result<bool, Error> {
+    if claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+        return Ok(true);
+    }
+    let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()) else {
+        return Ok(false);
+    };
+    let pv = Api::<PersistentVolume>::all(ctx.client.clone())
+        .get_opt(volume)
+        .await?;
+    Ok(pv
+        .and_then(|pv| pv.spec)
+        .and_then(|s| s.claim_ref)
+        .is_some_and(|r| {
+            r.namespace.as_deref() == Some(ns) && r.name.as_deref() == Some(&claim.name_any())
+        }))
 }
 
 /// After the namespace is gone: volumes that were bound to its claims and
 /// kept by a Retain policy are deleted too (already wiped); those with a
 /// Delete policy are their provisioner's to remove. Done when none is left.
-async fn volumes_released(ctx: &Context, ns: &str) -> Result<Progress, Error> {
+async fn volumes_released(ctx: &Context, id: &Identity) -> Result<Progress, Error> {
+    let ns = id.namespace.as_str();
     let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let mut left = 0;
     for pv in volumes.list(&ListParams::default()).await?.items {
+        // Bound to one of the workspace's claims, or labelled at a hand-over
+        // (a prepared volume wiped in the vault before it moved).
         let ours = pv
             .spec
             .as_ref()
             .and_then(|s| s.claim_ref.as_ref())
             .and_then(|r| r.namespace.as_deref())
-            == Some(ns);
+            == Some(ns)
+            || pv.labels().get(labels::SCENARIO) == Some(&id.scenario);
         if !ours {
             continue;
         }
@@ -323,29 +439,27 @@ enum WipeState {
     Failed(String),
 }
 
-/// Starts (or follows) the wipe Job of one claim.
-async fn wipe(id: &Identity, ctx: &Context, claim: &str, now: &Time) -> Result<WipeState, Error> {
-    let ns = id.namespace.as_str();
+/// Starts (or follows) the wipe Job of one claim in `ns`.
+async fn wipe(
+    id: &Identity,
+    ctx: &Context,
+    ns: &str,
+    claim: &str,
+    now: &Time,
+) -> Result<WipeState, Error> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let name = job_name(claim);
     let Some(job) = jobs.get_opt(&name).await? else {
-        apply(&jobs, &wipe_job(id, claim, &ctx.settings.agent_image)).await?;
-        info!(scenario = %id.scenario, claim, "wipe started");
+        apply(&jobs, &wipe_job(id, ns, claim, &ctx.settings.agent_image)).await?;
+        info!(scenario = %id.scenario, namespace = ns, claim, "wipe started");
         return Ok(WipeState::Running);
     };
-    let job_status = job.status.unwrap_or_default();
-    let succeeded = job_status.succeeded.unwrap_or(0) > 0;
-    let failed = job_status.failed.unwrap_or(0) > 0
-        || job_status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Failed" && c.status == "True");
-    if !succeeded && !failed {
+    let outcome = job_outcome(&job);
+    if outcome == JobOutcome::Running {
         return Ok(WipeState::Running);
     }
-    let message = termination_message(ctx, ns, &name).await?;
-    if failed {
+    let message = termination_message(&ctx.client, ns, &name).await?;
+    if outcome == JobOutcome::Failed {
         return Ok(WipeState::Failed(message.unwrap_or_else(|| {
             "the wipe pod failed without a message".into()
         })));
@@ -355,42 +469,10 @@ async fn wipe(id: &Identity, ctx: &Context, claim: &str, now: &Time) -> Result<W
             "the wipe succeeded but left no report".into(),
         ));
     };
-    // The claim names its role (scratch, or data-<dataset>).
+    // The claim names its role (scratch, data-<dataset>, or in the vault
+    // prep-<scenario>-<dataset>).
     match attestation(claim, claim, &message, now.clone()) {
         Ok(a) => Ok(WipeState::Attested(a)),
         Err(e) => Ok(WipeState::Failed(e.to_string())),
     }
-}
-
-/// The termination message of the newest finished pod of a Job.
-async fn termination_message(ctx: &Context, ns: &str, job: &str) -> Result<Option<String>, Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await?;
-    let mut finished: Vec<(Option<Time>, String)> = list
-        .items
-        .iter()
-        .filter_map(|p| {
-            let terminated = p
-                .status
-                .as_ref()?
-                .container_statuses
-                .as_ref()?
-                .first()?
-                .state
-                .as_ref()?
-                .terminated
-                .as_ref()?;
-            Some((
-                terminated.finished_at.clone(),
-                terminated.message.clone().unwrap_or_default(),
-            ))
-        })
-        .collect();
-    finished.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(finished
-        .pop()
-        .map(|(_, m)| m)
-        .filter(|m| !m.trim().is_empty()))
 }

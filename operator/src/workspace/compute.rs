@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::{Identity, WORKSPACE_UID, access, labels};
+use super::{Identity, WORKSPACE_UID, access, data, labels};
 use crate::api::ScenarioSpec;
 use crate::api::scenario::WorkspaceMode;
 
@@ -106,6 +106,38 @@ pub fn pod_template(id: &Identity, spec: &ScenarioSpec, restart_policy: &str) ->
         })
         .collect();
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let mut mounts = vec![
+        VolumeMount {
+            name: SCRATCH.into(),
+            mount_path: SCRATCH_PATH.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+    ];
+    // Each prepared dataset, read-only at /data/<dataset> (the claim is
+    // read-only too, so no mount option can make it writable).
+    let mut data_volumes = Vec::new();
+    for (i, request) in spec.data.iter().enumerate() {
+        let volume = format!("data-{i}");
+        mounts.push(VolumeMount {
+            name: volume.clone(),
+            mount_path: data::mount_path(&request.dataset),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        data_volumes.push(Volume {
+            name: volume,
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data::data_claim_name(&request.dataset),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels(id)),
@@ -129,39 +161,33 @@ pub fn pod_template(id: &Identity, spec: &ScenarioSpec, restart_policy: &str) ->
                     ..ResourceRequirements::default()
                 }),
                 security_context: Some(container_security_context()),
-                volume_mounts: Some(vec![
-                    VolumeMount {
-                        name: SCRATCH.into(),
-                        mount_path: SCRATCH_PATH.into(),
-                        ..VolumeMount::default()
-                    },
-                    VolumeMount {
-                        name: "tmp".into(),
-                        mount_path: "/tmp".into(),
-                        ..VolumeMount::default()
-                    },
-                ]),
+                volume_mounts: Some(mounts),
                 ..Container::default()
             }],
-            volumes: Some(vec![
-                Volume {
-                    name: SCRATCH.into(),
-                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                        claim_name: SCRATCH.into(),
-                        read_only: Some(false),
-                    }),
-                    ..Volume::default()
-                },
-                Volume {
-                    name: "tmp".into(),
-                    empty_dir: Some(EmptyDirVolumeSource {
-                        medium: Some("Memory".into()),
-                        mode: None,
-                        size_limit: Some(Quantity("256Mi".into())),
-                    }),
-                    ..Volume::default()
-                },
-            ]),
+            volumes: Some(
+                [
+                    Volume {
+                        name: SCRATCH.into(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: SCRATCH.into(),
+                            read_only: Some(false),
+                        }),
+                        ..Volume::default()
+                    },
+                    Volume {
+                        name: "tmp".into(),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            medium: Some("Memory".into()),
+                            mode: None,
+                            size_limit: Some(Quantity("256Mi".into())),
+                        }),
+                        ..Volume::default()
+                    },
+                ]
+                .into_iter()
+                .chain(data_volumes)
+                .collect(),
+            ),
             ..PodSpec::default()
         }),
     }
@@ -291,6 +317,38 @@ mod tests {
             js.template.spec.unwrap().restart_policy.as_deref(),
             Some("Never")
         );
+    }
+
+    #[test]
+    fn prepared_datasets_are_mounted_read_only_under_data() {
+        let mut s = spec("Service");
+        s.data = serde_json::from_value(json!([
+            {"dataset": "population-register", "columns": ["district"]},
+            {"dataset": "income", "columns": ["income"]}
+        ]))
+        .unwrap();
+        let t = serde_json::to_value(pod_template(&identity(), &s, "Always")).unwrap();
+        let mounts = &t["spec"]["containers"][0]["volumeMounts"];
+        assert_eq!(
+            mounts[2],
+            json!({"name": "data-0", "mountPath": "/data/population-register", "readOnly": true})
+        );
+        assert_eq!(mounts[3]["mountPath"], json!("/data/income"));
+        let volumes = &t["spec"]["volumes"];
+        assert_eq!(
+            volumes[3],
+            json!({"name": "data-1", "persistentVolumeClaim":
+                   {"claimName": "data-income", "readOnly": true}})
+        );
+        // Only scratch is writable.
+        let writable: Vec<_> = mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["readOnly"] != json!(true))
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(writable, ["/work", "/tmp"]);
     }
 
     #[test]

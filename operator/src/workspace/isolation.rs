@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::Identity;
-use crate::api::ScenarioSpec;
+use crate::api::{PreparedData, ScenarioSpec};
 use crate::rules::quantity;
 
 /// Name of the default-deny network policy.
@@ -65,13 +65,26 @@ fn q(s: &str) -> Quantity {
 
 /// The workspace may use what the scenario asked for and no more: one compute
 /// pod plus one agent pod at a time, one scratch claim plus one per dataset.
-pub fn resource_quota(id: &Identity, spec: &ScenarioSpec) -> ResourceQuota {
+pub fn resource_quota(id: &Identity, spec: &ScenarioSpec, data: &[PreparedData]) -> ResourceQuota {
     let ws = &spec.workspace;
     let claims = 1 + spec.data.len();
+    // Scratch, plus each prepared dataset's volume once it is on its way in.
+    let storage = quantity::parse(&ws.scratch.0.0)
+        .ok()
+        .filter(|_| !data.is_empty())
+        .and_then(|scratch| {
+            data.iter().try_fold(scratch, |sum, d| {
+                sum.checked_add(quantity::parse(&d.capacity).ok()?)
+            })
+        })
+        .map_or_else(
+            || ws.scratch.0.clone(),
+            |sum| q(&sum.units_ceil().to_string()),
+        );
     let hard = BTreeMap::from([
         ("limits.cpu".to_string(), ws.resources.cpu.0.clone()),
         ("limits.memory".to_string(), ws.resources.memory.0.clone()),
-        ("requests.storage".to_string(), ws.scratch.0.clone()),
+        ("requests.storage".to_string(), storage),
         ("persistentvolumeclaims".to_string(), q(&claims.to_string())),
         ("pods".to_string(), q("4")),
         ("services.loadbalancers".to_string(), q("0")),
@@ -174,13 +187,31 @@ mod tests {
 
     #[test]
     fn quota_is_the_scenarios_size_with_one_claim_per_dataset_plus_scratch() {
-        let rq = resource_quota(&identity(), &spec());
+        let rq = resource_quota(&identity(), &spec(), &[]);
         let hard = rq.spec.unwrap().hard.unwrap();
         assert_eq!(hard["limits.cpu"].0, "2");
         assert_eq!(hard["limits.memory"].0, "4Gi");
         assert_eq!(hard["requests.storage"].0, "10Gi");
         assert_eq!(hard["persistentvolumeclaims"].0, "2");
         assert_eq!(hard["services.loadbalancers"].0, "0");
+    }
+
+    #[test]
+    fn quota_makes_room_for_each_prepared_volume() {
+        let record = |capacity: &str| PreparedData {
+            dataset: "d".into(),
+            volume: "pv".into(),
+            capacity: capacity.into(),
+            rows_in: 1,
+            rows_out: 1,
+            bytes: 1,
+            digest: "0".repeat(64),
+            prepared_at: crate::api::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        };
+        let rq = resource_quota(&identity(), &spec(), &[record("1Gi"), record("512Mi")]);
+        let hard = rq.spec.unwrap().hard.unwrap();
+        // 10Gi + 1Gi + 512Mi, in bytes.
+        assert_eq!(hard["requests.storage"].0, (23u64 << 29).to_string());
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! - [`isolation`]: the namespace and its guards (network policy, quota, limits).
 //! - [`access`]: the service account and the members' role bindings.
 //! - [`compute`]: the scratch claim and the workspace Deployment or Job.
+//! - [`data`]: the vault preparation of each dataset and its hand-over.
 //! - [`wipe`]: the `agent wipe` Job run over each volume at teardown.
 
 pub mod access;
 pub mod compute;
+pub mod data;
 pub mod isolation;
 pub mod wipe;
 
@@ -46,6 +48,20 @@ pub const FIELD_MANAGER: &str = "cleanroom";
 /// User and group every workspace and agent process runs as: not root, and the
 /// same for both so that the wipe can overwrite what the workspace wrote.
 pub const WORKSPACE_UID: i64 = 65532;
+
+/// `name` if it fits a DNS label (63 characters), else its first 52
+/// characters, a dash and 10 hex digits of its SHA-256: still readable, still
+/// distinct, and the same every time.
+pub fn bounded_name(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_string();
+    }
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let head = name[..52].trim_end_matches('-');
+    format!("{head}-{}", &digest[..10])
+}
 
 /// What a scenario's children need to know about it.
 #[derive(Clone, Debug, PartialEq)]
@@ -135,7 +151,7 @@ pub fn desired(
     let mut out = vec![
         to_value(isolation::namespace(id))?,
         to_value(isolation::deny_all(id))?,
-        to_value(isolation::resource_quota(id, spec))?,
+        to_value(isolation::resource_quota(id, spec, &[]))?,
         to_value(isolation::limit_range(id, spec))?,
         to_value(access::service_account(id))?,
         to_value(access::member_role(id))?,

@@ -17,18 +17,20 @@ pub const VOLUME_PATH: &str = "/volume";
 
 /// Name of the wipe Job for a claim.
 pub fn job_name(claim: &str) -> String {
-    format!("wipe-{claim}")
+    super::bounded_name(&format!("wipe-{claim}"))
 }
 
-/// A Job that overwrites every file on `claim` with zeros, reads it back,
+/// A Job in `namespace` (the workspace's, or the vault for a preparation
+/// volume never handed over) that overwrites every file on `claim` with zeros, reads it back,
 /// removes it and reports what it did in its termination message. It runs as
 /// the workspace's uid (so it may overwrite what the workspace wrote) under
 /// the same restricted security context, and never restarts on its own: a
 /// failed wipe is reported, and the controller decides.
-pub fn wipe_job(id: &Identity, claim: &str, agent_image: &str) -> Job {
+pub fn wipe_job(id: &Identity, namespace: &str, claim: &str, agent_image: &str) -> Job {
     let mut pod_labels = id.labels();
     pod_labels.insert(labels::COMPONENT.into(), labels::AGENT.into());
     let mut meta = id.meta(&job_name(claim));
+    meta.namespace = Some(namespace.into());
     if let Some(l) = meta.labels.as_mut() {
         l.insert(labels::COMPONENT.into(), labels::AGENT.into());
     }
@@ -156,8 +158,13 @@ mod tests {
 
     #[test]
     fn wipe_job_runs_the_agent_over_the_claim_as_an_agent_pod() {
-        let job =
-            serde_json::to_value(wipe_job(&identity(), "scratch", "cleanroom/agent:1")).unwrap();
+        let job = serde_json::to_value(wipe_job(
+            &identity(),
+            "cr-census",
+            "scratch",
+            "cleanroom/agent:1",
+        ))
+        .unwrap();
         assert_eq!(job["metadata"]["name"], json!("wipe-scratch"));
         let pod = &job["spec"]["template"];
         assert_eq!(

@@ -1,0 +1,343 @@
+//! PreparingData: each requested dataset is desensitized in the vault and its
+//! volume handed over to the workspace, one idempotent step per pass.
+//!
+//! Per dataset, the state is read back from the cluster every time:
+//!
+//! 1. no record in status: the key Secret, the plan ConfigMap, the output
+//!    claim and the `agent desensitize` Job exist in the vault; when the Job
+//!    succeeds its report is saved in `status.data` (before anything moves);
+//! 2. a record but no bound `data-<dataset>` claim in the workspace: the
+//!    hand-over. The volume is set to `Retain` (so that no claim's deletion
+//!    can reclaim it mid-way), the workspace claim is created naming the
+//!    volume, and the volume's `claimRef` is moved to it. At every instant
+//!    the volume is bound to a claim that exists: first the vault's, then the
+//!    workspace's; the vault claim is deleted only after the move;
+//! 3. the workspace claim is bound: the volume's reclaim policy is restored
+//!    and the vault's Job, claim and plan go.
+//!
+//! When every dataset is at 3 the scenario's key is deleted: nothing will be
+//! pseudonymized with it again (a scenario's data cannot change).
+
+use std::io::Read;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use super::kube_ops::{JobOutcome, apply, delete, job_outcome, patch_status, termination_message};
+use super::{Context, Error};
+use crate::api::dataset::VAULT_NAMESPACE;
+use crate::api::{DataRequest, Dataset, Scenario, ScenarioStatus, Time};
+use crate::workspace::Identity;
+use crate::workspace::data::{
+    DATASET_LABEL, KEY_BYTES, RECLAIM_ANNOTATION, data_claim_name, key_name, key_secret,
+    output_claim, plan_config_map, preparation_job, preparation_name, prepared, workspace_claim,
+};
+use crate::workspace::labels;
+
+/// Pause between the steps of a hand-over (a claim binding takes a moment).
+pub const HAND_OVER_STEP: Duration = Duration::from_secs(1);
+
+/// Where the scenario's data stands after one pass.
+#[derive(Debug, PartialEq)]
+pub enum Preparation {
+    /// Every dataset is mounted-ready in the workspace (or none was asked for).
+    Ready,
+    /// Work is under way: the message says what.
+    Pending(String),
+    /// A preparation failed; nothing retries it until its Job is deleted.
+    Failed(String),
+}
+
+/// Moves every dataset of the scenario one step on; `status` gains the
+/// preparation records (written to the API before any volume moves).
+pub async fn prepare(
+    api: &Api<Scenario>,
+    scenario: &Scenario,
+    id: &Identity,
+    ctx: &Context,
+    status: &mut ScenarioStatus,
+    now: &Time,
+) -> Result<Preparation, Error> {
+    let mut pending = Vec::new();
+    for request in &scenario.spec.data {
+        let d = request.dataset.as_str();
+        let step = match status.data.iter().find(|p| p.dataset == d).cloned() {
+            None => run(id, ctx, request, now).await?,
+            Some(record) => hand_over(id, ctx, d, &record.volume).await?,
+        };
+        match step {
+            Step::Done => {}
+            Step::Pending(what) => pending.push(what),
+            Step::Failed(why) => return Ok(Preparation::Failed(why)),
+            Step::Prepared(record) => {
+                info!(scenario = %id.scenario, dataset = d, rows = record.rows_out, "prepared");
+                status.data.push(record);
+                // The proof of what was delivered is stored before the volume moves.
+                patch_status(api, scenario, status).await?;
+                pending.push(format!("handing {d} over"));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        return Ok(Preparation::Pending(pending.join("; ")));
+    }
+    if !scenario.spec.data.is_empty() {
+        delete(
+            &Api::<Secret>::namespaced(ctx.client.clone(), VAULT_NAMESPACE),
+            &key_name(id),
+        )
+        .await?;
+    }
+    Ok(Preparation::Ready)
+}
+
+enum Step {
+    Done,
+    Pending(String),
+    Failed(String),
+    Prepared(crate::api::PreparedData),
+}
+
+/// Step 1: the preparation Job and what it needs, then its report.
+async fn run(
+    id: &Identity,
+    ctx: &Context,
+    request: &DataRequest,
+    now: &Time,
+) -> Result<Step, Error> {
+    let d = request.dataset.as_str();
+    let client = &ctx.client;
+    let Some(dataset) = Api::<Dataset>::all(client.clone()).get_opt(d).await? else {
+        return Ok(Step::Failed(format!("dataset {d} is not in the catalogue")));
+    };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    let raw = &dataset.spec.source.claim_name;
+    let Some(raw_claim) = claims.get_opt(raw).await? else {
+        return Ok(Step::Failed(format!(
+            "dataset {d}: its raw claim {raw} does not exist in {VAULT_NAMESPACE}"
+        )));
+    };
+    let size = raw_claim
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"))
+        .or_else(|| {
+            raw_claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+        })
+        .cloned()
+        .ok_or_else(|| Error::MissingField(format!("claim {VAULT_NAMESPACE}/{raw}"), "size"))?;
+
+    ensure_key(ctx, id).await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), VAULT_NAMESPACE),
+        &plan_config_map(id, &dataset, request),
+    )
+    .await?;
+    let name = preparation_name(id, d);
+    apply(
+        &claims,
+        &output_claim(id, d, size, ctx.settings.storage_class.as_deref()),
+    )
+    .await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    let Some(job) = jobs.get_opt(&name).await? else {
+        apply(
+            &jobs,
+            &preparation_job(id, &dataset, &ctx.settings.agent_image),
+        )
+        .await?;
+        info!(scenario = %id.scenario, dataset = d, "preparation started");
+        return Ok(Step::Pending(format!("preparing {d}")));
+    };
+    let outcome = job_outcome(&job);
+    if outcome == JobOutcome::Running {
+        return Ok(Step::Pending(format!("preparing {d}")));
+    }
+    let message = termination_message(client, VAULT_NAMESPACE, &name).await?;
+    let output = claims.get_opt(&name).await?;
+    let volume = output
+        .as_ref()
+        .and_then(|c| c.spec.as_ref()?.volume_name.clone())
+        .unwrap_or_default();
+    let capacity = output
+        .as_ref()
+        .and_then(|c| {
+            c.status
+                .as_ref()?
+                .capacity
+                .as_ref()?
+                .get("storage")
+                .cloned()
+        })
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let volume_of = (volume.as_str(), capacity.as_str());
+    let result = match (outcome, message) {
+        (_, None) => Err(format!(
+            "dataset {d}: the preparation Job {VAULT_NAMESPACE}/{name} ended without a report"
+        )),
+        (JobOutcome::Failed, Some(m)) => match prepared(d, volume_of, &m, now.clone()) {
+            Err(why) => Err(why),
+            Ok(_) => Err(format!("dataset {d}: the preparation pod failed")),
+        },
+        (_, Some(m)) => prepared(d, volume_of, &m, now.clone()),
+    };
+    Ok(match result {
+        Ok(_) if volume.is_empty() => {
+            Step::Failed(format!("dataset {d}: the output claim {name} is not bound"))
+        }
+        Ok(record) => Step::Prepared(record),
+        Err(why) => Step::Failed(format!(
+            "{why}. Fix the data, then delete Job {VAULT_NAMESPACE}/{name} to prepare again"
+        )),
+    })
+}
+
+/// Creates the scenario's pseudonym key once. Never applied: a second
+/// write would change the key and with it every pseudonym.
+async fn ensure_key(ctx: &Context, id: &Identity) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), VAULT_NAMESPACE);
+    if secrets.get_metadata_opt(&key_name(id)).await?.is_some() {
+        return Ok(());
+    }
+    let mut key = vec![0u8; KEY_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| Error::Random(e.to_string()))?;
+    match secrets
+        .create(&PostParams::default(), &key_secret(id, &key))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Steps 2 and 3: the volume moves from the vault claim to the workspace's.
+async fn hand_over(id: &Identity, ctx: &Context, d: &str, volume: &str) -> Result<Step, Error> {
+    let client = &ctx.client;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let workspace_claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &id.namespace);
+    let claim_name = data_claim_name(d);
+    let Some(pv) = volumes.get_opt(volume).await? else {
+        return Ok(Step::Failed(format!(
+            "dataset {d}: its prepared volume {volume} is gone"
+        )));
+    };
+    let bound = workspace_claims
+        .get_opt(&claim_name)
+        .await?
+        .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"));
+    if bound.is_some() {
+        restore_reclaim_policy(&volumes, &pv).await?;
+        clean_vault(id, ctx, d).await?;
+        return Ok(Step::Done);
+    }
+
+    // Keep the volume whatever happens to either claim while it moves.
+    let spec = pv.spec.clone().unwrap_or_default();
+    let policy = spec
+        .persistent_volume_reclaim_policy
+        .clone()
+        .unwrap_or_else(|| "Delete".into());
+    let remembered = pv.annotations().get(RECLAIM_ANNOTATION).cloned();
+    let mut patch = json!({"metadata": {"labels": {
+        labels::SCENARIO: id.scenario,
+        labels::MANAGED_BY: labels::MANAGER,
+        DATASET_LABEL: d,
+    }}});
+    if policy != "Retain" || remembered.is_none() {
+        patch["metadata"]["annotations"] =
+            json!({RECLAIM_ANNOTATION: remembered.unwrap_or(policy)});
+        patch["spec"] = json!({"persistentVolumeReclaimPolicy": "Retain"});
+    }
+    let pv = volumes
+        .patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+
+    let claim = match workspace_claims.get_opt(&claim_name).await? {
+        Some(c) => c,
+        None => apply(&workspace_claims, &workspace_claim(id, d, &pv)).await?,
+    };
+    let target = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let points_here = target.is_some_and(|r| {
+        r.namespace.as_deref() == Some(id.namespace.as_str())
+            && r.name.as_deref() == Some(claim_name.as_str())
+            && r.uid == claim.metadata.uid
+    });
+    if !points_here {
+        let patch = json!({"spec": {"claimRef": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": id.namespace,
+            "name": claim_name,
+            "uid": claim.metadata.uid,
+            "resourceVersion": null,
+            "fieldPath": null,
+        }}});
+        volumes
+            .patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        info!(scenario = %id.scenario, dataset = d, volume, "volume handed over to the workspace");
+    }
+    Ok(Step::Pending(format!("handing {d} over")))
+}
+
+/// Puts back the reclaim policy the volume had before the hand-over.
+async fn restore_reclaim_policy(
+    volumes: &Api<PersistentVolume>,
+    pv: &PersistentVolume,
+) -> Result<(), Error> {
+    let Some(policy) = pv.annotations().get(RECLAIM_ANNOTATION) else {
+        return Ok(());
+    };
+    let patch = json!({
+        "metadata": {"annotations": {RECLAIM_ANNOTATION: null}},
+        "spec": {"persistentVolumeReclaimPolicy": policy},
+    });
+    volumes
+        .patch(
+            &pv.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes one dataset's preparation objects from the vault once its volume
+/// is the workspace's: the Job (its pod goes too), the emptied claim (no
+/// longer bound to anything) and the plan.
+async fn clean_vault(id: &Identity, ctx: &Context, d: &str) -> Result<(), Error> {
+    let name = preparation_name(id, d);
+    let client = &ctx.client;
+    delete(
+        &Api::<Job>::namespaced(client.clone(), VAULT_NAMESPACE),
+        &name,
+    )
+    .await?;
+    delete(
+        &Api::<PersistentVolumeClaim>::namespaced(client.clone(), VAULT_NAMESPACE),
+        &name,
+    )
+    .await?;
+    delete(
+        &Api::<ConfigMap>::namespaced(client.clone(), VAULT_NAMESPACE),
+        &name,
+    )
+    .await?;
+    Ok(())
+}
