@@ -15,6 +15,9 @@ mod suspend;
 
 use std::process::ExitCode;
 
+/// The agent image `run` starts Jobs with, and `render` shows, by default.
+const DEFAULT_AGENT_IMAGE: &str = concat!("cleanroom/agent:", env!("CARGO_PKG_VERSION"));
+
 use clap::{Parser, Subcommand};
 
 /// The cleanroom operator: authorized operation domains for public data on Kubernetes.

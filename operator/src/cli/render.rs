@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::api::{Authorization, Dataset, Scenario, State};
 use crate::rules::{validate_authorization, validate_scenario};
-use crate::workspace::{self, Identity};
+use crate::workspace::{self, Identity, data};
 
 /// Stands in for the scenario's uid (in owner references), which only the
 /// API server assigns: rendered objects are for review, not for applying.
@@ -21,7 +21,8 @@ pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
 #[command(
     after_help = "Reads Datasets, Authorizations and Scenarios (any mix, multi-document \
 YAML) and prints, for each Scenario, the namespace, network policy, quota, limits, service \
-account, role, binding, scratch claim and compute the operator applies, as multi-document YAML. \
+account, role, binding, scratch claim, each dataset's preparation plan and Job in the vault, and \
+the compute the operator applies, as multi-document YAML. \
 A Scenario whose Authorization is in the files is checked against it as the operator would; a \
 rejection is printed to stderr and the exit code is 1. Owner references carry a placeholder uid.
 
@@ -37,6 +38,9 @@ pub(super) struct RenderArgs {
     /// StorageClass of the scratch claim, as `cleanroom run --storage-class`.
     #[arg(long)]
     pub(super) storage_class: Option<String>,
+    /// Image of the preparation Jobs, as `cleanroom run --agent-image`.
+    #[arg(long, default_value = super::DEFAULT_AGENT_IMAGE)]
+    pub(super) agent_image: String,
 }
 
 /// What the files hold.
@@ -79,7 +83,11 @@ impl Documents {
     }
 
     /// The objects for every scenario, in order.
-    pub(super) fn render(&self, storage_class: Option<&str>) -> anyhow::Result<Rendered> {
+    pub(super) fn render(
+        &self,
+        storage_class: Option<&str>,
+        agent_image: &str,
+    ) -> anyhow::Result<Rendered> {
         let mut objects = Vec::new();
         let mut rejections = Vec::new();
         let mut notes = Vec::new();
@@ -120,7 +128,25 @@ impl Documents {
                     .with_context(|| "a Scenario without metadata.name".to_string())?,
             };
             let sealed = s.spec.state == State::Suspended;
-            objects.extend(workspace::desired(&id, &s.spec, sealed, storage_class)?);
+            let mut desired = workspace::desired(&id, &s.spec, sealed, storage_class)?;
+            // Each dataset's plan and preparation Job in the vault, before the
+            // compute that waits for them. (The key is random and never shown;
+            // the output claim's size is the raw claim's, known in the cluster.)
+            let compute = desired.pop();
+            for request in &s.spec.data {
+                match self.datasets.iter().find(|d| d.name_any() == request.dataset) {
+                    Some(d) => {
+                        desired.push(serde_json::to_value(data::plan_config_map(&id, d, request))?);
+                        desired.push(serde_json::to_value(data::preparation_job(&id, d, agent_image))?);
+                    }
+                    None => notes.push(format!(
+                        "scenario {name}: Dataset {} is not in the files, its preparation is not shown",
+                        request.dataset
+                    )),
+                }
+            }
+            desired.extend(compute);
+            objects.extend(desired);
         }
         Ok(Rendered {
             objects,
@@ -179,7 +205,7 @@ pub(super) fn run(args: RenderArgs) -> anyhow::Result<()> {
     if docs.scenarios.is_empty() {
         anyhow::bail!("no Scenario in the files: nothing to render");
     }
-    let rendered = docs.render(args.storage_class.as_deref())?;
+    let rendered = docs.render(args.storage_class.as_deref(), &args.agent_image)?;
     super::common::print(&to_yaml(&rendered.objects)?)?;
     for line in rendered.notes.iter().chain(&rendered.rejections) {
         eprintln!("{line}");

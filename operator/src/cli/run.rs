@@ -18,8 +18,8 @@ use crate::metrics::Metrics;
   cleanroom run --leader-elect --lease-namespace cleanroom-system
   CLEANROOM_METRICS_ADDR=127.0.0.1:0 cleanroom run      # any free port (logged)")]
 pub(super) struct RunArgs {
-    /// Image of the data-plane agent, run by wipe (and later data preparation) Jobs.
-    #[arg(long, env = "CLEANROOM_AGENT_IMAGE", default_value = concat!("cleanroom/agent:", env!("CARGO_PKG_VERSION")))]
+    /// Image of the data-plane agent, run by the wipe and data preparation Jobs.
+    #[arg(long, env = "CLEANROOM_AGENT_IMAGE", default_value = super::DEFAULT_AGENT_IMAGE)]
     pub(super) agent_image: String,
     /// StorageClass of workspace volumes; the cluster's default when omitted.
     #[arg(long, env = "CLEANROOM_STORAGE_CLASS")]

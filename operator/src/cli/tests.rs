@@ -191,7 +191,9 @@ fn render_prints_exactly_what_the_builders_build() {
         ),
         (1, 1, 1)
     );
-    let rendered = docs.render(Some("fast")).expect("renders");
+    let rendered = docs
+        .render(Some("fast"), "cleanroom/agent:test")
+        .expect("renders");
     assert!(rendered.rejections.is_empty(), "{:?}", rendered.rejections);
 
     let s = &docs.scenarios[0];
@@ -201,8 +203,28 @@ fn render_prints_exactly_what_the_builders_build() {
         authorization: s.spec.authorization.clone(),
         namespace: s.namespace_name().expect("namespace"),
     };
-    let expected = workspace::desired(&id, &s.spec, false, Some("fast")).expect("builds");
+    let mut expected = workspace::desired(&id, &s.spec, false, Some("fast")).expect("builds");
+    // The dataset's plan and preparation Job come before the compute.
+    let compute = expected.pop().expect("compute");
+    let (d, request) = (&docs.datasets[0], &s.spec.data[0]);
+    expected.push(serde_json::to_value(workspace::data::plan_config_map(&id, d, request)).unwrap());
+    expected.push(
+        serde_json::to_value(workspace::data::preparation_job(
+            &id,
+            d,
+            "cleanroom/agent:test",
+        ))
+        .unwrap(),
+    );
+    expected.push(compute);
     assert_eq!(rendered.objects, expected);
+    let vault: Vec<&str> = rendered
+        .objects
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == "cleanroom-vault")
+        .map(|o| o["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(vault, ["ConfigMap", "Job"]);
 
     let kinds: Vec<&str> = rendered
         .objects
@@ -226,7 +248,7 @@ fn a_suspended_scenario_renders_sealed_without_the_members_binding() {
         State::Suspended,
         "fixture edit"
     );
-    let rendered = docs.render(None).expect("renders");
+    let rendered = docs.render(None, "cleanroom/agent:test").expect("renders");
     let kinds: Vec<&str> = rendered
         .objects
         .iter()
@@ -250,7 +272,7 @@ fn a_scenario_outside_its_authorization_is_rejected_by_render() {
     a.spec.members.groups.clear();
     let a_yaml = serde_yaml::to_string(&a).expect("yaml");
     let docs = documents(&[&a_yaml, SCENARIO_YAML]);
-    let rendered = docs.render(None).expect("renders");
+    let rendered = docs.render(None, "cleanroom/agent:test").expect("renders");
     assert_eq!(rendered.rejections.len(), 1, "{:?}", rendered.rejections);
     assert!(rendered.objects.is_empty());
 }

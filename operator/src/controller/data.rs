@@ -39,8 +39,9 @@ use crate::workspace::data::{
 };
 use crate::workspace::labels;
 
-/// Pause between the steps of a hand-over (a claim binding takes a moment).
-pub const HAND_OVER_STEP: Duration = Duration::from_secs(1);
+/// Pause between the steps of a hand-over, as a safety net: the claim's
+/// binding is watched and wakes the reconcile sooner.
+pub const HAND_OVER_STEP: Duration = Duration::from_secs(5);
 
 /// Where the scenario's data stands after one pass.
 #[derive(Debug, PartialEq)]

@@ -11,6 +11,7 @@ pub mod authorization;
 pub mod data;
 pub mod kube_ops;
 pub mod lifecycle;
+pub mod memo;
 pub mod scenario;
 pub mod teardown;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -53,6 +55,8 @@ pub struct Context {
     pub scenarios: Store<Scenario>,
     /// Counters and timings (see [`crate::metrics`]).
     pub metrics: Arc<Metrics>,
+    /// What was last applied per scenario (see [`memo`]).
+    pub memo: memo::Memo,
 }
 
 /// What can go wrong in a reconcile. Each has a category for metrics and Events.
@@ -120,6 +124,7 @@ pub async fn run(
         settings,
         scenarios: store.clone(),
         metrics: metrics.clone(),
+        memo: memo::Memo::default(),
     });
 
     // An authorization's change (state, validity, members, quota) may change
@@ -147,9 +152,17 @@ pub async fn run(
             managed.clone(),
             |d: Deployment| scenario_of(d.labels()),
         )
-        .watches(Api::<Job>::all(client.clone()), managed, |j: Job| {
-            scenario_of(j.labels())
-        })
+        .watches(
+            Api::<Job>::all(client.clone()),
+            managed.clone(),
+            |j: Job| scenario_of(j.labels()),
+        )
+        // Claims binding: scratch, a dataset's volume arriving, wipes' claims.
+        .watches(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            managed,
+            |c: PersistentVolumeClaim| scenario_of(c.labels()),
+        )
         .shutdown_on_signal()
         .run(scenario::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {

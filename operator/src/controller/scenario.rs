@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::data::{self, Preparation};
 use super::kube_ops::{apply, delete, ensure_finalizer, patch_status};
 use super::lifecycle::{Decision, Seal, decide, until};
+use super::memo;
 use super::{Context, Error, teardown};
 use crate::api::{Authorization, Dataset, Scenario, ScenarioPhase, Time};
 use crate::conditions::{condition, reasons, set_condition, types};
@@ -31,8 +32,10 @@ use crate::workspace::compute::{Compute, WORKSPACE, compute, scratch_claim};
 use crate::workspace::{Identity, access, isolation};
 
 /// How often to look again while something is on its way (a volume binding,
-/// a pod starting); watches usually wake the reconcile before that.
-const SOON: Duration = Duration::from_secs(5);
+/// a pod starting, a preparation running). Only a safety net: the watches on
+/// the scenario's Deployments, Jobs and claims wake the reconcile as soon as
+/// any of them changes.
+const SOON: Duration = Duration::from_secs(30);
 
 /// Reconciles one Scenario. A failure is also shown in its own condition,
 /// `ReconcileFailed` (best effort), so `kubectl describe` says why nothing
@@ -240,6 +243,8 @@ async fn reject(
     if provisioned {
         seal(id, ctx).await?;
     }
+    // Sealed behind the memo's back: admitted again, everything is applied.
+    ctx.memo.forget(&id.uid);
     let mut next = scenario.status.clone().unwrap_or_default();
     next.observed_generation = scenario.metadata.generation;
     next.phase = Some(ScenarioPhase::Rejected);
@@ -334,53 +339,73 @@ async fn provision(
     let client = &ctx.client;
     let ns = id.namespace.as_str();
     let spec = &scenario.spec;
-    apply(
-        &Api::<Namespace>::all(client.clone()),
-        &isolation::namespace(id),
-    )
-    .await?;
-    apply(
-        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
-        &isolation::deny_all(id),
-    )
-    .await?;
-    apply(
-        &Api::<ResourceQuota>::namespaced(client.clone(), ns),
-        &isolation::resource_quota(id, spec, &next.data),
-    )
-    .await?;
-    apply(
-        &Api::<LimitRange>::namespaced(client.clone(), ns),
-        &isolation::limit_range(id, spec),
-    )
-    .await?;
-    apply(
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        &access::service_account(id),
-    )
-    .await?;
-    apply(
-        &Api::<Role>::namespaced(client.clone(), ns),
-        &access::member_role(id),
-    )
-    .await?;
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
-    match access::member_binding(id, &spec.members) {
-        Some(binding) if seal_reason.is_none() => {
-            apply(&bindings, &binding).await?;
+    let quota = isolation::resource_quota(id, spec, &next.data);
+    // Sealed: the members' binding is removed, not applied.
+    let binding = access::member_binding(id, &spec.members).filter(|_| seal_reason.is_none());
+    let scratch = scratch_claim(id, spec, ctx.settings.storage_class.as_deref());
+    let compute = compute(id, spec, seal_reason.is_none());
+    let fingerprint = memo::fingerprint(&[
+        serde_json::to_value(&quota)?,
+        serde_json::to_value(&binding)?,
+        serde_json::to_value(&scratch)?,
+        serde_json::to_value(&compute)?,
+        // The rest is built from the identity and the spec alone.
+        serde_json::to_value(spec)?,
+    ]);
+    // Exactly these objects were applied a moment ago: nothing to write.
+    let applied = ctx.memo.applied(&id.uid, fingerprint);
+    if !applied {
+        apply(
+            &Api::<Namespace>::all(client.clone()),
+            &isolation::namespace(id),
+        )
+        .await?;
+        apply(
+            &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+            &isolation::deny_all(id),
+        )
+        .await?;
+        apply(
+            &Api::<ResourceQuota>::namespaced(client.clone(), ns),
+            &quota,
+        )
+        .await?;
+        apply(
+            &Api::<LimitRange>::namespaced(client.clone(), ns),
+            &isolation::limit_range(id, spec),
+        )
+        .await?;
+        apply(
+            &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+            &access::service_account(id),
+        )
+        .await?;
+        apply(
+            &Api::<Role>::namespaced(client.clone(), ns),
+            &access::member_role(id),
+        )
+        .await?;
+        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+        match &binding {
+            Some(b) => {
+                apply(&bindings, b).await?;
+            }
+            None => {
+                delete(&bindings, access::MEMBER_BINDING).await?;
+            }
         }
-        _ => {
-            delete(&bindings, access::MEMBER_BINDING).await?;
-        }
+        apply(
+            &Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
+            &scratch,
+        )
+        .await?;
     }
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    apply(
-        &claims,
-        &scratch_claim(id, spec, ctx.settings.storage_class.as_deref()),
-    )
-    .await?;
 
-    let preparation = data::prepare(api, scenario, id, ctx, &mut next, now).await?;
+    let preparation = if ctx.memo.data_ready(&id.uid, fingerprint) {
+        Preparation::Ready
+    } else {
+        data::prepare(api, scenario, id, ctx, &mut next, now).await?
+    };
     if let Preparation::Failed(why) = &preparation {
         // Whatever ran on the data before must not run on without it.
         warn!(scenario = %id.scenario, %why, "data preparation failed");
@@ -389,29 +414,41 @@ async fn provision(
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let compute = compute(id, spec, seal_reason.is_none());
     let running = preparation == Preparation::Ready
-        && match compute {
+        && match &compute {
             Compute::Deployment(d) => {
-                delete(&jobs, WORKSPACE).await?;
-                let applied = apply(&deployments, &d).await?;
-                applied
-                    .status
+                let current = if applied {
+                    deployments.get_opt(WORKSPACE).await?
+                } else {
+                    delete(&jobs, WORKSPACE).await?;
+                    Some(apply(&deployments, d).await?)
+                };
+                current
+                    .and_then(|d| d.status)
                     .and_then(|s| s.available_replicas)
                     .is_some_and(|n| n >= 1)
             }
             Compute::Job(j) => {
-                delete(&deployments, WORKSPACE).await?;
-                let applied = apply(&jobs, &j).await?;
+                let current = if applied {
+                    jobs.get_opt(WORKSPACE).await?
+                } else {
+                    delete(&deployments, WORKSPACE).await?;
+                    Some(apply(&jobs, j).await?)
+                };
                 // A batch workspace counts as running once its Job started
                 // (or finished: its results stay in scratch until teardown).
-                applied.status.is_some_and(|s| {
+                current.and_then(|j| j.status).is_some_and(|s| {
                     s.active.unwrap_or(0) > 0
                         || s.succeeded.unwrap_or(0) > 0
                         || s.failed.unwrap_or(0) > 0
                 })
             }
         };
+    // Compute is only applied with its data in place: until then, the next
+    // pass must apply again.
+    if preparation == Preparation::Ready {
+        ctx.memo.remember(&id.uid, fingerprint, true);
+    }
 
     let sealed = seal_reason.is_some();
     next.phase = Some(if sealed {

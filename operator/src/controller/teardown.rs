@@ -26,9 +26,11 @@ use crate::workspace::compute::WORKSPACE;
 use crate::workspace::wipe::{attestation, job_name, wipe_job};
 use crate::workspace::{Identity, access, data, labels};
 
-/// Poll interval while pods stop, wipes run and objects disappear; watches on
-/// Jobs usually wake the reconcile sooner.
-const STEP: Duration = Duration::from_secs(1);
+/// Poll interval while pods stop, claims go and the namespace is deleted.
+const STEP: Duration = Duration::from_secs(2);
+/// Poll interval while wipes run: the watch on Jobs wakes the reconcile as
+/// soon as one finishes.
+const WIPING: Duration = Duration::from_secs(5);
 /// Pause before retrying a failed wipe.
 const WIPE_RETRY: Duration = Duration::from_secs(15);
 
@@ -49,6 +51,7 @@ pub async fn run(
     now: &Time,
 ) -> Result<Action, Error> {
     let api: Api<Scenario> = Api::all(ctx.client.clone());
+    ctx.memo.forget(&id.uid);
     let mut status = scenario.status.clone().unwrap_or_default();
     mark_ending(scenario, &mut status, end, now);
     patch_status(&api, scenario, &status).await?;
@@ -203,30 +206,35 @@ async fn step(
         return Ok(Progress::Pending(STEP));
     }
 
-    // 1. Compute and access go first.
-    delete(
-        &Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns),
-        WORKSPACE,
-    )
-    .await?;
-    delete(&Api::<Job>::namespaced(client.clone(), ns), WORKSPACE).await?;
-    delete(
-        &Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns),
-        access::MEMBER_BINDING,
-    )
-    .await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let workspace_pods =
-        ListParams::default().labels(&format!("{}={}", labels::COMPONENT, labels::WORKSPACE));
-    let remaining = pods.list(&workspace_pods).await?.items.len();
-    if remaining > 0 {
-        info!(scenario = %id.scenario, remaining, "waiting for workspace pods to stop");
-        return Ok(Progress::Pending(STEP));
+    // 1. Compute and access go first (done once a wipe has been attested).
+    if status.wipes.is_empty() {
+        delete(
+            &Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns),
+            WORKSPACE,
+        )
+        .await?;
+        delete(&Api::<Job>::namespaced(client.clone(), ns), WORKSPACE).await?;
+        delete(
+            &Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns),
+            access::MEMBER_BINDING,
+        )
+        .await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let workspace_pods =
+            ListParams::default().labels(&format!("{}={}", labels::COMPONENT, labels::WORKSPACE));
+        let remaining = pods.list(&workspace_pods).await?.items.len();
+        if remaining > 0 {
+            info!(scenario = %id.scenario, remaining, "waiting for workspace pods to stop");
+            return Ok(Progress::Pending(STEP));
+        }
     }
 
     // 2. The vault's share of the scenario: its preparation Jobs stop, the
     //    claims they wrote are wiped like the workspace's, key and plans go.
-    if let Some(wait) = vault_step(scenario, id, ctx, api, status, now).await? {
+    // (A scenario's data is fixed: without datasets it never had any.)
+    if !scenario.spec.data.is_empty()
+        && let Some(wait) = vault_step(scenario, id, ctx, api, status, now).await?
+    {
         return Ok(Progress::Pending(wait));
     }
 
@@ -315,7 +323,7 @@ async fn wipe_claims(
         Some(s) => ListParams::default().labels(s),
         None => ListParams::default(),
     };
-    let mut pending = false;
+    let (mut pending, mut wiping) = (false, false);
     for claim in claims.list(&list).await?.items {
         let claim_name = claim.name_any();
         let attested = status.wipes.iter().any(|w| w.claim == claim_name);
@@ -326,7 +334,7 @@ async fn wipe_claims(
             continue;
         }
         match wipe(id, ctx, ns, &claim_name, now).await? {
-            WipeState::Running => pending = true,
+            WipeState::Running => wiping = true,
             WipeState::Attested(a) => {
                 ctx.metrics.wiped(a.bytes);
                 status.wipes.push(a);
@@ -368,7 +376,11 @@ async fn wipe_claims(
             }
         }
     }
-    Ok(pending.then_some(STEP))
+    Ok(if wiping {
+        Some(WIPING)
+    } else {
+        pending.then_some(STEP)
+    })
 }
 
 /// Whether a claim has a volume whose data is its own: it is bound, or a

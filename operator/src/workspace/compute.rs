@@ -195,7 +195,8 @@ pub fn pod_template(id: &Identity, spec: &ScenarioSpec, restart_policy: &str) ->
 
 /// The workspace's compute, one of two shapes (built once per reconcile, so
 /// the size difference between the variants does not matter).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 #[allow(clippy::large_enum_variant)]
 pub enum Compute {
     /// Service mode: a Deployment, scaled to zero while sealed.
