@@ -16,44 +16,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Digest;
 
 mod common;
 use cleanroom_e2e::harness::unique_name;
 use common::*;
-
-const RAW_CSV: &str = include_str!("../fixtures/population-2024.csv");
-const FILE: &str = "population/2024.csv";
-
-/// The population register's columns, as the worked example declares them.
-fn population_dataset(claim: &str) -> Value {
-    json!({
-        "provider": "Municipal Public Security Bureau",
-        "classification": "Important",
-        "format": "CSV",
-        "source": {"claimName": claim, "path": FILE},
-        "columns": [
-            {"name": "resident_id", "type": "string", "sensitivity": "ResidentId", "rule": {"kind": "hash"}},
-            {"name": "name", "type": "string", "sensitivity": "Name", "rule": {"kind": "redact"}},
-            {"name": "mobile", "type": "string", "sensitivity": "Mobile", "rule": {"kind": "mask", "keepFirst": 3, "keepLast": 4}},
-            {"name": "birth_date", "type": "date", "sensitivity": "QuasiIdentifier", "rule": {"kind": "generalize", "truncate": "month"}},
-            {"name": "district", "type": "string", "sensitivity": "QuasiIdentifier", "rule": {"kind": "keep"}},
-            {"name": "income", "type": "decimal", "sensitivity": "None", "rule": {"kind": "noise", "bound": 100.0}}
-        ]
-    })
-}
-
-/// A scenario on the dataset: identity hashed, mobile masked, district in
-/// clear; no name, no birth date (minimum necessary).
-fn data_scenario(authorization: &str, dataset: &str) -> Value {
-    let mut spec = scenario_spec(authorization);
-    spec["data"] = json!([{
-        "dataset": dataset,
-        "columns": ["resident_id", "mobile", "district"],
-    }]);
-    spec
-}
 
 /// Rows of a CSV without quotes (what the fixture and the agent's output
 /// for it are), header first.
@@ -128,16 +96,7 @@ async fn vault_leftovers(client: &Client, scenario: &str) -> Result<Vec<String>>
 #[tokio::test]
 async fn two_scenarios_get_masked_read_only_data_with_unlinkable_pseudonyms() -> Result<()> {
     with_fixture(|fx| async move {
-        let raw_claim = unique_name("raw");
-        let raw_dir = fx
-            .create_raw_claim(&raw_claim, &[(FILE, RAW_CSV.as_bytes())])
-            .await?;
-        let dataset = unique_name("population");
-        fx.create_dataset(&dataset, population_dataset(&raw_claim))
-            .await?;
-        let authz = unique_name("e2e-authz");
-        fx.create_authorization(&authz, authorization_spec(&[&dataset])?)
-            .await?;
+        let (raw_claim, raw_dir, dataset, authz) = fx.population(POPULATION_CSV.as_bytes()).await?;
         let (a, b) = (unique_name("e2e-a"), unique_name("e2e-b"));
         let mut spec_b = data_scenario(&authz, &dataset);
         // B also asks for the mobile number as a pseudonym rather than masked.
@@ -160,7 +119,7 @@ async fn two_scenarios_get_masked_read_only_data_with_unlinkable_pseudonyms() ->
             prepared.insert(name.clone(), record[0].clone());
         }
 
-        let raw = rows(RAW_CSV);
+        let raw = rows(POPULATION_CSV);
         let raw_ids: BTreeSet<&str> = raw[1..].iter().map(|r| r[0].as_str()).collect();
         let raw_mobiles: BTreeSet<&str> = raw[1..].iter().map(|r| r[2].as_str()).collect();
         let mut pseudonyms = BTreeMap::new();
@@ -371,23 +330,14 @@ async fn two_scenarios_get_masked_read_only_data_with_unlinkable_pseudonyms() ->
 #[tokio::test]
 async fn a_malformed_file_fails_preparation_before_any_compute_and_can_be_retried() -> Result<()> {
     with_fixture(|fx| async move {
-        let mut broken = RAW_CSV
+        let mut broken = POPULATION_CSV
             .lines()
             .take(5)
             .map(str::to_string)
             .collect::<Vec<_>>();
         broken[2] = "350104195404283945,王伟".into(); // line 3: two fields of six
         let broken = broken.join("\n") + "\n";
-        let raw_claim = unique_name("raw");
-        let raw_dir = fx
-            .create_raw_claim(&raw_claim, &[(FILE, broken.as_bytes())])
-            .await?;
-        let dataset = unique_name("population");
-        fx.create_dataset(&dataset, population_dataset(&raw_claim))
-            .await?;
-        let authz = unique_name("e2e-authz");
-        fx.create_authorization(&authz, authorization_spec(&[&dataset])?)
-            .await?;
+        let (_, raw_dir, dataset, authz) = fx.population(broken.as_bytes()).await?;
         let name = unique_name("e2e");
         fx.create_scenario(&name, data_scenario(&authz, &dataset))
             .await?;
@@ -423,7 +373,7 @@ async fn a_malformed_file_fails_preparation_before_any_compute_and_can_be_retrie
         );
 
         // The provider fixes the file; deleting the failed Job prepares again.
-        write_raw(&raw_dir, FILE, RAW_CSV.as_bytes())?;
+        write_raw(&raw_dir, POPULATION_FILE, POPULATION_CSV.as_bytes())?;
         let jobs: Api<Job> = Api::namespaced(fx.client.clone(), VAULT);
         let failed = jobs
             .list(&ListParams::default().labels(&format!("cleanroom.io/scenario={name}")))

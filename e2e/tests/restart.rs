@@ -1,4 +1,4 @@
-//! Killing the operator mid-teardown: the next run finishes the job without
+//! Killing the operator mid-teardown and mid-hand-over: the next run finishes the job without
 //! leaking or duplicating anything. In its own test binary because it kills
 //! the operator that the tests in `operator.rs` rely on (cargo runs test
 //! binaries one after another). Needs the local control plane and the
@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use cleanroom::api::ScenarioPhase;
+use cleanroom_e2e::harness::unique_name;
 use common::{
-    Fixture, T, ensure_condition, namespace_of, operator, phase, scratch_volume, volumes_of,
-    with_fixture, workspace_owned_dir, write_as_workspace,
+    Fixture, POPULATION_CSV, T, VAULT, data_scenario, ensure_condition, has_condition, host_dir,
+    namespace_of, operator, phase, scratch_volume, volumes_of, with_fixture, workspace_owned_dir,
+    write_as_workspace,
 };
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -133,6 +136,114 @@ async fn crash_drill(fx: &Fixture) -> Result<()> {
             .await?
             .is_none(),
         "volume {volume} remains"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_the_operator_mid_hand_over_loses_no_data_and_leaks_nothing() -> Result<()> {
+    let _comes_back = OperatorComesBack;
+    operator("start")?;
+    with_fixture(|fx| async move {
+        let result = hand_over_drill(&fx).await;
+        if result.is_err() {
+            let _ = operator("start");
+        }
+        result
+    })
+    .await
+}
+
+/// Crashes the operator as soon as a preparation's report is saved (the
+/// hand-over starts), then again when the volume's claimRef has moved; the
+/// scenario must still come up with its one prepared volume, restored
+/// reclaim policy, and an empty vault; its teardown then wipes it.
+async fn hand_over_drill(fx: &Fixture) -> Result<()> {
+    let (_, _, dataset, authz) = fx.population(POPULATION_CSV.as_bytes()).await?;
+    let name = unique_name("e2e");
+    fx.create_scenario(&name, data_scenario(&authz, &dataset))
+        .await?;
+
+    let recorded = fx
+        .wait_scenario(&name, "a preparation record", T, |s| {
+            s.status.as_ref().is_some_and(|st| !st.data.is_empty())
+        })
+        .await?;
+    crash_and_restart()?;
+    let volume = recorded
+        .status
+        .map(|s| s.data[0].volume.clone())
+        .unwrap_or_default();
+    let volumes: Api<PersistentVolume> = Api::all(fx.client.clone());
+    let ns = namespace_of(&name);
+    let claim = format!("data-{dataset}");
+    // Second crash once the claimRef points into the workspace, if the
+    // restarted operator gets there before this test looks.
+    let started = Instant::now();
+    while started.elapsed() < T {
+        let moved = volumes
+            .get_opt(&volume)
+            .await?
+            .and_then(|pv| pv.spec?.claim_ref)
+            .is_some_and(|r| {
+                r.namespace.as_deref() == Some(ns.as_str()) && r.name.as_deref() == Some(&claim)
+            });
+        if moved {
+            crash_and_restart()?;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let s = fx
+        .wait_scenario(&name, "Ready=True", T, |s| has_condition(s, "Ready", true))
+        .await?;
+    let records = s
+        .status
+        .as_ref()
+        .map(|st| st.data.clone())
+        .unwrap_or_default();
+    ensure!(
+        records.len() == 1 && records[0].volume == volume,
+        "records after the crashes: {records:?}"
+    );
+    let pv = volumes.get(&volume).await?;
+    let spec = pv.spec.clone().unwrap_or_default();
+    let bound_to = spec
+        .claim_ref
+        .as_ref()
+        .map(|r| (r.namespace.clone(), r.name.clone()));
+    ensure!(
+        bound_to == Some((Some(ns.clone()), Some(claim.clone()))),
+        "the prepared volume is bound to {bound_to:?}"
+    );
+    ensure!(
+        spec.persistent_volume_reclaim_policy.as_deref() == Some("Delete"),
+        "reclaim policy {:?} after the hand-over",
+        spec.persistent_volume_reclaim_policy
+    );
+    let labelled = volumes
+        .list(&ListParams::default().labels(&format!("cleanroom.io/scenario={name}")))
+        .await?
+        .items;
+    ensure!(
+        labelled.len() == 1,
+        "{} volumes carry the scenario's label",
+        labelled.len()
+    );
+    let in_vault = volumes_of(&fx.client, VAULT)
+        .await?
+        .into_iter()
+        .filter(|v| labelled.iter().any(|l| &l.name_any() == v))
+        .count();
+    ensure!(
+        in_vault == 0,
+        "a prepared volume is still bound in the vault"
+    );
+    let text = std::fs::read_to_string(host_dir(&pv)?.join("2024.csv"))?;
+    ensure!(
+        text.lines().next() == Some("resident_id,mobile,district"),
+        "the handed-over file is not the prepared one"
     );
     Ok(())
 }

@@ -130,6 +130,40 @@ pub fn dataset_spec() -> Value {
     })
 }
 
+/// The synthetic population register (see `e2e/fixtures/README.md`).
+pub const POPULATION_CSV: &str = include_str!("../../fixtures/population-2024.csv");
+/// Where a raw claim holds it, as the Dataset says.
+pub const POPULATION_FILE: &str = "population/2024.csv";
+
+/// The population register's columns, as the worked example declares them.
+pub fn population_dataset(claim: &str) -> Value {
+    json!({
+        "provider": "Municipal Public Security Bureau",
+        "classification": "Important",
+        "format": "CSV",
+        "source": {"claimName": claim, "path": POPULATION_FILE},
+        "columns": [
+            {"name": "resident_id", "type": "string", "sensitivity": "ResidentId", "rule": {"kind": "hash"}},
+            {"name": "name", "type": "string", "sensitivity": "Name", "rule": {"kind": "redact"}},
+            {"name": "mobile", "type": "string", "sensitivity": "Mobile", "rule": {"kind": "mask", "keepFirst": 3, "keepLast": 4}},
+            {"name": "birth_date", "type": "date", "sensitivity": "QuasiIdentifier", "rule": {"kind": "generalize", "truncate": "month"}},
+            {"name": "district", "type": "string", "sensitivity": "QuasiIdentifier", "rule": {"kind": "keep"}},
+            {"name": "income", "type": "decimal", "sensitivity": "None", "rule": {"kind": "noise", "bound": 100.0}}
+        ]
+    })
+}
+
+/// A scenario on the dataset: identity hashed, mobile masked, district in
+/// clear; no name, no birth date (minimum necessary).
+pub fn data_scenario(authorization: &str, dataset: &str) -> Value {
+    let mut spec = scenario_spec(authorization);
+    spec["data"] = json!([{
+        "dataset": dataset,
+        "columns": ["resident_id", "mobile", "district"],
+    }]);
+    spec
+}
+
 /// The workspace namespace of a scenario.
 pub fn namespace_of(scenario: &str) -> String {
     format!("cr-{scenario}")
@@ -341,6 +375,24 @@ impl Fixture {
             write_raw(&root, relative, content)?;
         }
         Ok(root)
+    }
+
+    /// A raw claim holding `csv` as the population register, its Dataset
+    /// ([`population_dataset`]) and an Authorization allowing it, all with
+    /// unique names: returns the raw claim, its directory, the dataset and
+    /// the authorization.
+    pub async fn population(&self, csv: &[u8]) -> Result<(String, PathBuf, String, String)> {
+        let raw_claim = unique_name("raw");
+        let raw_dir = self
+            .create_raw_claim(&raw_claim, &[(POPULATION_FILE, csv)])
+            .await?;
+        let dataset = unique_name("population");
+        self.create_dataset(&dataset, population_dataset(&raw_claim))
+            .await?;
+        let authz = unique_name("e2e-authz");
+        self.create_authorization(&authz, authorization_spec(&[&dataset])?)
+            .await?;
+        Ok((raw_claim, raw_dir, dataset, authz))
     }
 
     /// A valid, active Authorization with a unique name; returns the name.
