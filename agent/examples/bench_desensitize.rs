@@ -9,7 +9,12 @@
 //! personal data (name, resident id, mobile, address, birth date, income,
 //! free text) into `DIR` (default: the system temp dir), then runs each
 //! step in a child process of this binary so that each peak RSS (VmHWM) is
-//! its own. Single-threaded: the numbers are per core.
+//! its own. Besides wall time each step reports its CPU time (user and
+//! system, all threads, from `/proc/self/stat`): MB/s per core is input
+//! megabytes per CPU second, which stays honest if work moves to another
+//! thread, and is less disturbed than wall time on a shared machine. The
+//! agent's line ends with the output's SHA-256 from its report, to check
+//! that a faster build still writes the same bytes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -132,10 +137,29 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Child mode: run one step and print `rows seconds peak_rss_mib`.
+/// User and system CPU seconds of this process so far (every thread).
+fn cpu_seconds() -> (f64, f64) {
+    // Clock ticks per second: 100 on every Linux this runs on
+    // (`getconf CLK_TCK`); std does not expose sysconf.
+    const TICKS: f64 = 100.0;
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| -> f64 {
+        rest.split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (field(14) / TICKS, field(15) / TICKS)
+}
+
+/// Child mode: run one step and print
+/// `rows seconds peak_rss_mib user_s system_s [output_sha256]`.
 fn child(step: &str, dir: &Path) -> Result<(), String> {
     let input = dir.join("input.csv");
     let start = Instant::now();
+    let mut digest = String::new();
     let rows = match step {
         "floor" => floor(&input, &dir.join("floor.csv"))?,
         "agent" => {
@@ -147,15 +171,14 @@ fn child(step: &str, dir: &Path) -> Result<(), String> {
                 key: Some(b"bench-key-0123456789abcdef".to_vec()),
             };
             let report = desensitize::run(&opts).map_err(|f| format!("{:?}", f.report.error))?;
+            digest = report.output_sha256.unwrap_or_default();
             report.rows_out
         }
         other => return Err(format!("unknown step {other}")),
     };
-    println!(
-        "{rows} {} {}",
-        start.elapsed().as_secs_f64(),
-        peak_rss_mib()
-    );
+    let secs = start.elapsed().as_secs_f64();
+    let (user, system) = cpu_seconds();
+    println!("{rows} {secs} {} {user} {system} {digest}", peak_rss_mib());
     Ok(())
 }
 
@@ -167,22 +190,28 @@ fn run_child(step: &str, dir: &Path, input_mb: f64) -> Result<(), String> {
         .output()
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let parts: Vec<f64> = text
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    let [rows, secs, rss] = parts[..] else {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let parts: Vec<f64> = words.iter().filter_map(|p| p.parse().ok()).collect();
+    let [rows, secs, rss, user, system, ..] = parts[..] else {
         return Err(format!(
             "{step} failed: {}{}",
             text,
             String::from_utf8_lossy(&out.stderr)
         ));
     };
+    let cpu = user + system;
     println!(
-        "{step:<6} {rows:>10} rows  {secs:>7.2} s  {:>7.1} MB/s  {:>10.0} rows/s  peak RSS {rss:.1} MiB",
+        "{step:<6} {rows:>10} rows  {secs:>6.2} s wall  {:>6.1} MB/s  {:>9.0} rows/s  \
+         | CPU {user:.2} user + {system:.2} sys: {:>6.1} MB/s {:>9.0} rows/s per core  \
+         | peak RSS {rss:.1} MiB",
         input_mb / secs,
-        rows / secs
+        rows / secs,
+        input_mb / cpu,
+        rows / cpu,
     );
+    if let Some(digest) = words.get(5) {
+        println!("       output sha256 {digest}");
+    }
     Ok(())
 }
 
@@ -213,7 +242,7 @@ fn main() -> Result<(), String> {
         input.display(),
         start.elapsed().as_secs_f64()
     );
-    println!("single-threaded; MB/s is input megabytes (10^6 bytes) per second");
+    println!("MB/s is input megabytes (10^6 bytes) per second of wall time, then per CPU second");
     run_child("floor", &dir, input_mb)?;
     run_child("agent", &dir, input_mb)?;
     let _ = fs::remove_file(dir.join("floor.csv"));
