@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 
 use crate::plan::{ColumnType, DatePart, Generalization, PlanColumn, Rule};
@@ -77,11 +78,15 @@ pub enum ValueError {
 }
 
 /// HMAC-SHA256 (RFC 2104) with the key's inner and outer blocks absorbed
-/// once, so each value costs two compressions plus its length.
+/// once. A value then costs its own blocks (one for up to 55 bytes) plus
+/// one for the outer hash, fed straight to the SHA-256 compression
+/// function: no hasher state is cloned, buffered or finalized per value.
 #[derive(Clone)]
 pub struct Hmac {
-    inner: Sha256,
-    outer: Sha256,
+    /// SHA-256 state after the block `key ^ 0x36..`.
+    inner: [u32; 8],
+    /// SHA-256 state after the block `key ^ 0x5c..`.
+    outer: [u32; 8],
 }
 
 impl std::fmt::Debug for Hmac {
@@ -89,6 +94,45 @@ impl std::fmt::Debug for Hmac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Hmac(..)")
     }
+}
+
+/// SHA-256 initial state (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Compress whole 64-byte blocks into `state`.
+fn compress(state: &mut [u32; 8], blocks: &[u8]) {
+    for block in blocks.chunks_exact(64) {
+        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    }
+}
+
+/// Finish a SHA-256 whose first 64 bytes (one key block) are already in
+/// `state`: absorb `data`, pad, and return the digest.
+fn finish_after_block(mut state: [u32; 8], data: &[u8]) -> [u8; 32] {
+    let whole = data.len() - data.len() % 64;
+    compress(&mut state, &data[..whole]);
+    let rest = &data[whole..];
+    let mut tail = [0u8; 128];
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()] = 0x80;
+    let len = if rest.len() < 56 { 64 } else { 128 };
+    let bits = (64 + data.len() as u64) * 8;
+    tail[len - 8..len].copy_from_slice(&bits.to_be_bytes());
+    compress(&mut state, &tail[..len]);
+    let mut digest = [0u8; 32];
+    for (d, w) in digest.chunks_exact_mut(4).zip(state) {
+        d.copy_from_slice(&w.to_be_bytes());
+    }
+    digest
 }
 
 impl Hmac {
@@ -100,9 +144,9 @@ impl Hmac {
             block[..key.len()].copy_from_slice(key);
         }
         let pad = |byte: u8| {
-            let mut h = Sha256::new();
-            h.update(block.map(|b| b ^ byte));
-            h
+            let mut state = SHA256_IV;
+            compress(&mut state, &block.map(|b| b ^ byte));
+            state
         };
         Hmac {
             inner: pad(0x36),
@@ -111,11 +155,7 @@ impl Hmac {
     }
 
     pub fn mac(&self, data: &[u8]) -> [u8; 32] {
-        let mut inner = self.inner.clone();
-        inner.update(data);
-        let mut outer = self.outer.clone();
-        outer.update(inner.finalize());
-        outer.finalize().into()
+        finish_after_block(self.outer, &finish_after_block(self.inner, data))
     }
 }
 
@@ -195,17 +235,19 @@ impl Applier {
                 if let Some(h) = &self.hmac {
                     let mac = h.mac(text.as_bytes());
                     const HEX: &[u8; 16] = b"0123456789abcdef";
-                    for b in &mac[..16] {
-                        buf.push(char::from(HEX[usize::from(b >> 4)]));
-                        buf.push(char::from(HEX[usize::from(b & 15)]));
+                    let mut hex = [0u8; 32];
+                    for (pair, b) in hex.chunks_exact_mut(2).zip(&mac[..16]) {
+                        pair[0] = HEX[usize::from(b >> 4)];
+                        pair[1] = HEX[usize::from(b & 15)];
                     }
+                    buf.extend(hex.iter().map(|&c| char::from(c)));
                 }
             }
             Rule::Generalize { to } => match to {
                 Generalization::Bucket(w) => bucket(text, *w, out.set(Kind::Raw))?,
                 Generalization::Truncate(part) => truncate(text, *part, out.set(Kind::Text))?,
                 Generalization::Prefix(n) => {
-                    out.set(Kind::Text).extend(text.chars().take(*n as usize))
+                    out.set(Kind::Text).push_str(prefix(text, *n as usize))
                 }
             },
             Rule::Noise { bound } => {
@@ -228,25 +270,49 @@ impl Applier {
 /// Keep `first` and `last` characters, `*` for the others; a value not
 /// longer than `first + last` is masked entirely (never shown whole).
 pub fn mask(text: &str, first: usize, last: usize, out: &mut String) {
-    if text.is_ascii() {
-        // Digits and Latin letters: characters are bytes.
+    // Byte offsets of the kept head and tail (characters are bytes in ASCII).
+    let (n, head, tail) = if text.is_ascii() {
         let n = text.len();
+        (n, first.min(n), n.saturating_sub(last))
+    } else {
+        let n = text.chars().count();
         if n <= first + last {
-            out.extend(std::iter::repeat_n('*', n));
-        } else {
-            out.push_str(&text[..first]);
-            out.extend(std::iter::repeat_n('*', n - first - last));
-            out.push_str(&text[n - last..]);
+            push_stars(out, n);
+            return;
         }
-        return;
-    }
-    let n = text.chars().count();
+        let head = text
+            .char_indices()
+            .nth(first)
+            .map_or(text.len(), |(i, _)| i);
+        let tail = match last {
+            0 => text.len(),
+            _ => text.char_indices().nth_back(last - 1).map_or(0, |(i, _)| i),
+        };
+        (n, head, tail)
+    };
     if n <= first + last {
-        out.extend(std::iter::repeat_n('*', n));
+        push_stars(out, n);
         return;
     }
-    for (i, c) in text.chars().enumerate() {
-        out.push(if i < first || i >= n - last { c } else { '*' });
+    out.push_str(&text[..head]);
+    push_stars(out, n - first - last);
+    out.push_str(&text[tail..]);
+}
+
+fn push_stars(out: &mut String, mut n: usize) {
+    const STARS: &str = "********************************";
+    while n > 0 {
+        let k = n.min(STARS.len());
+        out.push_str(&STARS[..k]);
+        n -= k;
+    }
+}
+
+/// The first `n` characters of `text`.
+pub fn prefix(text: &str, n: usize) -> &str {
+    match text.char_indices().nth(n) {
+        Some((i, _)) => &text[..i],
+        None => text,
     }
 }
 
@@ -295,11 +361,18 @@ pub fn truncate(text: &str, part: DatePart, out: &mut String) -> Result<(), Valu
     if !ok {
         return Err(ValueError::NotADate);
     }
-    let _ = match part {
-        DatePart::Year => write!(out, "{y:04}"),
-        DatePart::Month => write!(out, "{y:04}-{m:02}"),
-        DatePart::Day => write!(out, "{y:04}-{m:02}-{d:02}"),
-    };
+    // The digits as they came (each part was checked to be all digits),
+    // with `-` between them whatever the input's separator.
+    let text = |r: std::ops::Range<usize>| std::str::from_utf8(&b[r]).unwrap_or_default();
+    out.push_str(text(0..4));
+    if part != DatePart::Year {
+        out.push('-');
+        out.push_str(text(5..7));
+    }
+    if part == DatePart::Day {
+        out.push('-');
+        out.push_str(text(8..10));
+    }
     Ok(())
 }
 
@@ -351,6 +424,36 @@ mod tests {
             hex::encode(mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    /// HMAC-SHA256 as RFC 2104 writes it, through the `Sha256` hasher.
+    fn textbook_hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut inner = Sha256::new();
+        inner.update(block.map(|b| b ^ 0x36));
+        inner.update(data);
+        let mut outer = Sha256::new();
+        outer.update(block.map(|b| b ^ 0x5c));
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
+
+    #[test]
+    fn hmac_matches_the_textbook_at_every_padding_boundary() {
+        let key = b"0123456789abcdef-scenario-one";
+        let data: Vec<u8> = (0..=255).collect();
+        for len in 0..=data.len() {
+            assert_eq!(
+                Hmac::new(key).mac(&data[..len]),
+                textbook_hmac(key, &data[..len]),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]
@@ -481,6 +584,24 @@ mod tests {
         }
 
         #[test]
+        fn mask_and_prefix_equal_their_definitions(s in "\\PC{0,40}|[0-9A-Za-z]{0,40}",
+                                                   first in 0usize..6, last in 0usize..6) {
+            let n = s.chars().count();
+            let expected: String = if n <= first + last {
+                "*".repeat(n)
+            } else {
+                s.chars()
+                    .enumerate()
+                    .map(|(i, c)| if i < first || i >= n - last { c } else { '*' })
+                    .collect()
+            };
+            let mut out = String::new();
+            mask(&s, first, last, &mut out);
+            prop_assert_eq!(out, expected);
+            prop_assert_eq!(prefix(&s, first), s.chars().take(first).collect::<String>());
+        }
+
+        #[test]
         fn noise_is_bounded_and_reproducible(v in -1e6f64..1e6, row in any::<u64>(), bound in 0.0f64..100.0) {
             let a = Applier::new(&col(Rule::Noise { bound }, ColumnType::Decimal), None, 9);
             let text = format!("{v:.3}");
@@ -500,6 +621,12 @@ mod tests {
             bucket(&v.to_string(), w, &mut out).expect("ok");
             let low: i64 = out.parse().expect("int");
             prop_assert!(low <= v && v < low + w as i64 && low % w as i64 == 0);
+        }
+
+        #[test]
+        fn hmac_equals_the_textbook(key in proptest::collection::vec(any::<u8>(), 0..150),
+                                    data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(Hmac::new(&key).mac(&data), textbook_hmac(&key, &data));
         }
 
         #[test]
