@@ -1,6 +1,7 @@
 //! CSV (RFC 4180, UTF-8, header row) in and out, record by record.
 
 use std::fs::File;
+use std::io::{self, Write};
 
 use crate::desensitize::{CellError, Engine, Options, Out, Sink, Stopped, stop};
 use crate::report::Report;
@@ -9,21 +10,78 @@ use crate::rules::{Cell, Hmac, Input};
 /// Read and write buffers: large enough that system calls are rare.
 const BUFFER: usize = 1 << 20;
 
+/// Writes records exactly as `csv::Writer` does with its defaults (comma,
+/// `"` doubled inside quotes, `\n` after each record, quotes only when a
+/// field holds `,`, `"`, `\r` or `\n`, and a record of one empty field
+/// written as `""`), straight into one reused buffer: the generic writer's
+/// per-field state machine was a tenth of the run time.
 struct CsvSink {
-    w: ::csv::Writer<Out>,
+    buf: Vec<u8>,
+    out: Out,
+}
+
+impl CsvSink {
+    fn new(out: Out) -> Self {
+        CsvSink {
+            buf: Vec::with_capacity(BUFFER + (64 << 10)),
+            out,
+        }
+    }
+
+    fn record<'a>(&mut self, fields: impl ExactSizeIterator<Item = &'a [u8]>) -> io::Result<()> {
+        let n = fields.len();
+        for (i, f) in fields.enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            if n == 1 && f.is_empty() {
+                // An empty line would read back as no record at all.
+                self.buf.extend_from_slice(b"\"\"");
+            } else if needs_quotes(f) {
+                self.buf.push(b'"');
+                for (k, part) in f.split(|&b| b == b'"').enumerate() {
+                    if k > 0 {
+                        self.buf.extend_from_slice(b"\"\"");
+                    }
+                    self.buf.extend_from_slice(part);
+                }
+                self.buf.push(b'"');
+            } else {
+                self.buf.extend_from_slice(f);
+            }
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// Bytes that make the csv crate's writer quote a field.
+fn needs_quotes(field: &[u8]) -> bool {
+    // No early exit: short fields are checked faster without branches.
+    field
+        .iter()
+        .fold(false, |q, &b| q | matches!(b, b',' | b'"' | b'\r' | b'\n'))
 }
 
 impl Sink for CsvSink {
     fn write_row(&mut self, cells: &[Cell]) -> Result<(), String> {
-        self.w
-            .write_record(cells.iter().map(|c| c.text.as_bytes()))
+        self.record(cells.iter().map(|c| c.text.as_bytes()))
             .map_err(|e| format!("cannot write the output: {e}"))
     }
 
-    fn finish(self: Box<Self>) -> Result<Out, String> {
-        self.w
-            .into_inner()
-            .map_err(|e| format!("cannot write the output: {}", e.error()))
+    fn finish(mut self: Box<Self>) -> Result<Out, String> {
+        self.flush()
+            .map_err(|e| format!("cannot write the output: {e}"))?;
+        Ok(self.out)
     }
 }
 
@@ -73,13 +131,16 @@ pub fn process(
     let idx = super::output_indices(&opts.plan, &located);
     let mut report = report;
     report.dropped_columns = header.len() - idx.len();
-    let mut writer = ::csv::WriterBuilder::new()
-        .buffer_capacity(BUFFER)
-        .from_writer(out);
-    if let Err(e) = writer.write_record(opts.plan.output_columns().map(|c| c.name.as_bytes())) {
+    let mut sink = CsvSink::new(out);
+    let names: Vec<&[u8]> = opts
+        .plan
+        .output_columns()
+        .map(|c| c.name.as_bytes())
+        .collect();
+    if let Err(e) = sink.record(names.into_iter()) {
         return Err(stop(format!("cannot write the output: {e}"), report));
     }
-    let mut engine = Engine::new(&opts.plan, hmac, Box::new(CsvSink { w: writer }), report);
+    let mut engine = Engine::new(&opts.plan, hmac, Box::new(sink), report);
     let ncols = header.len();
     let mut record = ::csv::ByteRecord::new();
     loop {
@@ -98,12 +159,12 @@ pub fn process(
         // One validation of the whole record (fields split at ASCII
         // delimiters stay valid); field by field only when it fails, so
         // that bad bytes in a column the plan drops do not matter.
-        let whole = std::str::from_utf8(r.as_slice()).ok();
+        let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
         let got = engine.row(line, |j| {
             let field = idx[j];
             match (whole, r.range(field)) {
                 (Some(w), Some(range)) => w.get(range).map(Input::Text),
-                _ => std::str::from_utf8(&r[field]).ok().map(Input::Text),
+                _ => simdutf8::basic::from_utf8(&r[field]).ok().map(Input::Text),
             }
             .ok_or(CellError::NotUtf8)
         });
@@ -112,4 +173,65 @@ pub fn process(
         }
     }
     engine.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desensitize::HashingWriter;
+    use proptest::prelude::*;
+
+    /// What `csv::Writer` with its defaults writes for these records
+    /// (`flexible` only allows records of different lengths).
+    fn reference(records: &[Vec<String>]) -> Vec<u8> {
+        let mut w = ::csv::WriterBuilder::new()
+            .flexible(true)
+            .from_writer(Vec::new());
+        for r in records {
+            w.write_record(r).expect("write");
+        }
+        w.into_inner().expect("flush")
+    }
+
+    fn ours(records: &[Vec<String>]) -> Vec<u8> {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("out.csv");
+        let mut sink = CsvSink::new(HashingWriter::new(File::create(&path).expect("create")));
+        for r in records {
+            sink.record(r.iter().map(|f| f.as_bytes())).expect("write");
+        }
+        drop(Box::new(sink).finish().expect("finish"));
+        std::fs::read(&path).expect("read")
+    }
+
+    #[test]
+    fn writes_what_the_csv_crate_writes() {
+        let records: Vec<Vec<String>> = [
+            &["a", "b,c", "say \"hi\""][..],
+            &[""],
+            &["", ""],
+            &["\"\""],
+            &["line\nbreak", "cr\r", "张三,李四"],
+            &[" spaced ", "#", "\\"],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|f| f.to_string()).collect())
+        .collect();
+        assert_eq!(
+            String::from_utf8(ours(&records)),
+            String::from_utf8(reference(&records))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_records_are_written_as_the_csv_crate_does(
+            records in proptest::collection::vec(
+                proptest::collection::vec("[a,\"\r\n 张]{0,6}|\\PC{0,12}", 1..5), 0..8)
+        ) {
+            prop_assert_eq!(ours(&records), reference(&records));
+        }
+    }
 }
