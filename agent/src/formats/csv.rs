@@ -3,9 +3,10 @@
 use std::fs::File;
 use std::io::{self, Write};
 
-use crate::desensitize::{CellError, Engine, Options, Out, Sink, Stopped, stop};
+use super::{Reader, read_error, write_error};
+use crate::desensitize::{CellError, Engine, Options, Out, Sink};
 use crate::report::Report;
-use crate::rules::{Cell, Hmac, Input};
+use crate::rules::{Cell, Input};
 
 /// Read and write buffers: large enough that system calls are rare.
 const BUFFER: usize = 1 << 20;
@@ -75,33 +76,40 @@ fn needs_quotes(field: &[u8]) -> bool {
 impl Sink for CsvSink {
     fn write_row(&mut self, cells: &[Cell]) -> Result<(), String> {
         self.record(cells.iter().map(|c| c.text.as_bytes()))
-            .map_err(|e| format!("cannot write the output: {e}"))
+            .map_err(write_error)
     }
 
     fn finish(mut self: Box<Self>) -> Result<Out, String> {
-        self.flush()
-            .map_err(|e| format!("cannot write the output: {e}"))?;
+        self.flush().map_err(write_error)?;
         Ok(self.out)
     }
 }
 
-pub fn process(
-    opts: &Options,
-    out: Out,
-    hmac: Option<Hmac>,
-    report: Report,
-) -> Result<(Out, Report), Stopped> {
-    let file = match File::open(&opts.input) {
-        Ok(f) => f,
-        Err(e) => return Err(stop(format!("cannot open the input: {e}"), report)),
-    };
-    let mut reader = ::csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .buffer_capacity(BUFFER)
-        .from_reader(file);
-    let header: Vec<String> = match reader.byte_headers() {
-        Ok(h) => match h
+/// Reads records into one reused `ByteRecord`.
+pub struct CsvReader {
+    reader: ::csv::Reader<File>,
+    /// Input field of each delivered column.
+    idx: Vec<usize>,
+    /// Fields in the header: every record must have as many.
+    ncols: usize,
+}
+
+impl Reader for CsvReader {
+    fn open(
+        opts: &Options,
+        input: File,
+        out: Out,
+        report: &mut Report,
+    ) -> Result<(Self, Box<dyn Sink>), String> {
+        let mut reader = ::csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .buffer_capacity(BUFFER)
+            .from_reader(input);
+        let header = reader
+            .byte_headers()
+            .map_err(|e| format!("cannot read the CSV header: {e}"))?;
+        let header: Vec<String> = header
             .iter()
             .enumerate()
             .map(|(i, f)| {
@@ -113,66 +121,53 @@ pub fn process(
                 std::str::from_utf8(f).map(str::to_string)
             })
             .collect::<Result<_, _>>()
+            .map_err(|_| {
+                "the input is not CSV in UTF-8: the header row is not valid UTF-8".to_string()
+            })?;
+        let located = super::locate(&opts.plan, &header)?;
+        let idx = super::output_indices(&opts.plan, &located);
+        report.dropped_columns = header.len() - idx.len();
+        let mut sink = CsvSink::new(out);
+        let names: Vec<&[u8]> = opts
+            .plan
+            .output_columns()
+            .map(|c| c.name.as_bytes())
+            .collect();
+        sink.record(names.into_iter()).map_err(write_error)?;
+        let ncols = header.len();
+        Ok((CsvReader { reader, idx, ncols }, Box::new(sink)))
+    }
+
+    fn rows(mut self, _: &Options, engine: &mut Engine) -> Result<(), String> {
+        let (idx, ncols) = (&self.idx, self.ncols);
+        let mut record = ::csv::ByteRecord::new();
+        while self
+            .reader
+            .read_byte_record(&mut record)
+            .map_err(read_error)?
         {
-            Ok(h) => h,
-            Err(_) => {
-                return Err(stop(
-                    "the input is not CSV in UTF-8: the header row is not valid UTF-8".into(),
-                    report,
-                ));
+            let line = record.position().map_or(0, |p| p.line());
+            if record.len() != ncols {
+                let reason = format!("expected {ncols} fields, found {}", record.len());
+                engine.malformed(line, reason);
+                continue;
             }
-        },
-        Err(e) => return Err(stop(format!("cannot read the CSV header: {e}"), report)),
-    };
-    let located = match super::locate(&opts.plan, &header) {
-        Ok(l) => l,
-        Err(e) => return Err(stop(e, report)),
-    };
-    let idx = super::output_indices(&opts.plan, &located);
-    let mut report = report;
-    report.dropped_columns = header.len() - idx.len();
-    let mut sink = CsvSink::new(out);
-    let names: Vec<&[u8]> = opts
-        .plan
-        .output_columns()
-        .map(|c| c.name.as_bytes())
-        .collect();
-    if let Err(e) = sink.record(names.into_iter()) {
-        return Err(stop(format!("cannot write the output: {e}"), report));
+            let r = &record;
+            // One validation of the whole record (fields split at ASCII
+            // delimiters stay valid); field by field only when it fails, so
+            // that bad bytes in a column the plan drops do not matter.
+            let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
+            engine.row(line, |j| {
+                let field = idx[j];
+                match (whole, r.range(field)) {
+                    (Some(w), Some(range)) => w.get(range).map(Input::Text),
+                    _ => simdutf8::basic::from_utf8(&r[field]).ok().map(Input::Text),
+                }
+                .ok_or(CellError::NotUtf8)
+            })?;
+        }
+        Ok(())
     }
-    let mut engine = Engine::new(&opts.plan, hmac, Box::new(sink), report);
-    let ncols = header.len();
-    let mut record = ::csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(stop(format!("cannot read the input: {e}"), engine.report)),
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() != ncols {
-            let reason = format!("expected {ncols} fields, found {}", record.len());
-            engine.malformed(line, reason);
-            continue;
-        }
-        let r = &record;
-        // One validation of the whole record (fields split at ASCII
-        // delimiters stay valid); field by field only when it fails, so
-        // that bad bytes in a column the plan drops do not matter.
-        let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
-        let got = engine.row(line, |j| {
-            let field = idx[j];
-            match (whole, r.range(field)) {
-                (Some(w), Some(range)) => w.get(range).map(Input::Text),
-                _ => simdutf8::basic::from_utf8(&r[field]).ok().map(Input::Text),
-            }
-            .ok_or(CellError::NotUtf8)
-        });
-        if let Err(e) = got {
-            return Err(stop(e, engine.report));
-        }
-    }
-    engine.finish()
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use serde_json::{Map, Value};
 
-use crate::desensitize::{Engine, Options, Out, Sink, Stopped, stop};
+use super::{Reader, read_error, write_error};
+use crate::desensitize::{Engine, Options, Out, Sink};
 use crate::report::Report;
-use crate::rules::{Cell, Hmac, Input, Kind};
+use crate::rules::{Cell, Input, Kind};
 
 const BUFFER: usize = 1 << 20;
 
@@ -37,107 +38,110 @@ impl JsonlSink {
 
 impl Sink for JsonlSink {
     fn write_row(&mut self, cells: &[Cell]) -> Result<(), String> {
-        self.write(cells)
-            .map_err(|e| format!("cannot write the output: {e}"))
+        self.write(cells).map_err(write_error)
     }
 
     fn finish(self: Box<Self>) -> Result<Out, String> {
-        self.w
-            .into_inner()
-            .map_err(|e| format!("cannot write the output: {}", e.error()))
+        self.w.into_inner().map_err(|e| write_error(e.error()))
     }
 }
 
-pub fn process(
-    opts: &Options,
-    out: Out,
-    hmac: Option<Hmac>,
-    report: Report,
-) -> Result<(Out, Report), Stopped> {
-    let file = match File::open(&opts.input) {
-        Ok(f) => f,
-        Err(e) => return Err(stop(format!("cannot open the input: {e}"), report)),
-    };
-    let mut reader = BufReader::with_capacity(BUFFER, file);
-    let names: Vec<String> = opts.plan.output_columns().map(|c| c.name.clone()).collect();
-    let keys = names
-        .iter()
-        .map(|n| {
-            let mut k = serde_json::to_vec(n).unwrap_or_default();
-            k.push(b':');
-            k
-        })
-        .collect();
-    let sink = JsonlSink {
-        w: BufWriter::with_capacity(BUFFER, out),
-        keys,
-    };
-    let mut engine = Engine::new(&opts.plan, hmac, Box::new(sink), report);
-    let mut buf = Vec::new();
-    let mut raws = vec![String::new(); names.len()];
-    let mut line = 0u64;
-    let mut first = true;
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(stop(format!("cannot read the input: {e}"), engine.report)),
-        }
-        line += 1;
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let object: Map<String, Value> = match serde_json::from_slice(&buf) {
-            Ok(o) => o,
-            Err(e) if first => {
-                return Err(stop(
-                    format!(
-                        "the input is not JSON Lines: line {line} is not a JSON object ({})",
-                        e.classify_name()
-                    ),
-                    engine.report,
-                ));
-            }
-            Err(e) => {
-                let reason = format!("not a JSON object ({})", e.classify_name());
-                engine.malformed(line, reason);
-                continue;
-            }
-        };
-        if first {
-            // Keys may be absent in later lines (null), but the first line
-            // shows the columns: every plan column must be there.
-            let available: Vec<String> = object.keys().cloned().collect();
-            if let Err(e) = super::locate(&opts.plan, &available) {
-                return Err(stop(e, engine.report));
-            }
-            engine.report.dropped_columns = available.len() - names.len();
-            first = false;
-        }
-        for (raw, name) in raws.iter_mut().zip(&names) {
-            raw.clear();
-            if let Some(
-                v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_)),
-            ) = object.get(name)
-            {
-                *raw = v.to_string();
-            }
-        }
-        let inputs: Vec<Input<'_>> = names
+/// Reads one line at a time into one reused buffer.
+pub struct JsonlReader {
+    reader: BufReader<File>,
+    /// Delivered column names, in plan order.
+    names: Vec<String>,
+}
+
+impl Reader for JsonlReader {
+    fn open(
+        opts: &Options,
+        input: File,
+        out: Out,
+        _: &mut Report,
+    ) -> Result<(Self, Box<dyn Sink>), String> {
+        let names: Vec<String> = opts.plan.output_columns().map(|c| c.name.clone()).collect();
+        let keys = names
             .iter()
-            .zip(&raws)
-            .map(|(n, raw)| match object.get(n) {
-                None | Some(Value::Null) => Input::Null,
-                Some(Value::String(s)) => Input::Text(s),
-                Some(_) => Input::Raw(raw),
+            .map(|n| {
+                let mut k = serde_json::to_vec(n).unwrap_or_default();
+                k.push(b':');
+                k
             })
             .collect();
-        if let Err(e) = engine.row(line, |j| Ok(inputs[j])) {
-            return Err(stop(e, engine.report));
-        }
+        let sink = JsonlSink {
+            w: BufWriter::with_capacity(BUFFER, out),
+            keys,
+        };
+        let reader = BufReader::with_capacity(BUFFER, input);
+        Ok((JsonlReader { reader, names }, Box::new(sink)))
     }
-    engine.finish()
+
+    // The columns are checked against the first object, here.
+    fn rows(mut self, opts: &Options, engine: &mut Engine) -> Result<(), String> {
+        let names = &self.names;
+        let mut buf = Vec::new();
+        let mut raws = vec![String::new(); names.len()];
+        let mut line = 0u64;
+        let mut first = true;
+        loop {
+            buf.clear();
+            if self
+                .reader
+                .read_until(b'\n', &mut buf)
+                .map_err(read_error)?
+                == 0
+            {
+                break;
+            }
+            line += 1;
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let object: Map<String, Value> = match serde_json::from_slice(&buf) {
+                Ok(o) => o,
+                Err(e) if first => {
+                    return Err(format!(
+                        "the input is not JSON Lines: line {line} is not a JSON object ({})",
+                        e.classify_name()
+                    ));
+                }
+                Err(e) => {
+                    let reason = format!("not a JSON object ({})", e.classify_name());
+                    engine.malformed(line, reason);
+                    continue;
+                }
+            };
+            if first {
+                // Keys may be absent in later lines (null), but the first line
+                // shows the columns: every plan column must be there.
+                let available: Vec<String> = object.keys().cloned().collect();
+                super::locate(&opts.plan, &available)?;
+                engine.report.dropped_columns = available.len() - names.len();
+                first = false;
+            }
+            for (raw, name) in raws.iter_mut().zip(names) {
+                raw.clear();
+                if let Some(
+                    v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_)),
+                ) = object.get(name)
+                {
+                    *raw = v.to_string();
+                }
+            }
+            let inputs: Vec<Input<'_>> = names
+                .iter()
+                .zip(&raws)
+                .map(|(n, raw)| match object.get(n) {
+                    None | Some(Value::Null) => Input::Null,
+                    Some(Value::String(s)) => Input::Text(s),
+                    Some(_) => Input::Raw(raw),
+                })
+                .collect();
+            engine.row(line, |j| Ok(inputs[j]))?;
+        }
+        Ok(())
+    }
 }
 
 trait Classify {

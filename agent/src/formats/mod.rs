@@ -4,7 +4,9 @@ pub mod csv;
 pub mod jsonl;
 pub mod parquet;
 
-use crate::desensitize::{Format, Options, Out, Stopped};
+use std::fs::File;
+
+use crate::desensitize::{Engine, Format, Options, Out, Sink, Stopped, stop};
 use crate::plan::Plan;
 use crate::report::Report;
 use crate::rules::Hmac;
@@ -80,6 +82,56 @@ pub fn output_indices(plan: &Plan, located: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// One format's reader: what differs between formats. Everything else
+/// (opening the input, the engine, carrying the report into every error)
+/// is [`run`]'s.
+pub trait Reader: Sized {
+    /// Read the header or schema from `input`, check the plan's columns
+    /// against it (setting `report.dropped_columns`), and give the reader
+    /// back with the sink that writes the output into `out`.
+    fn open(
+        opts: &Options,
+        input: File,
+        out: Out,
+        report: &mut Report,
+    ) -> Result<(Self, Box<dyn Sink>), String>;
+
+    /// Feed every row to the engine.
+    fn rows(self, opts: &Options, engine: &mut Engine) -> Result<(), String>;
+}
+
+/// Run one format's reader through the engine into its sink.
+fn run<R: Reader>(
+    opts: &Options,
+    out: Out,
+    hmac: Option<Hmac>,
+    mut report: Report,
+) -> Result<(Out, Report), Stopped> {
+    let input = match File::open(&opts.input) {
+        Ok(f) => f,
+        Err(e) => return Err(stop(format!("cannot open the input: {e}"), report)),
+    };
+    let (reader, sink) = match R::open(opts, input, out, &mut report) {
+        Ok(r) => r,
+        Err(e) => return Err(stop(e, report)),
+    };
+    let mut engine = Engine::new(&opts.plan, hmac, sink, report);
+    if let Err(e) = reader.rows(opts, &mut engine) {
+        return Err(stop(e, engine.report));
+    }
+    engine.finish()
+}
+
+/// The message of a failed write.
+pub fn write_error(e: impl std::fmt::Display) -> String {
+    format!("cannot write the output: {e}")
+}
+
+/// The message of a failed read.
+pub fn read_error(e: impl std::fmt::Display) -> String {
+    format!("cannot read the input: {e}")
+}
+
 /// Run the format's reader and writer.
 pub fn process(
     opts: &Options,
@@ -88,8 +140,8 @@ pub fn process(
     report: Report,
 ) -> Result<(Out, Report), Stopped> {
     match opts.format {
-        Format::Csv => csv::process(opts, out, hmac, report),
-        Format::Jsonl => jsonl::process(opts, out, hmac, report),
-        Format::Parquet => parquet::process(opts, out, hmac, report),
+        Format::Csv => run::<csv::CsvReader>(opts, out, hmac, report),
+        Format::Jsonl => run::<jsonl::JsonlReader>(opts, out, hmac, report),
+        Format::Parquet => run::<parquet::ParquetReader>(opts, out, hmac, report),
     }
 }

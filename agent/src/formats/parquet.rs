@@ -18,14 +18,15 @@ use arrow_cast::{can_cast_types, cast};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::desensitize::{Engine, Options, Out, Sink, Stopped, stop};
+use super::{Reader, read_error, write_error};
+use crate::desensitize::{Engine, Options, Out, Sink};
 use crate::plan::{ColumnType, Generalization, PlanColumn, Rule};
 use crate::report::Report;
-use crate::rules::{Cell, Hmac, Input};
+use crate::rules::{Cell, Input};
 
 /// Rows per record batch, read and written.
 const BATCH: usize = 8192;
@@ -56,9 +57,7 @@ impl ParquetSink {
         }
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| format!("cannot build a record batch: {e}"))?;
-        self.writer
-            .write(&batch)
-            .map_err(|e| format!("cannot write the output: {e}"))?;
+        self.writer.write(&batch).map_err(write_error)?;
         self.rows = 0;
         Ok(())
     }
@@ -78,13 +77,8 @@ impl Sink for ParquetSink {
 
     fn finish(mut self: Box<Self>) -> Result<Out, String> {
         self.flush()?;
-        let buffered = self
-            .writer
-            .into_inner()
-            .map_err(|e| format!("cannot write the output: {e}"))?;
-        buffered
-            .into_inner()
-            .map_err(|e| format!("cannot write the output: {}", e.error()))
+        let buffered = self.writer.into_inner().map_err(write_error)?;
+        buffered.into_inner().map_err(|e| write_error(e.error()))
     }
 }
 
@@ -101,109 +95,90 @@ fn output_type(c: &PlanColumn, input: &DataType) -> DataType {
     }
 }
 
-pub fn process(
-    opts: &Options,
-    out: Out,
-    hmac: Option<Hmac>,
-    report: Report,
-) -> Result<(Out, Report), Stopped> {
-    let file = match File::open(&opts.input) {
-        Ok(f) => f,
-        Err(e) => return Err(stop(format!("cannot open the input: {e}"), report)),
-    };
-    let builder = match ParquetRecordBatchReaderBuilder::try_new(file) {
-        Ok(b) => b,
-        Err(e) => {
-            return Err(stop(
-                format!("the input is not a readable Parquet file: {e}"),
-                report,
-            ));
-        }
-    };
-    let schema = builder.schema().clone();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let located = match super::locate(&opts.plan, &names) {
-        Ok(l) => l,
-        Err(e) => return Err(stop(e, report)),
-    };
-    let idx = super::output_indices(&opts.plan, &located);
-    let mut report = report;
-    report.dropped_columns = names.len() - idx.len();
-    let mut fields = Vec::new();
-    for (c, &i) in opts.plan.output_columns().zip(&idx) {
-        let input = schema.field(i).data_type();
-        let output = output_type(c, input);
-        if !can_cast_types(input, &DataType::Utf8) || !can_cast_types(&DataType::Utf8, &output) {
-            return Err(stop(
-                format!(
+/// Reads record batches of the delivered columns only.
+pub struct ParquetReader {
+    reader: ParquetRecordBatchReader,
+}
+
+impl Reader for ParquetReader {
+    fn open(
+        opts: &Options,
+        input: File,
+        out: Out,
+        report: &mut Report,
+    ) -> Result<(Self, Box<dyn Sink>), String> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(input)
+            .map_err(|e| format!("the input is not a readable Parquet file: {e}"))?;
+        let schema = builder.schema().clone();
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let located = super::locate(&opts.plan, &names)?;
+        let idx = super::output_indices(&opts.plan, &located);
+        report.dropped_columns = names.len() - idx.len();
+        let mut fields = Vec::new();
+        for (c, &i) in opts.plan.output_columns().zip(&idx) {
+            let input = schema.field(i).data_type();
+            let output = output_type(c, input);
+            if !can_cast_types(input, &DataType::Utf8) || !can_cast_types(&DataType::Utf8, &output)
+            {
+                return Err(format!(
                     "column {:?}: the Parquet type {input} is not supported",
                     c.name
-                ),
-                report,
-            ));
+                ));
+            }
+            fields.push(Field::new(c.name.clone(), output, true));
         }
-        fields.push(Field::new(c.name.clone(), output, true));
-    }
-    let out_schema = Arc::new(Schema::new(fields));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let writer = match ArrowWriter::try_new(
-        BufWriter::with_capacity(1 << 20, out),
-        out_schema.clone(),
-        Some(props),
-    ) {
-        Ok(w) => w,
-        Err(e) => return Err(stop(format!("cannot write the output: {e}"), report)),
-    };
-    let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
-    let reader = match builder.with_projection(mask).with_batch_size(BATCH).build() {
-        Ok(r) => r,
-        Err(e) => return Err(stop(format!("cannot read the input: {e}"), report)),
-    };
-    let sink = ParquetSink {
-        writer,
-        schema: out_schema,
-        builders: idx.iter().map(|_| StringBuilder::new()).collect(),
-        rows: 0,
-    };
-    let out_names: Vec<String> = opts.plan.output_columns().map(|c| c.name.clone()).collect();
-    let mut engine = Engine::new(&opts.plan, hmac, Box::new(sink), report);
-    let mut row_number = 0u64;
-    for batch in reader {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => return Err(stop(format!("cannot read the input: {e}"), engine.report)),
+        let out_schema = Arc::new(Schema::new(fields));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, out),
+            out_schema.clone(),
+            Some(props),
+        )
+        .map_err(write_error)?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(BATCH)
+            .build()
+            .map_err(read_error)?;
+        let sink = ParquetSink {
+            writer,
+            schema: out_schema,
+            builders: idx.iter().map(|_| StringBuilder::new()).collect(),
+            rows: 0,
         };
-        let mut texts = Vec::with_capacity(out_names.len());
-        for name in &out_names {
-            let text = batch
-                .column_by_name(name)
-                .ok_or_else(|| format!("column {name:?} is missing from a record batch"))
-                .and_then(|col| {
-                    cast(col, &DataType::Utf8)
-                        .map_err(|e| format!("column {name:?}: cannot read as text: {e}"))
-                });
-            match text {
-                Ok(t) => texts.push(t),
-                Err(e) => return Err(stop(e, engine.report)),
-            }
-        }
-        let strings: Vec<_> = texts.iter().map(|t| t.as_string::<i32>()).collect();
-        for r in 0..batch.num_rows() {
-            row_number += 1;
-            let got = engine.row(row_number, |j| {
-                let s = strings[j];
-                Ok(if s.is_null(r) {
-                    Input::Null
-                } else {
-                    Input::Text(s.value(r))
-                })
-            });
-            if let Err(e) = got {
-                return Err(stop(e, engine.report));
-            }
-        }
+        Ok((ParquetReader { reader }, Box::new(sink)))
     }
-    engine.finish()
+
+    fn rows(self, opts: &Options, engine: &mut Engine) -> Result<(), String> {
+        let out_names: Vec<String> = opts.plan.output_columns().map(|c| c.name.clone()).collect();
+        let mut row_number = 0u64;
+        for batch in self.reader {
+            let batch = batch.map_err(read_error)?;
+            let mut texts = Vec::with_capacity(out_names.len());
+            for name in &out_names {
+                let col = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| format!("column {name:?} is missing from a record batch"))?;
+                let text = cast(col, &DataType::Utf8)
+                    .map_err(|e| format!("column {name:?}: cannot read as text: {e}"))?;
+                texts.push(text);
+            }
+            let strings: Vec<_> = texts.iter().map(|t| t.as_string::<i32>()).collect();
+            for r in 0..batch.num_rows() {
+                row_number += 1;
+                engine.row(row_number, |j| {
+                    let s = strings[j];
+                    Ok(if s.is_null(r) {
+                        Input::Null
+                    } else {
+                        Input::Text(s.value(r))
+                    })
+                })?;
+            }
+        }
+        Ok(())
+    }
 }
