@@ -58,6 +58,19 @@ bench: ## figures: 300 scenarios at once (time to Ready, RSS, teardown after exp
 	CLEANROOM_OPERATOR_BIN=$(CURDIR)/target/release/cleanroom e2e/scripts/operator.sh restart
 	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-bench --scenarios $${SCENARIOS:-300}
 	e2e/scripts/operator.sh stop
+	$(MAKE) bench-agent
+
+.PHONY: bench-agent
+bench-agent: ## figures: agent desensitize on a generated CSV (BENCH_MB, default 1024) beside the csv-crate floor and pandas
+	dir=$$(mktemp -d "$(CURDIR)/target/bench-agent.XXXXXX"); \
+	  trap 'rm -rf "$$dir"' EXIT; \
+	  $(CARGO) run -q -p cleanroom-agent --release --example bench_desensitize -- $${BENCH_MB:-1024} "$$dir" && \
+	  if ! python3 -c 'import pandas' 2>/dev/null; then \
+	    echo "pandas: not installed, its comparison skipped (pip install pandas)"; \
+	  elif [ -x /usr/bin/time ]; then \
+	    /usr/bin/time -f 'pandas: %e s wall, %U s user, %S s sys, %M KiB peak RSS' \
+	      python3 e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; \
+	  else time python3 e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; fi
 
 .PHONY: helm
 helm: ## build helm from its Go module (cached)

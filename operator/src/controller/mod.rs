@@ -87,6 +87,20 @@ impl Error {
     }
 }
 
+/// The last generation seen per object name, to tell a change of spec (or
+/// the start of a deletion) from a status write.
+#[derive(Default)]
+struct Generations(std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, bool)>>);
+
+impl Generations {
+    /// Whether `name` has a generation (or deletion state) not seen before;
+    /// remembers it.
+    fn changed(&self, name: &str, generation: Option<i64>, deleting: bool) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(name.to_string(), (generation, deleting)) != Some((generation, deleting))
+    }
+}
+
 /// Retry a failed reconcile after a short pause; the error was logged.
 fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
     warn!(category = error.category(), %error, "reconcile failed");
@@ -128,11 +142,21 @@ pub async fn run(
     });
 
     // An authorization's change (state, validity, members, quota) may change
-    // every scenario under it.
+    // every scenario under it; its status (counts of scenarios, rewritten as
+    // they move) changes none, and waking all of them for it made the work
+    // grow with the square of their number.
     let by_authorization = {
         let store = store.clone();
+        let seen = Generations::default();
         move |a: Authorization| {
             let name = a.name_any();
+            if !seen.changed(
+                &name,
+                a.metadata.generation,
+                a.metadata.deletion_timestamp.is_some(),
+            ) {
+                return Vec::new();
+            }
             store
                 .state()
                 .into_iter()
@@ -212,6 +236,16 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn only_a_new_generation_or_a_deletion_counts_as_a_change() {
+        let seen = Generations::default();
+        assert!(seen.changed("acme", Some(1), false), "first sight");
+        assert!(!seen.changed("acme", Some(1), false), "a status write");
+        assert!(seen.changed("acme", Some(2), false), "a spec change");
+        assert!(seen.changed("acme", Some(2), true), "a deletion starts");
+        assert!(seen.changed("other", Some(2), true), "per name");
+    }
 
     #[test]
     fn children_map_back_to_their_scenario_only_when_managed_by_us() {

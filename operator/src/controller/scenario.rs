@@ -172,9 +172,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
                 return Ok(Action::requeue(wake_at_expiry));
             }
             let again = provision(&api, scenario, &id, ctx, seal, &expires_at, &now).await?;
-            Ok(Action::requeue(
-                again.map_or(wake_at_expiry, |soon| soon.min(wake_at_expiry)),
-            ))
+            Ok(Action::requeue(again.min(wake_at_expiry)))
         }
     }
 }
@@ -301,8 +299,9 @@ async fn stop_compute(id: &Identity, ctx: &Context) -> Result<(), Error> {
 /// Applies the workspace in order (namespace, deny-all policy, quota and
 /// limits, service account, role, bindings, scratch, prepared data, compute):
 /// no pod can exist before the deny policy does, and no compute before its
-/// data. Returns how soon to look again when something is on its way
-/// (`None`: nothing is; the next deadline or a watch will wake it).
+/// data. Returns how soon to look again: soon while something is on its
+/// way, else within the memo's resync time (the next deadline or a watch
+/// may wake it earlier).
 async fn provision(
     api: &Api<Scenario>,
     scenario: &Scenario,
@@ -311,7 +310,7 @@ async fn provision(
     seal_reason: Option<Seal>,
     expires_at: &Time,
     now: &Time,
-) -> Result<Option<Duration>, Error> {
+) -> Result<Duration, Error> {
     let generation = scenario.metadata.generation;
     let mut next = scenario.status.clone().unwrap_or_default();
     next.observed_generation = generation;
@@ -573,11 +572,13 @@ async fn provision(
     }
     patch_status(api, scenario, &next).await?;
     Ok(match preparation {
-        Preparation::Pending(what) if what.starts_with("handing") => Some(data::HAND_OVER_STEP),
-        Preparation::Pending(_) => Some(SOON),
-        Preparation::Failed(_) => None,
-        Preparation::Ready if running || sealed => None,
-        Preparation::Ready => Some(SOON),
+        Preparation::Pending(what) if what.starts_with("handing") => data::HAND_OVER_STEP,
+        Preparation::Pending(_) => SOON,
+        // Looked at again within the memo's resync time, so drift (or a
+        // deleted authorization, which wakes nothing) is seen.
+        Preparation::Failed(_) => memo::RESYNC,
+        Preparation::Ready if running || sealed => memo::RESYNC,
+        Preparation::Ready => SOON,
     })
 }
 
