@@ -1,6 +1,7 @@
 //! cleanroom: the authorized operation domain for public data, as a Kubernetes operator.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod conditions;
 pub mod controller;

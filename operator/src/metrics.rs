@@ -97,6 +97,9 @@ pub struct Metrics {
     wiped_bytes: Counter,
     leader: Gauge,
     api_requests: Counter,
+    audit_records: Counter,
+    audit_intact: Gauge,
+    audit_verified_at: Gauge<f64, AtomicU64>,
     caches: OnceLock<Caches>,
 }
 
@@ -122,6 +125,11 @@ impl Metrics {
         let wiped_bytes = Counter::default();
         let leader = Gauge::default();
         let api_requests = Counter::default();
+        let audit_records = Counter::default();
+        // -1 until the first verification.
+        let audit_intact = Gauge::default();
+        audit_intact.set(-1);
+        let audit_verified_at = Gauge::<f64, AtomicU64>::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "cleanroom_reconciles",
@@ -168,6 +176,21 @@ impl Metrics {
             "Requests this process sent to the Kubernetes API server (watches count once)",
             api_requests.clone(),
         );
+        registry.register(
+            "cleanroom_audit_records",
+            "Audit records this process appended to the ledger",
+            audit_records.clone(),
+        );
+        registry.register(
+            "cleanroom_audit_chain_intact",
+            "Result of the last verification of the audit chain: 1 intact, 0 broken, -1 not verified yet",
+            audit_intact.clone(),
+        );
+        registry.register(
+            "cleanroom_audit_last_verify_timestamp_seconds",
+            "When the audit chain was last verified (Unix time; 0 never)",
+            audit_verified_at.clone(),
+        );
         // Zero series from the start: a rate over a counter that appears late misses its first count.
         for kind in [Kind::Scenario, Kind::Authorization] {
             let labels = KindLabels {
@@ -187,6 +210,9 @@ impl Metrics {
             wiped_bytes,
             leader,
             api_requests,
+            audit_records,
+            audit_intact,
+            audit_verified_at,
             caches: OnceLock::new(),
         }
     }
@@ -219,6 +245,18 @@ impl Metrics {
     pub fn wiped(&self, bytes: i64) {
         self.wipes.inc();
         self.wiped_bytes.inc_by(u64::try_from(bytes).unwrap_or(0));
+    }
+
+    /// Counts `n` records appended to the audit ledger.
+    pub fn audit_recorded(&self, n: u64) {
+        self.audit_records.inc_by(n);
+    }
+
+    /// The result of a verification of the audit chain, made at `at`.
+    pub fn audit_verified(&self, intact: bool, at: Timestamp) {
+        self.audit_intact.set(i64::from(intact));
+        self.audit_verified_at
+            .set(at.as_millisecond() as f64 / 1000.0);
     }
 
     /// Whether this process holds the leader lease.
@@ -318,6 +356,9 @@ mod tests {
             ("cleanroom_wipes", "counter"),
             ("cleanroom_wiped_bytes", "counter"),
             ("cleanroom_leader", "gauge"),
+            ("cleanroom_audit_records", "counter"),
+            ("cleanroom_audit_chain_intact", "gauge"),
+            ("cleanroom_audit_last_verify_timestamp_seconds", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} {kind}\n")),
@@ -391,6 +432,29 @@ mod tests {
                 r#"cleanroom_reconcile_duration_seconds_bucket{le="0.01",kind="scenario"}"#
             ),
             Some(1.0)
+        );
+    }
+
+    #[test]
+    fn audit_records_and_the_last_verification_are_exported() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert_eq!(value(&text, "cleanroom_audit_records_total"), Some(0.0));
+        assert_eq!(value(&text, "cleanroom_audit_chain_intact"), Some(-1.0));
+        m.audit_recorded(3);
+        m.audit_recorded(2);
+        m.audit_verified(true, "2026-01-01T00:00:00Z".parse().expect("time"));
+        let text = m.encode();
+        assert_eq!(value(&text, "cleanroom_audit_records_total"), Some(5.0));
+        assert_eq!(value(&text, "cleanroom_audit_chain_intact"), Some(1.0));
+        assert_eq!(
+            value(&text, "cleanroom_audit_last_verify_timestamp_seconds"),
+            Some(1_767_225_600.0)
+        );
+        m.audit_verified(false, Timestamp::now());
+        assert_eq!(
+            value(&m.encode(), "cleanroom_audit_chain_intact"),
+            Some(0.0)
         );
     }
 
