@@ -2,7 +2,7 @@
 # The operator as a process beside the local control plane, for `make run`, the
 # e2e tests and the benchmark.
 #
-#   operator.sh start     install the CRDs and the vault namespace, start the operator (idempotent)
+#   operator.sh start     install the CRDs, the vault and the audit namespaces, start the operator (idempotent)
 #   operator.sh stop      stop it (SIGTERM, then SIGKILL after 5 s)
 #   operator.sh kill      SIGKILL at once: a crash, for restart-safety tests
 #   operator.sh restart   stop, then start
@@ -27,8 +27,14 @@ start() {
   [ -f "$KUBECONFIG" ] || die "the local control plane is not up (make cluster-up)"
   [ -x "$BIN" ] || die "no operator binary at $BIN (cargo build -p cleanroom)"
   if alive; then say "operator already running (pid $(cat "$PIDFILE"))"; return 0; fi
-  "$(cat "$CLUSTER_DIR/bin-dir")/kubectl" apply --server-side --force-conflicts \
+  local kubectl
+  kubectl="$(cat "$CLUSTER_DIR/bin-dir")/kubectl"
+  "$kubectl" apply --server-side --force-conflicts \
     -f "$REPO_DIR/crds/" -f "$E2E_DIR/manifests/vault.yaml" >/dev/null
+  # The audit ledger's namespace (the chart creates it on a real cluster).
+  local ns=${CLEANROOM_AUDIT_NAMESPACE:-cleanroom-system}
+  "$kubectl" get namespace "$ns" >/dev/null 2>&1 \
+    || "$kubectl" create namespace "$ns" >/dev/null
   mkdir -p "$RUN" "$(dirname "$LOG")"
   echo "----- operator started $(date -u +%FT%TZ)" >>"$LOG"
   setsid "$BIN" run >>"$LOG" 2>&1 </dev/null &

@@ -242,7 +242,7 @@ pub fn verify(prefix: &str, segments: &[Segment]) -> Result<Summary, Break> {
                 // The record before this one no longer hashes to what this
                 // one names: that one was changed (or this one's prev was).
                 let culprit = previous_key.map_or_else(
-                    || format!("the last record of the previous segment"),
+                    || "the last record of the previous segment".to_string(),
                     |k| format!("record {k}"),
                 );
                 let place = previous_key.unwrap_or(key).to_string();

@@ -44,6 +44,8 @@ pub struct Observed {
     pub conditions: Vec<Condition>,
     pub expires_at: Option<Time>,
     pub wipes: Vec<WipeAttestation>,
+    /// What data preparation delivered (counts and digests, never values).
+    pub prepared: Vec<Value>,
 }
 
 impl Observed {
@@ -54,6 +56,11 @@ impl Observed {
             conditions: s.conditions.clone(),
             expires_at: s.expires_at.clone(),
             wipes: s.wipes.clone(),
+            prepared: s
+                .data
+                .iter()
+                .filter_map(|d| serde_json::to_value(d).ok())
+                .collect(),
         })
     }
 
@@ -64,6 +71,7 @@ impl Observed {
             conditions: s.conditions.clone(),
             expires_at: s.expires_at.clone(),
             wipes: Vec::new(),
+            prepared: Vec::new(),
         })
     }
 
@@ -272,7 +280,8 @@ pub fn transitions(change: &Change) -> Vec<Draft> {
             since(types::DATA_PREPARED),
         );
         d.reason = message(types::DATA_PREPARED);
-        (d.before, d.after) = phases();
+        d.before = Some(json!({"phase": old.phase}));
+        d.after = Some(json!({"phase": new.phase, "data": new.prepared}));
         out.push(d);
     }
     if flipped_on(types::SUSPENDED) {
@@ -297,9 +306,9 @@ pub fn transitions(change: &Change) -> Vec<Draft> {
     if old.holds(types::SUSPENDED) && !new.holds(types::SUSPENDED) && !ending {
         // Resumed by whoever set the state back to Active (the object's, or
         // its authorization's: then the operator follows).
-        let own = !old
+        let own = old
             .condition(types::SUSPENDED)
-            .is_some_and(|c| c.reason == reasons::AUTHORIZATION_SUSPENDED);
+            .is_none_or(|c| c.reason != reasons::AUTHORIZATION_SUSPENDED);
         let mut d = draft(
             Action::Resumed,
             if own { &requester } else { OPERATOR_ACTOR },

@@ -42,6 +42,13 @@ pub(super) struct RunArgs {
     /// This replica's identity in the Lease [default: host name and process id].
     #[arg(long)]
     pub(super) identity: Option<String>,
+    /// Namespace of the audit ledger's ConfigMap segments (must exist).
+    #[arg(long, env = "CLEANROOM_AUDIT_NAMESPACE", default_value = crate::audit::store::DEFAULT_NAMESPACE)]
+    pub(super) audit_namespace: String,
+    /// Fault injection for the crash test: exit right after appending a
+    /// record with this action, before the status write that follows.
+    #[arg(long, env = "CLEANROOM_AUDIT_EXIT_AFTER", hide = true)]
+    pub(super) audit_exit_after: Option<crate::audit::Action>,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -57,6 +64,8 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings {
         agent_image: args.agent_image,
         storage_class: args.storage_class,
+        audit_namespace: args.audit_namespace,
+        audit_exit_after: args.audit_exit_after,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -169,6 +169,8 @@ async fn write_status(
     if a.status.as_ref() == Some(status) {
         return Ok(());
     }
+    // The audit records first: a failed status write is retried and finds them.
+    ctx.audit.record_authorization(a, status).await?;
     let api: Api<Authorization> = Api::all(ctx.client.clone());
     let patch = json!({
         "apiVersion": Authorization::api_version(&()),

@@ -79,7 +79,7 @@ pub async fn prepare(
                 info!(scenario = %id.scenario, dataset = d, rows = record.rows_out, "prepared");
                 status.data.push(record);
                 // The proof of what was delivered is stored before the volume moves.
-                patch_status(api, scenario, status).await?;
+                patch_status(ctx, api, scenario, status).await?;
                 pending.push(format!("handing {d} over"));
             }
         }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Error, FINALIZER};
+use super::{Context, Error, FINALIZER};
 use crate::api::{Scenario, ScenarioStatus};
 use crate::workspace::FIELD_MANAGER;
 
@@ -46,8 +46,11 @@ where
     }
 }
 
-/// Writes the scenario's status unless it is unchanged.
+/// Writes the scenario's status unless it is unchanged, after appending to
+/// the audit ledger the records the change calls for (see [`crate::audit`]):
+/// if the status write then fails, its retry finds them and adds none.
 pub async fn patch_status(
+    ctx: &Context,
     api: &Api<Scenario>,
     scenario: &Scenario,
     status: &ScenarioStatus,
@@ -55,6 +58,7 @@ pub async fn patch_status(
     if scenario.status.as_ref() == Some(status) {
         return Ok(());
     }
+    ctx.audit.record_scenario(scenario, status).await?;
     let patch = json!({
         "apiVersion": Scenario::api_version(&()),
         "kind": Scenario::kind(&()),

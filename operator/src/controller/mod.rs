@@ -28,7 +28,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{Authorization, Scenario};
+use crate::api::{Authorization, Dataset, Scenario};
+use crate::audit::Ledger;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::workspace::labels;
@@ -43,6 +44,10 @@ pub struct Settings {
     pub agent_image: String,
     /// StorageClass for the workspace's volumes (cluster default if `None`).
     pub storage_class: Option<String>,
+    /// Namespace of the audit ledger's segments.
+    pub audit_namespace: String,
+    /// Fault injection for the crash test (see [`crate::audit::Ledger::exit_after`]).
+    pub audit_exit_after: Option<crate::audit::Action>,
 }
 
 /// What every reconcile gets.
@@ -57,6 +62,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// What was last applied per scenario (see [`memo`]).
     pub memo: memo::Memo,
+    /// The audit ledger, written before every status change (see [`crate::audit`]).
+    pub audit: Arc<Ledger>,
 }
 
 /// What can go wrong in a reconcile. Each has a category for metrics and Events.
@@ -74,6 +81,9 @@ pub enum Error {
     /// The system's random source could not be read (for a pseudonym key).
     #[error("reading random bytes: {0}")]
     Random(String),
+    /// The audit ledger could not be written; the status change waits for it.
+    #[error("{0}")]
+    Audit(#[from] crate::audit::Error),
 }
 
 impl Error {
@@ -83,6 +93,7 @@ impl Error {
             Error::Kube(_) => "api",
             Error::MissingField(..) => "invalid-object",
             Error::Serialization(_) | Error::Random(_) => "internal",
+            Error::Audit(_) => "audit",
         }
     }
 }
@@ -131,6 +142,16 @@ pub async fn run(
     let managed =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
 
+    // The ledger is read and verified before anything is reconciled, so
+    // that its memory (idempotency keys, members) is complete.
+    let audit = Arc::new(
+        Ledger::new(client.clone(), &settings.audit_namespace)
+            .with_metrics(metrics.clone())
+            .with_events(client.clone())
+            .exit_after(settings.audit_exit_after),
+    );
+    let _verdict = audit.load().await?;
+
     let scenario_controller = Controller::new(scenarios, watcher::Config::default());
     let store = scenario_controller.store();
     let ctx = Arc::new(Context {
@@ -139,6 +160,7 @@ pub async fn run(
         scenarios: store.clone(),
         metrics: metrics.clone(),
         memo: memo::Memo::default(),
+        audit: audit.clone(),
     });
 
     // An authorization's change (state, validity, members, quota) may change
@@ -211,7 +233,7 @@ pub async fn run(
     };
     let authorization_loop = authorization_controller
         .watches(
-            Api::<Scenario>::all(client),
+            Api::<Scenario>::all(client.clone()),
             watcher::Config::default(),
             |s: Scenario| Some(ObjectRef::new(&s.spec.authorization)),
         )
@@ -223,12 +245,99 @@ pub async fn run(
             }
         });
 
+    let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
+    let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit));
+
     info!("controllers started");
     let synced = tokio::spawn(synced);
     futures::join!(scenario_loop, authorization_loop);
     synced.abort();
+    datasets.abort();
+    upkeep.abort();
     info!("controllers stopped");
     Ok(())
+}
+
+/// Datasets have no reconciler: their creation, each new generation and
+/// their deletion are recorded as the watch sees them (a change made while
+/// no operator runs is recorded when it starts; a deletion then is not).
+async fn watch_datasets(client: Client, audit: Arc<Ledger>) {
+    use kube::runtime::WatchStreamExt;
+    let events = watcher(Api::<Dataset>::all(client), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut events = events;
+    while let Some(event) = events.next().await {
+        let (dataset, deleted) = match event {
+            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => (d, false),
+            Ok(watcher::Event::Delete(d)) => (d, true),
+            Ok(_) => continue,
+            Err(e) => {
+                warn!(error = %e, "dataset watch");
+                continue;
+            }
+        };
+        // Retried until written: a record is not given up on.
+        while let Err(e) = audit.record_dataset(&dataset, deleted).await {
+            warn!(error = %e, dataset = %dataset.name_any(), "recording a dataset change; retrying");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// How often the leader verifies the whole chain and prunes what is past retention.
+const AUDIT_UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Every hour: verify the chain (metrics and log), then, if it is intact,
+/// prune the segments past retention as of now.
+async fn audit_upkeep(client: Client, audit: Arc<Ledger>) {
+    loop {
+        tokio::time::sleep(AUDIT_UPKEEP_EVERY).await;
+        match audit.verify().await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => continue,
+            Err(e) => {
+                warn!(error = %e, "verifying the audit chain");
+                continue;
+            }
+        }
+        if let Err(e) = prune_now(&client, &audit).await {
+            warn!(error = %format!("{e:#}"), "pruning the audit ledger");
+        }
+    }
+}
+
+/// Prunes as of now, keeping the memory of every object that still exists.
+pub async fn prune_now(
+    client: &Client,
+    audit: &Ledger,
+) -> anyhow::Result<Result<crate::audit::Pruned, crate::audit::Break>> {
+    prune_as_of(client, audit, k8s_openapi::jiff::Timestamp::now()).await
+}
+
+/// Prunes as of `as_of` (tests pass a date in the future; the operator, now).
+pub async fn prune_as_of(
+    client: &Client,
+    audit: &Ledger,
+    as_of: k8s_openapi::jiff::Timestamp,
+) -> anyhow::Result<Result<crate::audit::Pruned, crate::audit::Break>> {
+    use kube::api::ListParams;
+    let lp = ListParams::default();
+    let authorizations = Api::<Authorization>::all(client.clone())
+        .list(&lp)
+        .await?
+        .items;
+    let mut live: std::collections::HashSet<String> = authorizations
+        .iter()
+        .filter_map(|a| a.metadata.uid.clone())
+        .collect();
+    for s in Api::<Scenario>::all(client.clone()).list(&lp).await?.items {
+        live.extend(s.metadata.uid);
+    }
+    for d in Api::<Dataset>::all(client.clone()).list(&lp).await?.items {
+        live.extend(d.metadata.uid);
+    }
+    Ok(audit.prune(as_of, &authorizations, &live).await?)
 }
 
 #[cfg(test)]

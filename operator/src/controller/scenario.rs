@@ -93,7 +93,7 @@ async fn record_failure(scenario: &Scenario, ctx: &Context, error: Option<&Error
         &now,
     );
     set_condition(&mut status.conditions, failed, &now);
-    let _ = patch_status(&api, &fresh, &status).await;
+    let _ = patch_status(ctx, &api, &fresh, &status).await;
 }
 
 /// Condition reasons are CamelCase: `api` -> `Api`, `invalid-object` -> `InvalidObject`.
@@ -153,7 +153,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
                 ),
                 &now,
             );
-            patch_status(&api, scenario, &next).await?;
+            patch_status(ctx, &api, scenario, &next).await?;
             Ok(match at.as_ref().and_then(|at| until(&now, at)) {
                 Some(wait) => Action::requeue(wait),
                 None => Action::await_change(),
@@ -259,7 +259,7 @@ async fn reject(
         ),
         now,
     );
-    patch_status(api, scenario, &next).await
+    patch_status(ctx, api, scenario, &next).await
 }
 
 /// Stops compute and removes access, keeping volumes: the sealed state.
@@ -332,7 +332,7 @@ async fn provision(
             ),
             now,
         );
-        patch_status(api, scenario, &next).await?;
+        patch_status(ctx, api, scenario, &next).await?;
     }
 
     let client = &ctx.client;
@@ -570,7 +570,7 @@ async fn provision(
     if next.phase != scenario.status.as_ref().and_then(|s| s.phase) {
         info!(scenario = %id.scenario, phase = ?next.phase, "phase");
     }
-    patch_status(api, scenario, &next).await?;
+    patch_status(ctx, api, scenario, &next).await?;
     Ok(match preparation {
         Preparation::Pending(what) if what.starts_with("handing") => data::HAND_OVER_STEP,
         Preparation::Pending(_) => SOON,

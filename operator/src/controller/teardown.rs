@@ -54,7 +54,7 @@ pub async fn run(
     ctx.memo.forget(&id.uid);
     let mut status = scenario.status.clone().unwrap_or_default();
     mark_ending(scenario, &mut status, end, now);
-    patch_status(&api, scenario, &status).await?;
+    patch_status(ctx, &api, scenario, &status).await?;
     // A scenario that never got a workspace has nothing to wipe.
     let progress = if status.namespace.is_some() {
         step(scenario, id, ctx, &api, &mut status, now).await?
@@ -67,7 +67,7 @@ pub async fn run(
             close(scenario, &mut status, now);
             // The status write carries the Closed record; re-read so the
             // finalizer removal does not race our own update.
-            patch_status(&api, scenario, &status).await?;
+            patch_status(ctx, &api, scenario, &status).await?;
             if scenario.metadata.deletion_timestamp.is_some()
                 && let Some(fresh) = api.get_opt(&scenario.name_any()).await?
             {
@@ -351,7 +351,7 @@ async fn wipe_claims(
                     now,
                 );
                 // The proof is stored before the claim can go.
-                patch_status(api, scenario, status).await?;
+                patch_status(ctx, api, scenario, status).await?;
                 delete(&jobs, &job_name(&claim_name)).await?;
                 delete(&claims, &claim_name).await?;
                 pending = true;
@@ -370,7 +370,7 @@ async fn wipe_claims(
                     ),
                     now,
                 );
-                patch_status(api, scenario, status).await?;
+                patch_status(ctx, api, scenario, status).await?;
                 delete(&jobs, &job_name(&claim_name)).await?;
                 return Ok(Some(WIPE_RETRY));
             }
