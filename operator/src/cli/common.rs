@@ -14,6 +14,8 @@ use crate::api::{Authorization, Condition, Scenario, State, Time, WipeAttestatio
 pub const EXIT_NOT_FOUND: u8 = 3;
 /// Exit code: the transition is not allowed (for example, out of Revoked).
 pub const EXIT_FORBIDDEN: u8 = 4;
+/// Exit code: the audit chain is broken (tampering, deletion, reordering, a missing segment).
+pub const EXIT_TAMPERED: u8 = 5;
 
 /// An error with its own exit code (1 for any other error, 2 for usage).
 #[derive(Debug, thiserror::Error)]
@@ -267,25 +269,106 @@ pub async fn get_summary(client: &Client, target: &Target) -> anyhow::Result<Sum
 }
 
 /// Merge-patches the target's spec with `spec` and summarises the result.
+/// When the patch changes the spec, it also stamps who asked for it (see
+/// [`stamped_patch`]), so that the audit ledger can name the person.
 pub async fn patch_spec(client: &Client, target: &Target, spec: Value) -> anyhow::Result<Summary> {
-    use kube::api::{Patch, PatchParams};
     let name = &target.name;
     let kind = target.kind();
-    let patch = Patch::Merge(serde_json::json!({ "spec": spec }));
-    let params = PatchParams::default();
+    let user = whoami(client).await;
     Ok(if target.authorization {
-        let a = Api::<Authorization>::all(client.clone())
-            .patch(name, &params, &patch)
-            .await
-            .map_err(|e| api_error(e, kind, name))?;
-        Summary::from(&a)
+        let api = Api::<Authorization>::all(client.clone());
+        Summary::from(&stamped_patch(&api, name, kind, &spec, user.as_deref()).await?)
     } else {
-        let s = Api::<Scenario>::all(client.clone())
-            .patch(name, &params, &patch)
-            .await
-            .map_err(|e| api_error(e, kind, name))?;
-        Summary::from(&s)
+        let api = Api::<Scenario>::all(client.clone());
+        Summary::from(&stamped_patch(&api, name, kind, &spec, user.as_deref()).await?)
     })
+}
+
+/// The caller's user name as the API server sees it (a SelfSubjectReview);
+/// `None` if the server does not say.
+pub async fn whoami(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
+        .await
+        .ok()?;
+    review.status?.user_info?.username
+}
+
+/// RFC 7386 merge of `patch` into `target`.
+pub fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Merge-patches `spec` into the object's spec. If that changes the spec and
+/// the caller's `user` is known, the same patch (guarded by the
+/// resourceVersion read, so the generation it creates is known) stamps the
+/// annotations `cleanroom.io/changed-by` and `cleanroom.io/changed-by-generation`.
+async fn stamped_patch<K>(
+    api: &Api<K>,
+    name: &str,
+    kind: &str,
+    spec: &Value,
+    user: Option<&str>,
+) -> anyhow::Result<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+{
+    use crate::audit::transitions::{CHANGED_BY, CHANGED_BY_GENERATION};
+    use kube::api::{Patch, PatchParams};
+    let params = PatchParams::default();
+    for _ in 0..3 {
+        let current = api.get(name).await.map_err(|e| api_error(e, kind, name))?;
+        let before = serde_json::to_value(&current)?
+            .get("spec")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut after = before.clone();
+        merge(&mut after, spec);
+        let mut patch = serde_json::json!({ "spec": spec });
+        let mut stamped = None;
+        if let Some(user) = user
+            && after != before
+        {
+            let meta = current.meta();
+            let next = meta.generation.unwrap_or(0) + 1;
+            stamped = Some(next);
+            patch["metadata"] = serde_json::json!({
+                "resourceVersion": meta.resource_version,
+                "annotations": {CHANGED_BY: user, CHANGED_BY_GENERATION: next.to_string()},
+            });
+        }
+        match api.patch(name, &params, &Patch::Merge(&patch)).await {
+            Ok(o) if stamped.is_some() && o.meta().generation != stamped => {
+                // The server saw no change of spec after all: a stamp for a
+                // generation to come would name the wrong person then.
+                let unstamp = serde_json::json!({"metadata": {"annotations": {
+                    CHANGED_BY: null, CHANGED_BY_GENERATION: null}}});
+                return api
+                    .patch(name, &params, &Patch::Merge(&unstamp))
+                    .await
+                    .map_err(|e| api_error(e, kind, name));
+            }
+            Ok(o) => return Ok(o),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(api_error(e, kind, name)),
+        }
+    }
+    anyhow::bail!("{kind} {name:?} kept changing while it was being patched; try again")
 }
 
 /// Prints to stdout.

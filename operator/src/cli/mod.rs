@@ -1,12 +1,15 @@
 //! The `cleanroom` command line: one module per subcommand.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage (clap), 3 the object does not
-//! exist, 4 the transition is not allowed (for example out of Revoked).
+//! exist, 4 the transition is not allowed (for example out of Revoked), 5 the
+//! audit chain is broken.
 
+mod audit;
 mod common;
 mod crd;
 mod render;
 mod renew;
+mod report;
 mod resume;
 mod revoke;
 mod run;
@@ -26,7 +29,7 @@ use clap::{Parser, Subcommand};
     name = "cleanroom",
     version,
     about,
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 transition not allowed.
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 transition not allowed, 5 audit chain broken.
 Installed as `kubectl-cleanroom` on PATH, every verb also runs as `kubectl cleanroom VERB`."
 )]
 pub struct Cli {
@@ -52,6 +55,10 @@ enum Command {
     Status(status::StatusArgs),
     /// Print every object the operator would create for the Scenarios in some files (offline).
     Render(render::RenderArgs),
+    /// The audit ledger: verify its hash chain, show its records.
+    Audit(audit::AuditArgs),
+    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents.
+    Report(report::ReportArgs),
 }
 
 impl Cli {
@@ -66,6 +73,8 @@ impl Cli {
             Command::Renew(args) => renew::run(args),
             Command::Status(args) => status::run(args),
             Command::Render(args) => render::run(args),
+            Command::Audit(args) => audit::run(args),
+            Command::Report(args) => report::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,243 @@
+//! `cleanroom audit verify|show`: the audit ledger, read through the API.
+
+use std::fmt::Write as _;
+
+use clap::{Args, Subcommand};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use serde_json::json;
+
+use super::common::{EXIT_TAMPERED, Exit, Output, OutputArg, block_on, print};
+use crate::audit::record::Record;
+use crate::audit::store::{self, DEFAULT_NAMESPACE, PREFIX};
+use crate::audit::{Action, Segment, verify};
+
+#[derive(Args, Debug)]
+pub(super) struct AuditArgs {
+    #[command(subcommand)]
+    pub(super) command: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum AuditCommand {
+    /// Check every hash and sequence number of the ledger; exit 5 at the first broken link.
+    Verify(VerifyArgs),
+    /// Print records, filtered by object, action and time.
+    Show(ShowArgs),
+}
+
+/// Where the ledger is.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub(super) struct LedgerArg {
+    /// Namespace of the ledger's ConfigMap segments.
+    #[arg(long, env = "CLEANROOM_AUDIT_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub(super) namespace: String,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Reads every segment (ConfigMaps cleanroom-audit-NNNNNNNN) and checks \
+that each record's hash is named by the next one, that sequence numbers have no gap, that no \
+segment is missing and that pruned segments are accounted for by a checkpoint. Exit code 0 \
+if the chain is intact, 5 if it is broken (the first broken link is printed), 1 on error.
+
+Examples:
+  cleanroom audit verify
+  kubectl cleanroom audit verify -o json"
+)]
+pub(super) struct VerifyArgs {
+    #[command(flatten)]
+    pub(super) ledger: LedgerArg,
+    #[command(flatten)]
+    pub(super) output: OutputArg,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Times are RFC 3339 (2026-03-01T08:00:00+08:00) or dates (2026-03-01, \
+midnight UTC). A broken chain is reported on stderr; the records are shown anyway.
+
+Examples:
+  cleanroom audit show --name elderly-care-demand
+  cleanroom audit show --kind Authorization --action suspended --since 2026-01-01
+  cleanroom audit show --authorization acme-analytics -o json"
+)]
+pub(super) struct ShowArgs {
+    #[command(flatten)]
+    pub(super) ledger: LedgerArg,
+    /// Only records of objects of this kind (Authorization, Scenario, Dataset, Ledger).
+    #[arg(long)]
+    pub(super) kind: Option<String>,
+    /// Only records of objects with this name.
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Only records of this authorization and its scenarios.
+    #[arg(long)]
+    pub(super) authorization: Option<String>,
+    /// Only records with this action (repeatable), e.g. suspended, wiped, member-granted.
+    #[arg(long)]
+    pub(super) action: Vec<Action>,
+    /// Only records at or after this time.
+    #[arg(long, value_parser = parse_when)]
+    pub(super) since: Option<Timestamp>,
+    /// Only records before this time.
+    #[arg(long, value_parser = parse_when)]
+    pub(super) until: Option<Timestamp>,
+    #[command(flatten)]
+    pub(super) output: OutputArg,
+}
+
+/// An RFC 3339 time, or a date (midnight UTC).
+pub(super) fn parse_when(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    s.parse::<k8s_openapi::jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| format!("{s:?} is neither an RFC 3339 time nor a date (YYYY-MM-DD)"))
+}
+
+pub(super) fn run(args: AuditArgs) -> anyhow::Result<()> {
+    match args.command {
+        AuditCommand::Verify(a) => run_verify(a),
+        AuditCommand::Show(a) => run_show(a),
+    }
+}
+
+/// Every segment of the ledger in `namespace`.
+pub(super) async fn read(client: &kube::Client, namespace: &str) -> anyhow::Result<Vec<Segment>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    store::segments(&api)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the audit segments in namespace {namespace:?}: {e}"))
+}
+
+/// Every record that parses, in chain order.
+pub(super) fn records(segments: &[Segment]) -> Vec<Record> {
+    let mut ordered: Vec<&Segment> = segments.iter().collect();
+    ordered.sort_by_key(|s| s.index);
+    ordered
+        .iter()
+        .flat_map(|s| s.sorted())
+        .filter_map(|(_, line)| Record::parse(line).ok())
+        .collect()
+}
+
+fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let namespace = args.ledger.namespace;
+    let segments = block_on(async |client| read(&client, &namespace).await)?;
+    let verdict = verify(PREFIX, &segments);
+    let out = match (&verdict, args.output.output) {
+        (Ok(s), Output::Json) => {
+            serde_json::to_string_pretty(&json!({"intact": true, "summary": s}))? + "\n"
+        }
+        (Ok(s), Output::Yaml) => serde_yaml::to_string(&json!({"intact": true, "summary": s}))?,
+        (Ok(s), Output::Table) => format!(
+            "intact: {} records in {} segments (sequence {}..{}), {} checkpoint(s)\nhead: {}\n",
+            s.records,
+            s.segments,
+            s.first_seq.map_or("-".into(), |n| n.to_string()),
+            s.last_seq.map_or("-".into(), |n| n.to_string()),
+            s.checkpoints,
+            s.head
+        ),
+        (Err(b), Output::Json) => {
+            serde_json::to_string_pretty(&json!({"intact": false, "broken": b}))? + "\n"
+        }
+        (Err(b), Output::Yaml) => serde_yaml::to_string(&json!({"intact": false, "broken": b}))?,
+        (Err(b), Output::Table) => format!("BROKEN at {b}\n"),
+    };
+    print(&out)?;
+    match verdict {
+        Ok(_) => Ok(()),
+        Err(b) => Err(Exit {
+            code: EXIT_TAMPERED,
+            message: format!("the audit chain in namespace {namespace:?} is broken at {b}"),
+        }
+        .into()),
+    }
+}
+
+/// Whether `r` passes the filters of `args`.
+fn selected(r: &Record, args: &ShowArgs) -> bool {
+    args.kind
+        .as_ref()
+        .is_none_or(|k| r.kind.eq_ignore_ascii_case(k))
+        && args.name.as_ref().is_none_or(|n| r.name == *n)
+        && args
+            .authorization
+            .as_ref()
+            .is_none_or(|a| r.authorization.as_ref() == Some(a))
+        && (args.action.is_empty() || args.action.contains(&r.action))
+        && args.since.is_none_or(|t| r.time.0 >= t)
+        && args.until.is_none_or(|t| r.time.0 < t)
+}
+
+fn run_show(args: ShowArgs) -> anyhow::Result<()> {
+    let namespace = args.ledger.namespace.clone();
+    let segments = block_on(async |client| read(&client, &namespace).await)?;
+    if let Err(b) = verify(PREFIX, &segments) {
+        eprintln!("cleanroom: warning: the audit chain is broken at {b}");
+    }
+    let shown: Vec<Record> = records(&segments)
+        .into_iter()
+        .filter(|r| selected(r, &args))
+        .collect();
+    print(&match args.output.output {
+        Output::Json => serde_json::to_string_pretty(&shown)? + "\n",
+        Output::Yaml => serde_yaml::to_string(&shown)?,
+        Output::Table => table(&shown),
+    })
+}
+
+fn table(records: &[Record]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:<20} {:<26} {:<40} {:<15} DETAIL",
+        "SEQ", "TIME", "ACTOR", "OBJECT", "ACTION"
+    );
+    for r in records {
+        let mut detail = r.reason.clone().unwrap_or_default();
+        for (label, v) in [("before", &r.before), ("after", &r.after)] {
+            if let Some(v) = v {
+                if !detail.is_empty() {
+                    detail.push(' ');
+                }
+                let _ = write!(detail, "{label} {v}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{:<6} {:<20} {:<26} {:<40} {:<15} {}",
+            r.seq,
+            r.time.0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            r.actor,
+            format!("{}/{}", r.kind, r.name),
+            r.action.as_str(),
+            detail
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339_or_dates() {
+        assert_eq!(
+            parse_when("2026-03-01").expect("date"),
+            "2026-03-01T00:00:00Z".parse::<Timestamp>().expect("t")
+        );
+        assert_eq!(
+            parse_when("2026-03-01T08:00:00+08:00").expect("time"),
+            "2026-03-01T00:00:00Z".parse::<Timestamp>().expect("t")
+        );
+        assert!(parse_when("yesterday").is_err());
+    }
+}
