@@ -37,10 +37,14 @@ start() {
     || "$kubectl" create namespace "$ns" >/dev/null
   mkdir -p "$RUN" "$(dirname "$LOG")"
   echo "----- operator started $(date -u +%FT%TZ)" >>"$LOG"
+  # Only this run's lines count: a quick restart still has the previous
+  # run's "controllers started" near the end of the log.
+  local from
+  from=$(( $(stat -c %s "$LOG") + 1 ))
   setsid "$BIN" run >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   local deadline=$(( $(date +%s) + 20 ))
-  until grep -q "controllers started" <(tail -n 50 "$LOG"); do
+  until grep -q "controllers started" < <(tail -c "+$from" "$LOG"); do
     alive || { tail -n 20 "$LOG" >&2; die "the operator exited during start-up"; }
     (( $(date +%s) < deadline )) || die "the operator did not start within 20 s (see $LOG)"
     sleep 0.1

@@ -228,6 +228,34 @@ fn cluster_role_is_least_privilege_yet_covers_the_member_role() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_audit_ledger_role_grants_exactly_what_the_ledger_does_in_its_namespace() -> Result<()> {
+    let rendered = objects(&template(&["--show-only", "templates/rbac.yaml"])?)?;
+    let role = rendered
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "cleanroom-audit")
+        .context("no audit Role")?;
+    ensure!(
+        role["metadata"]["namespace"] == "cleanroom-system",
+        "{role}"
+    );
+    let rules = role["rules"].as_array().context("no rules")?;
+    ensure!(rules.len() == 1, "one rule: {rules:?}");
+    ensure!(rules[0]["resources"] == serde_json::json!(["configmaps"]));
+    ensure!(
+        rules[0]["verbs"] == serde_json::json!(["list", "create", "update", "delete"]),
+        "{}",
+        rules[0]
+    );
+    let deployment = objects(&template(&["--show-only", "templates/deployment.yaml"])?)?;
+    let text = serde_json::to_string(&deployment)?;
+    ensure!(
+        text.contains(r#"{"name":"CLEANROOM_AUDIT_NAMESPACE","value":"cleanroom-system"}"#),
+        "the operator writes its ledger where the Role applies"
+    );
+    Ok(())
+}
+
 /// Creates `name` if absent; returns whether this call created it.
 fn ensure_namespace(name: &str) -> Result<bool> {
     let (exists, _, _) = run_kubectl(&["get", "namespace", name])?;

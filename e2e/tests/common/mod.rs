@@ -668,3 +668,51 @@ pub fn write_as_workspace(root: &Path, relative: &str, content: &[u8]) -> Result
     chown(&path, Some(WORKSPACE_UID), Some(WORKSPACE_UID))?;
     Ok(path)
 }
+
+/// The `cleanroom` binary the tests run (`cargo build -p cleanroom`).
+pub fn cleanroom_binary() -> PathBuf {
+    repo_root().join("target/debug/cleanroom")
+}
+
+/// Runs `cleanroom ARGS` with the cluster's admin kubeconfig.
+pub fn run_cleanroom(args: &[&str]) -> Result<std::process::Output> {
+    let bin = cleanroom_binary();
+    ensure!(
+        bin.exists(),
+        "no {}: build it first with `cargo build -p cleanroom`",
+        bin.display()
+    );
+    std::process::Command::new(&bin)
+        .args(args)
+        .env(
+            "KUBECONFIG",
+            cleanroom_e2e::harness::cluster_dir().join("kubeconfig"),
+        )
+        .env_remove("CLEANROOM_AUDIT_NAMESPACE")
+        .output()
+        .with_context(|| format!("running cleanroom {args:?}"))
+}
+
+/// Namespace of the shared operator's audit ledger.
+pub const AUDIT_NAMESPACE: &str = "cleanroom-system";
+
+/// Every record of the ledger in `ns`, in chain order.
+pub async fn ledger_records(client: &Client, ns: &str) -> Result<Vec<cleanroom::audit::Record>> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let segments = cleanroom::audit::store::segments(&api).await?;
+    Ok(segments
+        .iter()
+        .flat_map(|s| s.sorted())
+        .filter_map(|(_, line)| cleanroom::audit::Record::parse(line).ok())
+        .collect())
+}
+
+/// The records of the object with `uid`, in order.
+pub async fn records_of(client: &Client, uid: &str) -> Result<Vec<cleanroom::audit::Record>> {
+    Ok(ledger_records(client, AUDIT_NAMESPACE)
+        .await?
+        .into_iter()
+        .filter(|r| r.uid == uid)
+        .collect())
+}
