@@ -72,6 +72,12 @@ bench-agent: ## figures: agent desensitize on a generated CSV (BENCH_MB, default
 	      python3 e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; \
 	  else time python3 e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; fi
 
+.PHONY: bench-audit
+bench-audit: ## figures of the audit ledger: records/s, bytes per record, verify time for 100,000 records
+	$(MAKE) cluster-up
+	$(CARGO) build --release -p cleanroom --bin cleanroom -p cleanroom-e2e --bin cleanroom-audit-bench
+	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-audit-bench --verify-records $${RECORDS:-100000}
+
 .PHONY: helm
 helm: ## build helm from its Go module (cached)
 	e2e/scripts/build-helm.sh >/dev/null
