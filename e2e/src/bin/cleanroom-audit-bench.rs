@@ -71,7 +71,10 @@ async fn segment_bytes(client: &Client, ns: &str) -> Result<(usize, u64)> {
     Ok((segments.iter().map(|s| s.bytes()).sum(), records))
 }
 
-async fn with_namespace(client: &Client, body: impl AsyncFnOnce(String) -> Result<()>) -> Result<()> {
+async fn with_namespace(
+    client: &Client,
+    body: impl AsyncFnOnce(String) -> Result<()>,
+) -> Result<()> {
     let ns = unique_name("bench-audit");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

@@ -290,3 +290,69 @@ fn render_skips_other_kinds_and_names_the_bad_document() {
         "{err:#}"
     );
 }
+
+#[test]
+fn audit_verbs_parse_filters_and_the_ledger_namespace() {
+    use super::audit::AuditCommand;
+    let Ok(Command::Audit(a)) = parse(&[
+        "cleanroom",
+        "audit",
+        "show",
+        "--name",
+        "census",
+        "--action",
+        "suspended",
+        "--action",
+        "wiped",
+        "--since",
+        "2026-01-01",
+        "-o",
+        "json",
+    ]) else {
+        panic!("expected audit show");
+    };
+    let AuditCommand::Show(show) = a.command else {
+        panic!("expected show");
+    };
+    assert_eq!(show.name.as_deref(), Some("census"));
+    assert_eq!(
+        show.action,
+        [crate::audit::Action::Suspended, crate::audit::Action::Wiped]
+    );
+    assert_eq!(show.since, Some(at("2026-01-01T00:00:00Z")));
+    assert_eq!(show.ledger.namespace, "cleanroom-system");
+    assert_eq!(show.output.output, Output::Json);
+    assert!(parse(&["cleanroom", "audit", "show", "--action", "exploded"]).is_err());
+    let Ok(Command::Audit(a)) = parse(&["cleanroom", "audit", "verify", "--namespace", "x"]) else {
+        panic!("expected audit verify");
+    };
+    assert!(matches!(a.command, AuditCommand::Verify(v) if v.ledger.namespace == "x"));
+    let Ok(Command::Report(r)) = parse(&[
+        "cleanroom",
+        "report",
+        "--since",
+        "2026-04-01T00:00:00+08:00",
+    ]) else {
+        panic!("expected report");
+    };
+    assert_eq!(r.since, at("2026-03-31T16:00:00Z"));
+    assert_eq!(
+        parse(&["cleanroom", "report"])
+            .expect_err("since is required")
+            .exit_code(),
+        2
+    );
+}
+
+#[test]
+fn a_merge_patch_is_applied_as_the_api_server_would() {
+    let mut spec = serde_json::json!({"state": "Suspended", "reason": "x", "quota": {"cpu": "2"}});
+    super::common::merge(
+        &mut spec,
+        &serde_json::json!({"state": "Active", "reason": null, "quota": {"memory": "1Gi"}}),
+    );
+    assert_eq!(
+        spec,
+        serde_json::json!({"state": "Active", "quota": {"cpu": "2", "memory": "1Gi"}})
+    );
+}
