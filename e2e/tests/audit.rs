@@ -96,6 +96,7 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
                     Action::Created,
                     Action::MemberGranted,
                     Action::Provisioned,
+                    Action::DataPrepared,
                     Action::Suspended,
                     Action::Resumed,
                     Action::Revoked,
@@ -117,7 +118,12 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
                 by(a)?.actor
             );
         }
-        for a in [Action::Provisioned, Action::Wiped, Action::Closed] {
+        for a in [
+            Action::Provisioned,
+            Action::DataPrepared,
+            Action::Wiped,
+            Action::Closed,
+        ] {
             ensure!(
                 by(a)?.actor == "cleanroom-operator",
                 "{a:?} by {}",
@@ -158,7 +164,7 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
                 .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(&uid))
                 .filter_map(|e| e.reason)
                 .collect();
-            if reasons.len() >= 8 {
+            if reasons.len() >= 9 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -166,6 +172,7 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
         for want in [
             "Created",
             "Provisioned",
+            "DataPrepared",
             "Suspended",
             "Resumed",
             "Revoked",

@@ -140,6 +140,7 @@ async fn a_crash_between_the_audit_write_and_the_status_write_loses_and_duplicat
                     Action::Created,
                     Action::MemberGranted,
                     Action::Provisioned,
+                    Action::DataPrepared,
                     Action::Suspended,
                     Action::Resumed
                 ],
@@ -208,8 +209,8 @@ async fn metrics_count_the_records_written_and_report_the_verification() -> Resu
         let authz = fx.authorization().await?;
         fx.ready_scenario(&authz, |_| {}).await?;
         // Authorization: created, member-granted; scenario: created,
-        // member-granted, provisioned.
-        let mine = 5.0;
+        // member-granted, provisioned, data-prepared (no dataset: at once).
+        let mine = 6.0;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = scrape(port).await?;
