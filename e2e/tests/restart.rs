@@ -22,6 +22,10 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+/// One drill at a time: both kill and restart the one shared operator, and
+/// two doing it at once could leave two operators running.
+static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts the operator again when dropped, so that a failing (or panicking)
 /// test does not leave the cluster without one.
 struct OperatorComesBack;
@@ -43,6 +47,7 @@ fn crash_and_restart() -> Result<()> {
 
 #[tokio::test]
 async fn killing_the_operator_mid_teardown_leaks_and_duplicates_nothing() -> Result<()> {
+    let _one = OPERATOR.lock().await;
     let _comes_back = OperatorComesBack;
     operator("start")?;
     with_fixture(|fx| async move {
@@ -142,6 +147,7 @@ async fn crash_drill(fx: &Fixture) -> Result<()> {
 
 #[tokio::test]
 async fn killing_the_operator_mid_hand_over_loses_no_data_and_leaks_nothing() -> Result<()> {
+    let _one = OPERATOR.lock().await;
     let _comes_back = OperatorComesBack;
     operator("start")?;
     with_fixture(|fx| async move {
