@@ -60,6 +60,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("audit ledger: still conflicting with another writer after {0} attempts")]
     Contention(usize),
+    /// The write that carried these drafts (together with others) failed.
+    #[error("{0}")]
+    Batch(String),
 }
 
 /// What the ledger remembers of one object between records.
@@ -143,10 +146,21 @@ pub struct Ledger {
     namespace: String,
     limits: Limits,
     state: Mutex<State>,
+    /// Appends waiting for the write lock (see [`Ledger::append`]).
+    pending: std::sync::Mutex<Vec<Waiting>>,
     metrics: Option<Arc<Metrics>>,
     recorder: Option<Arc<Recorder>>,
     exit_after: Option<Action>,
 }
+
+/// One caller's drafts and where its result goes.
+type Waiting = (
+    Vec<Draft>,
+    tokio::sync::oneshot::Sender<Result<Vec<Record>, String>>,
+);
+
+/// Most drafts one write carries (a segment holds 512 records).
+const BATCH: usize = 256;
 
 impl Ledger {
     /// The ledger in `namespace` (read on first use).
@@ -156,6 +170,7 @@ impl Ledger {
             namespace: namespace.to_string(),
             limits: Limits::default(),
             state: Mutex::new(State::default()),
+            pending: std::sync::Mutex::new(Vec::new()),
             metrics: None,
             recorder: None,
             exit_after: None,
@@ -397,16 +412,82 @@ impl Ledger {
 
     /// Appends the drafts whose keys are not in the ledger yet, in order, and
     /// returns the records written. Published as Events, logged, counted.
+    ///
+    /// Group commit: every write replaces the newest segment, so writes are
+    /// one at a time; callers that arrive while one is in flight queue up,
+    /// and whoever takes the lock next writes all their drafts in one
+    /// replace (in arrival order, up to [`BATCH`]) and hands each caller its
+    /// records. Each caller returns only once its own drafts are stored.
     pub async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Record>, Error> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let written = {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.waiting().push((drafts, tx));
+        loop {
             let mut st = self.state.lock().await;
-            self.append_locked(&mut st, drafts).await?
-        };
-        self.announce(&written);
-        Ok(written.into_iter().map(|(r, _)| r).collect())
+            // A writer before us may have carried ours.
+            if let Ok(done) = rx.try_recv() {
+                return done.map_err(Error::Batch);
+            }
+            let batch = self.take_batch();
+            if batch.is_empty() {
+                // Ours is in a batch being written right now (taken by a
+                // writer that has not sent yet): wait for its result.
+                drop(st);
+                return rx
+                    .await
+                    .map_err(|_| Error::Batch("audit ledger: the batch writer went away".into()))?
+                    .map_err(Error::Batch);
+            }
+            let all: Vec<Draft> = batch.iter().flat_map(|(d, _)| d.iter().cloned()).collect();
+            let result = self.append_locked(&mut st, all).await;
+            drop(st);
+            match result {
+                Ok(written) => {
+                    for (drafts, tx) in batch {
+                        let keys: HashSet<&str> = drafts.iter().map(|d| d.key.as_str()).collect();
+                        let mine = written
+                            .iter()
+                            .filter(|(r, _)| keys.contains(r.key.as_str()))
+                            .map(|(r, _)| r.clone())
+                            .collect();
+                        let _ = tx.send(Ok(mine));
+                    }
+                    self.announce(&written);
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(message.clone()));
+                    }
+                }
+            }
+            // Ours was in that batch (it was queued before we locked), or a
+            // later one: loop until our result is there.
+            if let Ok(done) = rx.try_recv() {
+                return done.map_err(Error::Batch);
+            }
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The oldest waiting callers, up to [`BATCH`] drafts (at least one caller).
+    fn take_batch(&self) -> Vec<Waiting> {
+        let mut waiting = self.waiting();
+        let mut count = 0;
+        let mut take = 0;
+        for (drafts, _) in waiting.iter() {
+            if take > 0 && count + drafts.len() > BATCH {
+                break;
+            }
+            count += drafts.len();
+            take += 1;
+        }
+        waiting.drain(..take).collect()
     }
 
     async fn append_locked(
