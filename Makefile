@@ -78,6 +78,10 @@ bench-audit: ## figures of the audit ledger: records/s, bytes per record, verify
 	$(CARGO) build --release -p cleanroom --bin cleanroom -p cleanroom-e2e --bin cleanroom-audit-bench
 	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-audit-bench --verify-records $${RECORDS:-100000}
 
+.PHONY: static
+static: ## both images' binaries, built static as their Dockerfiles do, and checked (CLEANROOM_STATIC_TARGET=gnu: fallback)
+	e2e/scripts/static-build.sh
+
 .PHONY: helm
 helm: ## build helm from its Go module (cached)
 	e2e/scripts/build-helm.sh >/dev/null
