@@ -1,12 +1,13 @@
 # The operator image: `cleanroom` as a static binary on distroless, uid 65532.
 # Build from the repository root:  docker build -t cleanroom/operator:0.1.0 .
 #
-# The same static build runs without Docker (a test does it with these flags):
-#   rustup target add x86_64-unknown-linux-musl
-#   CC_x86_64_unknown_linux_musl=gcc cargo build --release --locked \
-#     --target x86_64-unknown-linux-musl -p cleanroom --bin cleanroom
-# (here musl-gcc comes from musl-tools; plain gcc also compiles ring's C for musl.)
-# `file` then says "static-pie linked" and `ldd` "statically linked".
+# No Docker engine in CI. `make static` (e2e/scripts/static-build.sh, run by CI)
+# builds this binary outside Docker with the `cargo build` flags below and
+# musl-gcc (gcc when musl-tools is missing), checks with readelf that it has no
+# program interpreter and needs no shared library, and runs its --version. It
+# fails if this file's `cargo build`, `-p ... --bin ...` or `cp` lines no longer
+# match its own. Without the musl target (rustup unable to add it) it falls back
+# to glibc with +crt-static and says so. The image itself is built by no test.
 
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
