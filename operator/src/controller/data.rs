@@ -41,15 +41,18 @@ use crate::workspace::labels;
 
 /// Pause between the steps of a hand-over, as a safety net: the claim's
 /// binding is watched and wakes the reconcile sooner.
-pub const HAND_OVER_STEP: Duration = Duration::from_secs(5);
+const HAND_OVER_STEP: Duration = Duration::from_secs(5);
+/// Look again at a running preparation after this long at the latest: the
+/// watch on its Job wakes the reconcile when it finishes.
+const PREPARING: Duration = Duration::from_secs(30);
 
 /// Where the scenario's data stands after one pass.
 #[derive(Debug, PartialEq)]
 pub enum Preparation {
     /// Every dataset is mounted-ready in the workspace (or none was asked for).
     Ready,
-    /// Work is under way: the message says what.
-    Pending(String),
+    /// Work is under way: `what` says what; look again within `again`.
+    Pending { what: String, again: Duration },
     /// A preparation failed; nothing retries it until its Job is deleted.
     Failed(String),
 }
@@ -65,6 +68,7 @@ pub async fn prepare(
     now: &Time,
 ) -> Result<Preparation, Error> {
     let mut pending = Vec::new();
+    let mut again = PREPARING;
     for request in &scenario.spec.data {
         let d = request.dataset.as_str();
         let step = match status.data.iter().find(|p| p.dataset == d).cloned() {
@@ -73,19 +77,26 @@ pub async fn prepare(
         };
         match step {
             Step::Done => {}
-            Step::Pending(what) => pending.push(what),
+            Step::Pending(what, wait) => {
+                pending.push(what);
+                again = again.min(wait);
+            }
             Step::Failed(why) => return Ok(Preparation::Failed(why)),
             Step::Prepared(record) => {
                 info!(scenario = %id.scenario, dataset = d, rows = record.rows_out, "prepared");
                 status.data.push(record);
                 // The proof of what was delivered is stored before the volume moves.
+                again = again.min(HAND_OVER_STEP);
                 patch_status(ctx, api, scenario, status).await?;
                 pending.push(format!("handing {d} over"));
             }
         }
     }
     if !pending.is_empty() {
-        return Ok(Preparation::Pending(pending.join("; ")));
+        return Ok(Preparation::Pending {
+            what: pending.join("; "),
+            again,
+        });
     }
     if !scenario.spec.data.is_empty() {
         delete(
@@ -99,7 +110,8 @@ pub async fn prepare(
 
 enum Step {
     Done,
-    Pending(String),
+    /// Under way (what, and how soon to look again).
+    Pending(String, Duration),
     Failed(String),
     Prepared(crate::api::PreparedData),
 }
@@ -159,11 +171,11 @@ async fn run(
         )
         .await?;
         info!(scenario = %id.scenario, dataset = d, "preparation started");
-        return Ok(Step::Pending(format!("preparing {d}")));
+        return Ok(Step::Pending(format!("preparing {d}"), PREPARING));
     };
     let outcome = job_outcome(&job);
     if outcome == JobOutcome::Running {
-        return Ok(Step::Pending(format!("preparing {d}")));
+        return Ok(Step::Pending(format!("preparing {d}"), PREPARING));
     }
     let message = termination_message(client, VAULT_NAMESPACE, &name).await?;
     let output = claims.get_opt(&name).await?;
@@ -294,7 +306,7 @@ async fn hand_over(id: &Identity, ctx: &Context, d: &str, volume: &str) -> Resul
             .await?;
         info!(scenario = %id.scenario, dataset = d, volume, "volume handed over to the workspace");
     }
-    Ok(Step::Pending(format!("handing {d} over")))
+    Ok(Step::Pending(format!("handing {d} over"), HAND_OVER_STEP))
 }
 
 /// Puts back the reclaim policy the volume had before the hand-over.

@@ -494,7 +494,7 @@ async fn provision(
             reasons::DATA_READY,
             format!("{datasets} dataset(s) prepared and mounted read-only under /data"),
         ),
-        Preparation::Pending(what) => (false, reasons::PREPARING_DATA, what.clone()),
+        Preparation::Pending { what, .. } => (false, reasons::PREPARING_DATA, what.clone()),
         Preparation::Failed(why) => (false, reasons::PREPARATION_FAILED, why.clone()),
     };
     set_condition(
@@ -572,8 +572,7 @@ async fn provision(
     }
     patch_status(ctx, api, scenario, &next).await?;
     Ok(match preparation {
-        Preparation::Pending(what) if what.starts_with("handing") => data::HAND_OVER_STEP,
-        Preparation::Pending(_) => SOON,
+        Preparation::Pending { again, .. } => again,
         // Looked at again within the memo's resync time, so drift (or a
         // deleted authorization, which wakes nothing) is seen.
         Preparation::Failed(_) => memo::RESYNC,

@@ -81,6 +81,50 @@ pub fn container_security_context() -> SecurityContext {
     }
 }
 
+/// A Job running the `agent` binary (a wipe, a data preparation): one pod
+/// labelled as an agent, the restricted security context, no token, no
+/// service links, never restarted (a failure is reported and the controller
+/// decides), its result in the termination message. `meta` names and labels
+/// the Job; `container` says what runs with which mounts.
+pub fn agent_job(
+    meta: ObjectMeta,
+    container: Container,
+    volumes: Vec<Volume>,
+    deadline_seconds: i64,
+) -> Job {
+    let mut labels_of_pod = meta.labels.clone().unwrap_or_default();
+    // Agent pods are the ones a node really runs (see the e2e node).
+    labels_of_pod.insert(labels::COMPONENT.into(), labels::AGENT.into());
+    Job {
+        metadata: meta,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(deadline_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels_of_pod),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(pod_security_context()),
+                    containers: vec![Container {
+                        termination_message_policy: Some("FallbackToLogsOnError".into()),
+                        security_context: Some(container_security_context()),
+                        ..container
+                    }],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
 fn pod_labels(id: &Identity) -> BTreeMap<String, String> {
     let mut l = id.labels();
     l.insert(labels::COMPONENT.into(), labels::WORKSPACE.into());

@@ -11,18 +11,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, PersistentVolume,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, Secret, SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Secret,
+    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::compute::{container_security_context, pod_security_context};
+use super::compute::agent_job;
 use super::{Identity, bounded_name, labels};
 use crate::api::dataset::{DataFormat, VAULT_NAMESPACE};
 use crate::api::{DataRequest, Dataset, PreparedData, Time};
@@ -205,9 +205,6 @@ pub fn preparation_job(id: &Identity, dataset: &Dataset, agent_image: &str) -> J
     let name = dataset.metadata.name.clone().unwrap_or_default();
     let job_name = preparation_name(id, &name);
     let meta = vault_meta(id, &job_name, Some(&name));
-    let mut pod_labels = meta.labels.clone().unwrap_or_default();
-    // Agent pods are the ones a node really runs (see the e2e node).
-    pod_labels.insert(labels::COMPONENT.into(), labels::AGENT.into());
     let file = file_name(dataset);
     let mount = |volume: &str, path: &str, read_only: bool| VolumeMount {
         name: volume.into(),
@@ -229,91 +226,68 @@ pub fn preparation_job(id: &Identity, dataset: &Dataset, agent_image: &str) -> J
         "--key-file".into(),
         format!("{KEY_PATH}/{KEY}"),
     ];
-    Job {
-        metadata: meta,
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            active_deadline_seconds: Some(6 * 3600),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(pod_security_context()),
-                    containers: vec![Container {
-                        name: "desensitize".into(),
-                        image: Some(agent_image.into()),
-                        command: Some(command),
-                        termination_message_policy: Some("FallbackToLogsOnError".into()),
-                        security_context: Some(container_security_context()),
-                        volume_mounts: Some(vec![
-                            mount("raw", RAW_PATH, true),
-                            mount("prepared", OUTPUT_PATH, false),
-                            mount("plan", PLAN_PATH, true),
-                            mount("key", KEY_PATH, true),
-                        ]),
-                        ..Container::default()
-                    }],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "raw".into(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: dataset.spec.source.claim_name.clone(),
-                                read_only: Some(true),
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "prepared".into(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: job_name.clone(),
-                                read_only: Some(false),
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "plan".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: job_name.clone(),
-                                items: Some(vec![KeyToPath {
-                                    key: PLAN_FILE.into(),
-                                    path: PLAN_FILE.into(),
-                                    ..KeyToPath::default()
-                                }]),
-                                default_mode: Some(0o444),
-                                optional: Some(false),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "key".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(key_name(id)),
-                                items: Some(vec![KeyToPath {
-                                    key: KEY.into(),
-                                    path: KEY.into(),
-                                    ..KeyToPath::default()
-                                }]),
-                                // Readable by the agent's group (fsGroup) only.
-                                default_mode: Some(0o440),
-                                optional: Some(false),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
-        }),
-        ..Job::default()
-    }
+    let container = Container {
+        name: "desensitize".into(),
+        image: Some(agent_image.into()),
+        command: Some(command),
+        volume_mounts: Some(vec![
+            mount("raw", RAW_PATH, true),
+            mount("prepared", OUTPUT_PATH, false),
+            mount("plan", PLAN_PATH, true),
+            mount("key", KEY_PATH, true),
+        ]),
+        ..Container::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: "raw".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: dataset.spec.source.claim_name.clone(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "prepared".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: job_name.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "plan".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: job_name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: PLAN_FILE.into(),
+                    path: PLAN_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                default_mode: Some(0o444),
+                optional: Some(false),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(key_name(id)),
+                items: Some(vec![KeyToPath {
+                    key: KEY.into(),
+                    path: KEY.into(),
+                    ..KeyToPath::default()
+                }]),
+                // Readable by the agent's group (fsGroup) only.
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    agent_job(meta, container, volumes, 6 * 3600)
 }
 
 /// The workspace claim that takes over a prepared volume: bound by name to

@@ -1,14 +1,13 @@
 //! Teardown's proof of destruction: an `agent wipe` Job per volume, and the
 //! attestation read back from its termination message.
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+    Container, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use super::compute::{container_security_context, pod_security_context};
+use super::compute::agent_job;
 use super::{Identity, labels};
 use crate::api::{Time, WipeAttestation};
 
@@ -27,61 +26,36 @@ pub fn job_name(claim: &str) -> String {
 /// the same restricted security context, and never restarts on its own: a
 /// failed wipe is reported, and the controller decides.
 pub fn wipe_job(id: &Identity, namespace: &str, claim: &str, agent_image: &str) -> Job {
-    let mut pod_labels = id.labels();
-    pod_labels.insert(labels::COMPONENT.into(), labels::AGENT.into());
     let mut meta = id.meta(&job_name(claim));
     meta.namespace = Some(namespace.into());
     if let Some(l) = meta.labels.as_mut() {
         l.insert(labels::COMPONENT.into(), labels::AGENT.into());
     }
-    Job {
-        metadata: meta,
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            active_deadline_seconds: Some(3600),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(pod_security_context()),
-                    containers: vec![Container {
-                        name: "wipe".into(),
-                        image: Some(agent_image.into()),
-                        command: Some(vec![
-                            "agent".into(),
-                            "wipe".into(),
-                            "--path".into(),
-                            VOLUME_PATH.into(),
-                        ]),
-                        termination_message_policy: Some("FallbackToLogsOnError".into()),
-                        security_context: Some(container_security_context()),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "target".into(),
-                            mount_path: VOLUME_PATH.into(),
-                            ..VolumeMount::default()
-                        }]),
-                        ..Container::default()
-                    }],
-                    volumes: Some(vec![Volume {
-                        name: "target".into(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: claim.into(),
-                            read_only: Some(false),
-                        }),
-                        ..Volume::default()
-                    }]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
+    let container = Container {
+        name: "wipe".into(),
+        image: Some(agent_image.into()),
+        command: Some(vec![
+            "agent".into(),
+            "wipe".into(),
+            "--path".into(),
+            VOLUME_PATH.into(),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "target".into(),
+            mount_path: VOLUME_PATH.into(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let volume = Volume {
+        name: "target".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.into(),
+            read_only: Some(false),
         }),
-        ..Job::default()
-    }
+        ..Volume::default()
+    };
+    agent_job(meta, container, vec![volume], 3600)
 }
 
 /// What `agent wipe` writes to its termination message on success.
