@@ -4,6 +4,11 @@
 //!
 //! Stops the shared operator for its duration (cargo runs test binaries one
 //! after another) and always starts it again, even when the test fails.
+//!
+//! Both candidates run as the shared operator does, under exactly the chart's
+//! RBAC (the service account's kubeconfig that `e2e/scripts/operator.sh`
+//! writes), on the chart's own Lease: `cleanroom-operator` in
+//! `cleanroom-system`, the only one its leader-election Role lets it take.
 
 mod common;
 
@@ -14,11 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use cleanroom_e2e::harness::{cluster_dir, meta, unique_name};
+use cleanroom_e2e::harness::{cluster_dir, unique_name};
 use common::{has_condition, operator, scenario_spec, with_fixture};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -79,7 +83,7 @@ fn start(identity: &'static str, lease: &str, namespace: &str) -> Result<Candida
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
         ])
-        .env("KUBECONFIG", cluster_dir().join("kubeconfig"))
+        .env("KUBECONFIG", cluster_dir().join("operator.kubeconfig"))
         .stdout(out.try_clone()?)
         .stderr(out)
         .stdin(Stdio::null())
@@ -145,26 +149,20 @@ fn log_mentions(c: &Candidate, text: &str) -> bool {
 #[tokio::test]
 async fn one_replica_reconciles_and_the_standby_takes_over_when_it_dies() -> Result<()> {
     let client = Client::try_from(cleanroom_e2e::harness::config().await?)?;
-    let ns = unique_name("e2e-lease");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: meta(&ns),
-                ..Namespace::default()
-            },
-        )
-        .await?;
+    // The chart's Lease (its Role names it); the shared operator does not
+    // elect, so only the two candidates use it.
+    let ns = "cleanroom-system";
     let lease = "cleanroom-operator";
     let result = async {
         operator("stop")?;
+        // A holder left by an earlier run must not count as one of ours.
+        let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+        let _ = leases.delete(lease, &DeleteParams::default()).await;
         let mut guard = Guard {
             candidates: Vec::new(),
         };
-        guard.candidates.push(start("a", lease, &ns)?);
-        guard.candidates.push(start("b", lease, &ns)?);
-        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        guard.candidates.push(start("a", lease, ns)?);
+        guard.candidates.push(start("b", lease, ns)?);
         let first = wait_holder(&leases, lease, &["a", "b"], Duration::from_secs(30)).await?;
         let (holder_i, standby_i) = if first == "a" { (0, 1) } else { (1, 0) };
 
@@ -229,6 +227,8 @@ async fn one_replica_reconciles_and_the_standby_takes_over_when_it_dies() -> Res
         .await
     }
     .await;
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    let _ = Api::<Lease>::namespaced(client, ns)
+        .delete(lease, &DeleteParams::default())
+        .await;
     result
 }
