@@ -8,8 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use cleanroom::workspace::Identity;
-use cleanroom::workspace::access::member_role;
 use cleanroom_e2e::harness::{E2E_LABEL, run_kubectl, unique_name, with_namespace};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, PostParams};
@@ -147,7 +145,8 @@ fn two_replicas_without_leader_election_are_refused() -> Result<()> {
     Ok(())
 }
 
-/// Whether `rules` grant `verb` on `group`/`resource` (no wildcards expected).
+/// Whether `rules` grant `verb` on `group`/`resource` to any name (no
+/// wildcards expected).
 fn grants(rules: &[Value], group: &str, resource: &str, verb: &str) -> bool {
     let has = |r: &Value, key: &str, want: &str| {
         r[key]
@@ -162,14 +161,19 @@ fn grants(rules: &[Value], group: &str, resource: &str, verb: &str) -> bool {
     })
 }
 
-#[test]
-fn cluster_role_is_least_privilege_yet_covers_the_member_role() -> Result<()> {
+/// The rendered ClusterRole `name`'s rules.
+fn cluster_role_rules(name: &str) -> Result<Vec<Value>> {
     let rendered = objects(&template(&["--show-only", "templates/rbac.yaml"])?)?;
     let role = rendered
         .iter()
-        .find(|o| o["kind"] == "ClusterRole")
-        .context("no ClusterRole")?;
-    let rules = role["rules"].as_array().context("no rules")?.clone();
+        .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == name)
+        .with_context(|| format!("no ClusterRole {name}"))?;
+    Ok(role["rules"].as_array().context("no rules")?.clone())
+}
+
+#[test]
+fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> Result<()> {
+    let rules = cluster_role_rules("cleanroom-operator")?;
     for r in &rules {
         for key in ["apiGroups", "resources", "verbs"] {
             let values = r[key]
@@ -178,53 +182,104 @@ fn cluster_role_is_least_privilege_yet_covers_the_member_role() -> Result<()> {
             ensure!(!values.iter().any(|v| v == "*"), "wildcard in {key}: {r}");
         }
         let verbs = r["verbs"].as_array().context("verbs")?;
-        for forbidden in ["escalate", "bind", "impersonate", "deletecollection"] {
+        for forbidden in ["escalate", "impersonate", "deletecollection"] {
             ensure!(
                 !verbs.iter().any(|v| v == forbidden),
                 "{forbidden} granted: {r}"
             );
         }
+        // `bind` only on the member ClusterRole, by name.
+        if verbs.iter().any(|v| v == "bind") {
+            ensure!(
+                r["verbs"] == json!(["bind"])
+                    && r["apiGroups"] == json!(["rbac.authorization.k8s.io"])
+                    && r["resources"] == json!(["clusterroles"])
+                    && r["resourceNames"] == json!(["cleanroom-member"]),
+                "bind reaches further than the member ClusterRole: {r}"
+            );
+        }
         let resources = r["resources"].as_array().context("resources")?;
-        ensure!(
-            !resources.iter().any(|v| v == "secrets"),
-            "the operator never reads secrets: {r}"
-        );
-    }
-    // RBAC refuses to create a Role granting more than its creator holds.
-    let id = Identity {
-        scenario: "s".into(),
-        uid: "u".into(),
-        authorization: "a".into(),
-        namespace: "cr-s".into(),
-    };
-    for rule in member_role(&id).rules.unwrap_or_default() {
-        for group in rule.api_groups.iter().flatten() {
-            for resource in rule.resources.iter().flatten() {
-                for verb in &rule.verbs {
-                    ensure!(
-                        grants(&rules, group, resource, verb),
-                        "the member Role grants {verb} on {group}/{resource}, \
-                         which the operator's ClusterRole lacks"
-                    );
-                }
-            }
+        for never in ["secrets", "pods/exec", "pods/log", "pods/attach", "configmaps"] {
+            ensure!(
+                !resources.iter().any(|v| v == never),
+                "the operator holds {never} cluster-wide: {r}"
+            );
         }
     }
-    // What the controllers do, spot-checked.
+    ensure!(
+        rules.iter().any(|r| r["verbs"] == json!(["bind"])),
+        "the operator cannot bind the member ClusterRole"
+    );
+    // It makes no Roles any more: it only finds and deletes foreign ones.
+    for verb in ["create", "patch", "update", "escalate"] {
+        ensure!(
+            !grants(&rules, "rbac.authorization.k8s.io", "roles", verb),
+            "{verb} roles"
+        );
+    }
+    ensure!(!grants(&rules, "", "events", "list"), "core events are the members'");
+    ensure!(!grants(&rules, "", "pods", "create"));
+    ensure!(!grants(&rules, "", "persistentvolumes", "create"));
+    // What the controllers do, spot-checked, and the seven kinds whose
+    // foreign objects it finds and deletes in workspaces.
     for (group, resource, verb) in [
         ("cleanroom.io", "scenarios/status", "patch"),
+        ("cleanroom.io", "authorizations/status", "patch"),
         ("", "namespaces", "delete"),
         ("", "persistentvolumeclaims", "create"),
         ("", "persistentvolumes", "delete"),
+        ("", "persistentvolumes", "patch"),
         ("networking.k8s.io", "networkpolicies", "patch"),
         ("batch", "jobs", "watch"),
+        ("apps", "deployments", "patch"),
+        ("", "pods", "list"),
+        ("events.k8s.io", "events", "create"),
     ] {
         ensure!(
             grants(&rules, group, resource, verb),
             "{verb} {group}/{resource}"
         );
     }
-    ensure!(!grants(&rules, "", "persistentvolumes", "create"));
+    for (group, resource) in [
+        ("networking.k8s.io", "networkpolicies"),
+        ("rbac.authorization.k8s.io", "roles"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("", "resourcequotas"),
+        ("", "limitranges"),
+        ("", "serviceaccounts"),
+        ("", "persistentvolumeclaims"),
+    ] {
+        for verb in ["get", "list", "watch", "delete"] {
+            ensure!(
+                grants(&rules, group, resource, verb),
+                "{verb} {group}/{resource}: foreign objects in workspaces"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn member_cluster_role_grants_what_members_do_and_the_operator_is_told_its_name() -> Result<()> {
+    let rules = cluster_role_rules("cleanroom-member")?;
+    let want = json!([
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
+    ]);
+    ensure!(
+        Value::Array(rules.clone()) == want,
+        "the member ClusterRole's rules changed:\n{}",
+        serde_json::to_string_pretty(&rules)?
+    );
+    let deployment = objects(&template(&["--show-only", "templates/deployment.yaml"])?)?;
+    let text = serde_json::to_string(&deployment)?;
+    ensure!(
+        text.contains(r#"{"name":"CLEANROOM_MEMBER_CLUSTER_ROLE","value":"cleanroom-member"}"#),
+        "the operator is not told to bind the chart's member ClusterRole"
+    );
     Ok(())
 }
 
@@ -317,6 +372,7 @@ fn whole_chart_passes_server_side_dry_run() -> Result<()> {
     for applied in [
         "deployment.apps/cleanroom serverside-applied (server dry run)",
         "validatingadmissionpolicy.admissionregistration.k8s.io/cleanroom-workspace-claims serverside-applied (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/cleanroom-member serverside-applied (server dry run)",
         "customresourcedefinition.apiextensions.k8s.io/scenarios.cleanroom.io serverside-applied (server dry run)",
     ] {
         ensure!(out.contains(applied), "no `{applied}` in:\n{out}");

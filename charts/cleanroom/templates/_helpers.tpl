@@ -23,6 +23,9 @@ app.kubernetes.io/component: operator
 {{/* Name of the operator's service account, role and deployment. */}}
 {{- define "cleanroom.name" -}}cleanroom{{- end }}
 
+{{/* The ClusterRole the operator binds to a workspace's members (--member-cluster-role). */}}
+{{- define "cleanroom.memberClusterRole" -}}{{ include "cleanroom.name" . }}-member{{- end }}
+
 {{/* The operator's user name as the API server sees it. */}}
 {{- define "cleanroom.operatorUsername" -}}
 {{- .Values.admissionPolicies.operatorUsername | default (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "cleanroom.name" .)) }}
