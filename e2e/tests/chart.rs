@@ -371,7 +371,7 @@ fn whole_chart_passes_server_side_dry_run() -> Result<()> {
     ensure!(ok, "server dry run refused the chart:\n{out}\n{err}");
     for applied in [
         "deployment.apps/cleanroom serverside-applied (server dry run)",
-        "validatingadmissionpolicy.admissionregistration.k8s.io/cleanroom-workspace-claims serverside-applied (server dry run)",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/cleanroom-workspace-objects serverside-applied (server dry run)",
         "clusterrole.rbac.authorization.k8s.io/cleanroom-member serverside-applied (server dry run)",
         "customresourcedefinition.apiextensions.k8s.io/scenarios.cleanroom.io serverside-applied (server dry run)",
     ] {
@@ -507,9 +507,11 @@ async fn policies_refuse_what_the_operator_did_not_make(
 async fn admission_policies_refuse_host_paths_and_foreign_claims_in_workspaces() -> Result<()> {
     let id = unique_name("chart");
     let operator = "system:serviceaccount:cleanroom-system:cleanroom";
-    // A copy of the chart's policies with unique names, bound only to this
-    // test's namespace: the operator of the other tests (the admin here) and
-    // parallel runs of this test are never affected.
+    // A copy of the chart's policies with unique names. The workspace ones
+    // apply only to this test's namespace (its extra label), so parallel
+    // runs never meet; the status and confinement copies are cluster-wide
+    // but name the same operator as the installed ones, so they refuse
+    // nothing those do not.
     let policies = template(&[
         "--show-only",
         "templates/admission-policies.yaml",
@@ -522,8 +524,8 @@ async fn admission_policies_refuse_host_paths_and_foreign_claims_in_workspaces()
     ])?;
     let count = objects(&policies)?.len();
     ensure!(
-        count == 4,
-        "expected 2 policies and 2 bindings, got {count}"
+        count == 10,
+        "expected 5 policies and 5 bindings, got {count}"
     );
     let file = temp_file("policies", &policies)?;
     let path = file.to_string_lossy().into_owned();
