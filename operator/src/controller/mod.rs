@@ -44,6 +44,8 @@ pub struct Settings {
     pub agent_image: String,
     /// StorageClass for the workspace's volumes (cluster default if `None`).
     pub storage_class: Option<String>,
+    /// The chart's ClusterRole bound to each workspace's members.
+    pub member_role: String,
     /// Namespace of the audit ledger's segments.
     pub audit_namespace: String,
     /// Fault injection for the crash test (see [`crate::audit::Ledger::exit_after`]).

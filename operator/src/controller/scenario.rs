@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -340,7 +340,8 @@ async fn provision(
     let spec = &scenario.spec;
     let quota = isolation::resource_quota(id, spec, &next.data);
     // Sealed: the members' binding is removed, not applied.
-    let binding = access::member_binding(id, &spec.members).filter(|_| seal_reason.is_none());
+    let binding = access::member_binding(id, &spec.members, &ctx.settings.member_role)
+        .filter(|_| seal_reason.is_none());
     let scratch = scratch_claim(id, spec, ctx.settings.storage_class.as_deref());
     let compute = compute(id, spec, seal_reason.is_none());
     let fingerprint = memo::fingerprint(&[
@@ -377,11 +378,6 @@ async fn provision(
         apply(
             &Api::<ServiceAccount>::namespaced(client.clone(), ns),
             &access::service_account(id),
-        )
-        .await?;
-        apply(
-            &Api::<Role>::namespaced(client.clone(), ns),
-            &access::member_role(id),
         )
         .await?;
         let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);

@@ -146,6 +146,7 @@ pub fn desired(
     spec: &crate::api::ScenarioSpec,
     sealed: bool,
     storage_class: Option<&str>,
+    member_role: &str,
 ) -> Result<Vec<serde_json::Value>, serde_json::Error> {
     use serde_json::to_value;
     let mut out = vec![
@@ -154,10 +155,11 @@ pub fn desired(
         to_value(isolation::resource_quota(id, spec, &[]))?,
         to_value(isolation::limit_range(id, spec))?,
         to_value(access::service_account(id))?,
-        to_value(access::member_role(id))?,
     ];
     // Sealed: the members' binding is removed, not applied.
-    if let Some(binding) = access::member_binding(id, &spec.members).filter(|_| !sealed) {
+    if let Some(binding) =
+        access::member_binding(id, &spec.members, member_role).filter(|_| !sealed)
+    {
         out.push(to_value(binding)?);
     }
     out.push(to_value(compute::scratch_claim(id, spec, storage_class))?);
