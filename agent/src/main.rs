@@ -16,8 +16,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Overwrite every file under a directory with zeros, verify, remove it,
-    /// and print an attestation as one JSON line.
+    /// Overwrite the data of every file under a directory with zeros (holes
+    /// of sparse files are skipped), verify, remove it, and print an
+    /// attestation as one JSON line.
     Wipe {
         /// The directory to wipe (it stays, empty).
         #[arg(long, value_name = "DIR")]
