@@ -23,7 +23,9 @@ enum Command {
         /// The directory to wipe (it stays, empty).
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
-        /// Refuse, before writing anything, when the files hold more bytes than this.
+        /// Refuse, before overwriting or removing anything, when the files
+        /// hold more bytes of data than this (holes of sparse files are not
+        /// counted, hard-linked data once): the volume's capacity.
         #[arg(long, value_name = "N")]
         max_bytes: Option<u64>,
         /// Where the result is also written for Kubernetes (skipped when its

@@ -22,8 +22,9 @@
 //! are reserved for them (preallocated with `fallocate` and never written):
 //! like free space, they read as zeros through the file.
 //!
-//! `max_bytes` is a guard: when the files hold more than that, nothing is
-//! written at all.
+//! `max_bytes` is a guard: when the files hold more data (what would be
+//! written: data extents, each inode once) than that, no file is overwritten
+//! or removed at all.
 //!
 //! Symlinks are never followed, and every file is checked after opening to
 //! be the same inode that was listed, so a symlink swapped in cannot redirect
@@ -97,9 +98,9 @@ pub enum WipeError {
     /// A directory on another filesystem is mounted under the root.
     #[error("{0}: another filesystem is mounted here; refusing to cross into it")]
     OtherFilesystem(PathBuf),
-    /// The files hold more than `max_bytes`.
+    /// The files hold more data than `max_bytes`.
     #[error(
-        "the files under {root} hold {total} bytes, more than --max-bytes {max}; nothing was written"
+        "the files under {root} hold {total} bytes of data (holes not counted), more than --max-bytes {max}; nothing was overwritten or removed"
     )]
     TooLarge { root: PathBuf, total: u64, max: u64 },
 }
@@ -115,7 +116,9 @@ fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) 
 /// Options of [`wipe`].
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Refuse (before writing anything) when the files hold more bytes than this.
+    /// Refuse (before overwriting or removing anything) when the files hold
+    /// more bytes of data than this (data extents, each inode once: what the
+    /// wipe would write).
     pub max_bytes: Option<u64>,
 }
 
@@ -127,7 +130,8 @@ pub fn wipe(root: &Path, options: &Options) -> Result<Report, WipeError> {
         return Err(WipeError::NotADirectory(root.to_path_buf()));
     }
     if let Some(max) = options.max_bytes {
-        let total = total_bytes(root, meta.dev())?;
+        make_owner_writable(root, &meta, 0o500);
+        let total = data_bytes(root, meta.dev(), &mut HashSet::new())?;
         if total > max {
             return Err(WipeError::TooLarge {
                 root: root.to_path_buf(),
@@ -171,8 +175,11 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, WipeError> {
     Ok(names.into_iter().map(|name| dir.join(name)).collect())
 }
 
-/// Total size of the regular files under `dir`, without following symlinks.
-fn total_bytes(dir: &Path, device: u64) -> Result<u64, WipeError> {
+/// Bytes of data of the regular files under `dir` (their data extents, each
+/// inode in `seen` once): what the wipe would write. Symlinks are not
+/// followed. Owner read permission is added where missing so that every
+/// file can be measured (the wipe would add it anyway); nothing is written.
+fn data_bytes(dir: &Path, device: u64, seen: &mut HashSet<(u64, u64)>) -> Result<u64, WipeError> {
     let mut total = 0u64;
     for path in entries(dir)? {
         let meta = fs::symlink_metadata(&path).map_err(io_error(&path, "reading metadata"))?;
@@ -180,9 +187,16 @@ fn total_bytes(dir: &Path, device: u64) -> Result<u64, WipeError> {
             if meta.dev() != device {
                 return Err(WipeError::OtherFilesystem(path));
             }
-            total = total.saturating_add(total_bytes(&path, device)?);
-        } else if meta.is_file() {
-            total = total.saturating_add(meta.len());
+            make_owner_writable(&path, &meta, 0o500);
+            total = total.saturating_add(data_bytes(&path, device, seen)?);
+        } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+            make_owner_writable(&path, &meta, 0o400);
+            let file = File::open(&path).map_err(io_error(&path, "opening for reading"))?;
+            same_file(&path, &file, &meta)?;
+            for extent in data_extents(&file, meta.len()) {
+                let (start, end) = extent.map_err(io_error(&path, "finding its data"))?;
+                total = total.saturating_add(end - start);
+            }
         }
     }
     Ok(total)
@@ -873,6 +887,74 @@ mod tests {
             report.digest,
             digest(&mut [(b"sparse.bin".to_vec(), apparent)])
         );
+    }
+
+    #[test]
+    fn a_terabyte_sparse_file_fits_a_megabyte_bound() {
+        let tmp = TempDir::new().expect("tempdir");
+        let file = tmp.path().join("huge.img");
+        sparse_file(
+            &file,
+            1 << 40,
+            &[(0, b"header"), ((1 << 40) - 4096, b"trailer")],
+        );
+        assert_holes_are_reported(&file, 1 << 20);
+        let report = wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(1 << 20),
+            },
+        )
+        .expect("within the bound: only data counts");
+        assert!(report.bytes >= 13 && report.bytes <= 1 << 20, "{report:?}");
+        assert_eq!(report.apparent_bytes, 1 << 40);
+        assert!(is_empty_dir(tmp.path()));
+    }
+
+    #[test]
+    fn max_bytes_counts_data_not_holes_and_refuses_more() {
+        let tmp = TempDir::new().expect("tempdir");
+        let file = tmp.path().join("sparse.bin");
+        let data = content(3 * CHUNK);
+        sparse_file(&file, 16 * GIB, &[(8 * GIB, &data)]);
+        assert_holes_are_reported(&file, 64 << 20);
+        let held = extent_bytes(&kernel_extents(&file));
+        assert!(held >= data.len() as u64);
+        match wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(held - 1),
+            },
+        ) {
+            Err(WipeError::TooLarge { total, max, .. }) => {
+                assert_eq!((total, max), (held, held - 1));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(read_at(&file, 8 * GIB, data.len()), data, "untouched");
+        let report = wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(held),
+            },
+        )
+        .expect("exactly at the bound");
+        assert_eq!(report.bytes, held);
+    }
+
+    #[test]
+    fn max_bytes_counts_hard_linked_data_once() {
+        let tmp = TempDir::new().expect("tempdir");
+        write(&tmp.path().join("a.bin"), &content(1000));
+        fs::hard_link(tmp.path().join("a.bin"), tmp.path().join("b.bin")).expect("link");
+        let report = wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(1000),
+            },
+        )
+        .expect("one inode of 1000 bytes");
+        assert_eq!((report.files, report.bytes), (2, 1000));
     }
 
     #[test]
