@@ -34,7 +34,7 @@ use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time, WipeAttestation}
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::workspace::compute::WORKSPACE;
 use crate::workspace::isolation::{ENDED_AT_ANNOTATION, ENDING_ANNOTATION};
-use crate::workspace::wipe::{attestation, job_name, wipe_job};
+use crate::workspace::wipe::{attestation, job_name, wipe_job_bounded};
 use crate::workspace::{Identity, access, data, labels};
 
 /// Poll interval while pods stop, claims go and the namespace is deleted.
@@ -374,7 +374,7 @@ async fn wipe_claims(
             pending = true;
             continue;
         };
-        match wipe(id, ctx, ns, &claim_name, now).await? {
+        match wipe(id, ctx, ns, &claim_name, capacity(&claim).as_deref(), now).await? {
             WipeState::Running => wiping = true,
             WipeState::Attested(a) => {
                 record_wipe(scenario, ctx, api, status, a, now).await?;
@@ -525,20 +525,42 @@ enum WipeState {
     Failed(String),
 }
 
-/// Starts (or follows) the wipe Job of one claim in `ns`. A Job of that
-/// name that is not this scenario's is never followed or deleted: its
-/// report would be someone else's word.
+/// A claim's size: what its volume can hold, and so the most a wipe of it
+/// may have to write (`agent wipe --max-bytes`).
+fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
+    let actual = claim.status.as_ref().and_then(|s| s.capacity.as_ref());
+    let requested = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    actual
+        .and_then(|c| c.get("storage"))
+        .or_else(|| requested.and_then(|r| r.get("storage")))
+        .map(|q| q.0.clone())
+}
+
+/// Starts (or follows) the wipe Job of one claim in `ns`, bounded by the
+/// claim's `capacity`: more data than that means something is wrong, and
+/// the wipe fails visibly instead of running on. A Job of that name that
+/// is not this scenario's is never followed or deleted: its report would
+/// be someone else's word.
 async fn wipe(
     id: &Identity,
     ctx: &Context,
     ns: &str,
     claim: &str,
+    capacity: Option<&str>,
     now: &Time,
 ) -> Result<WipeState, Error> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let name = job_name(claim);
     let Some(job) = jobs.get_opt(&name).await? else {
-        apply(&jobs, &wipe_job(id, ns, claim, &ctx.settings.agent_image)).await?;
+        let job = match wipe_job_bounded(id, ns, claim, &ctx.settings.agent_image, capacity) {
+            Ok(job) => job,
+            Err(e) => return Ok(WipeState::Failed(e.to_string())),
+        };
+        apply(&jobs, &job).await?;
         info!(scenario = %id.scenario, namespace = ns, claim, "wipe started");
         return Ok(WipeState::Running);
     };
