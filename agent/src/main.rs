@@ -16,13 +16,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Overwrite every file under a directory with zeros, verify, remove it,
-    /// and print an attestation as one JSON line.
+    /// Overwrite the data of every file under a directory with zeros (holes
+    /// of sparse files are skipped), verify, remove it, and print an
+    /// attestation as one JSON line.
     Wipe {
         /// The directory to wipe (it stays, empty).
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
-        /// Refuse, before writing anything, when the files hold more bytes than this.
+        /// Refuse, before overwriting or removing anything, when the files
+        /// hold more bytes of data than this (holes of sparse files are not
+        /// counted, hard-linked data once): the volume's capacity.
         #[arg(long, value_name = "N")]
         max_bytes: Option<u64>,
         /// Where the result is also written for Kubernetes (skipped when its

@@ -8,10 +8,23 @@
 //! `(relative path, size)` of the wiped files, which identifies what was
 //! wiped without revealing any content.
 //!
-//! Only the bytes of the files are written: free space is not filled (a
-//! filesystem may keep old blocks of deleted files; deleting the volume's
-//! PersistentVolume afterwards is what releases them). `max_bytes` is a
-//! guard: when the files hold more than that, nothing is written at all.
+//! Only the data of a file is written and read back: its data extents, as
+//! `lseek(SEEK_DATA)` and `lseek(SEEK_HOLE)` report them. Holes of sparse
+//! files hold no data (they read as zeros) and are skipped, so a 1 TiB file
+//! with a few bytes in it costs a few blocks, not hours of writing that would
+//! also fill the volume. Where the filesystem does not support `SEEK_DATA`
+//! (`EINVAL`), the whole size is written. For a file without holes this is
+//! every byte of it, as before.
+//!
+//! Free space is not filled (a filesystem may keep old blocks of deleted
+//! files; deleting the volume's PersistentVolume afterwards is what releases
+//! them), and neither are extents a filesystem reports as holes though blocks
+//! are reserved for them (preallocated with `fallocate` and never written):
+//! like free space, they read as zeros through the file.
+//!
+//! `max_bytes` is a guard: when the files hold more data (what would be
+//! written: data extents, each inode once) than that, no file is overwritten
+//! or removed at all.
 //!
 //! Symlinks are never followed, and every file is checked after opening to
 //! be the same inode that was listed, so a symlink swapped in cannot redirect
@@ -20,9 +33,10 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -33,11 +47,17 @@ pub const CHUNK: usize = 1 << 20;
 
 /// The attestation printed on success.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Regular files overwritten, verified and removed.
     pub files: u64,
-    /// Bytes overwritten with zeros and read back as zeros (each inode once).
+    /// Bytes overwritten with zeros and read back as zeros (each inode once):
+    /// the data extents of the files, so the apparent size for a file
+    /// without holes, less for a sparse one.
     pub bytes: u64,
+    /// Sum of the files' sizes (each inode once), holes included;
+    /// `apparentBytes - bytes` were holes, which read as zeros already.
+    pub apparent_bytes: u64,
     /// SHA-256 (hex) over the sorted `(relative path, size)` records.
     pub digest: String,
     /// Every file read back as zeros (always true in a report: a failed
@@ -78,9 +98,9 @@ pub enum WipeError {
     /// A directory on another filesystem is mounted under the root.
     #[error("{0}: another filesystem is mounted here; refusing to cross into it")]
     OtherFilesystem(PathBuf),
-    /// The files hold more than `max_bytes`.
+    /// The files hold more data than `max_bytes`.
     #[error(
-        "the files under {root} hold {total} bytes, more than --max-bytes {max}; nothing was written"
+        "the files under {root} hold {total} bytes of data (holes not counted), more than --max-bytes {max}; nothing was overwritten or removed"
     )]
     TooLarge { root: PathBuf, total: u64, max: u64 },
 }
@@ -96,7 +116,9 @@ fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) 
 /// Options of [`wipe`].
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Refuse (before writing anything) when the files hold more bytes than this.
+    /// Refuse (before overwriting or removing anything) when the files hold
+    /// more bytes of data than this (data extents, each inode once: what the
+    /// wipe would write).
     pub max_bytes: Option<u64>,
 }
 
@@ -108,7 +130,8 @@ pub fn wipe(root: &Path, options: &Options) -> Result<Report, WipeError> {
         return Err(WipeError::NotADirectory(root.to_path_buf()));
     }
     if let Some(max) = options.max_bytes {
-        let total = total_bytes(root, meta.dev())?;
+        make_owner_writable(root, &meta, 0o500);
+        let total = data_bytes(root, meta.dev(), &mut HashSet::new())?;
         if total > max {
             return Err(WipeError::TooLarge {
                 root: root.to_path_buf(),
@@ -122,6 +145,7 @@ pub fn wipe(root: &Path, options: &Options) -> Result<Report, WipeError> {
         device: meta.dev(),
         records: Vec::new(),
         bytes: 0,
+        apparent: 0,
         seen: HashSet::new(),
         zeros: vec![0u8; CHUNK],
         buffer: vec![0u8; CHUNK],
@@ -131,6 +155,7 @@ pub fn wipe(root: &Path, options: &Options) -> Result<Report, WipeError> {
     Ok(Report {
         files,
         bytes: wiper.bytes,
+        apparent_bytes: wiper.apparent,
         digest: digest(&mut wiper.records),
         verified: true,
     })
@@ -150,8 +175,11 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, WipeError> {
     Ok(names.into_iter().map(|name| dir.join(name)).collect())
 }
 
-/// Total size of the regular files under `dir`, without following symlinks.
-fn total_bytes(dir: &Path, device: u64) -> Result<u64, WipeError> {
+/// Bytes of data of the regular files under `dir` (their data extents, each
+/// inode in `seen` once): what the wipe would write. Symlinks are not
+/// followed. Owner read permission is added where missing so that every
+/// file can be measured (the wipe would add it anyway); nothing is written.
+fn data_bytes(dir: &Path, device: u64, seen: &mut HashSet<(u64, u64)>) -> Result<u64, WipeError> {
     let mut total = 0u64;
     for path in entries(dir)? {
         let meta = fs::symlink_metadata(&path).map_err(io_error(&path, "reading metadata"))?;
@@ -159,18 +187,140 @@ fn total_bytes(dir: &Path, device: u64) -> Result<u64, WipeError> {
             if meta.dev() != device {
                 return Err(WipeError::OtherFilesystem(path));
             }
-            total = total.saturating_add(total_bytes(&path, device)?);
-        } else if meta.is_file() {
-            total = total.saturating_add(meta.len());
+            make_owner_writable(&path, &meta, 0o500);
+            total = total.saturating_add(data_bytes(&path, device, seen)?);
+        } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+            make_owner_writable(&path, &meta, 0o400);
+            let file = File::open(&path).map_err(io_error(&path, "opening for reading"))?;
+            same_file(&path, &file, &meta)?;
+            for extent in data_extents(&file, meta.len()) {
+                let (start, end) = extent.map_err(io_error(&path, "finding its data"))?;
+                total = total.saturating_add(end - start);
+            }
         }
     }
     Ok(total)
 }
 
+/// Which `lseek` question [`Extents`] asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Whence {
+    /// `SEEK_DATA`: the first offset at or after this one holding data.
+    Data,
+    /// `SEEK_HOLE`: the first offset at or after this one in a hole (the
+    /// end of the file counts as one).
+    Hole,
+}
+
+/// `lseek(fd, offset, SEEK_DATA | SEEK_HOLE)`. Only the descriptor's offset
+/// changes, which the positioned reads and writes here do not use.
+fn lseek(file: &File, offset: u64, whence: Whence) -> io::Result<u64> {
+    let offset =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    let whence = match whence {
+        Whence::Data => libc::SEEK_DATA,
+        Whence::Hole => libc::SEEK_HOLE,
+    };
+    // SAFETY: lseek takes a descriptor, kept open by `file` for the call,
+    // and two integers; no memory is passed.
+    let found = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
+    u64::try_from(found).map_err(|_| io::Error::last_os_error())
+}
+
+/// The data extents of the first `size` bytes of `file`.
+fn data_extents(file: &File, size: u64) -> Extents<impl FnMut(u64, Whence) -> io::Result<u64>> {
+    Extents::new(size, move |offset, whence| lseek(file, offset, whence))
+}
+
+/// The data extents `[start, end)` of the first `size` bytes of a file, in
+/// order, asked of `seek` (`lseek` with `SEEK_DATA` / `SEEK_HOLE`); holes are
+/// left out. When the filesystem does not support those (`EINVAL`, or
+/// `EOPNOTSUPP`), the rest of the range is one extent: everything is
+/// written rather than anything skipped.
+struct Extents<S> {
+    seek: S,
+    /// Where the next extent is looked for.
+    position: u64,
+    size: u64,
+}
+
+impl<S: FnMut(u64, Whence) -> io::Result<u64>> Extents<S> {
+    fn new(size: u64, seek: S) -> Self {
+        Extents {
+            seek,
+            position: 0,
+            size,
+        }
+    }
+
+    /// The rest of the range is data; the walk ends there.
+    fn rest(&mut self) -> Option<io::Result<(u64, u64)>> {
+        let extent = (self.position, self.size);
+        self.position = self.size;
+        Some(Ok(extent))
+    }
+
+    /// An error; the walk ends there.
+    fn fail(&mut self, error: io::Error) -> Option<io::Result<(u64, u64)>> {
+        self.position = self.size;
+        Some(Err(error))
+    }
+}
+
+/// `lseek` does not know `SEEK_DATA` / `SEEK_HOLE` here.
+fn unsupported(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP))
+}
+
+impl<S: FnMut(u64, Whence) -> io::Result<u64>> Iterator for Extents<S> {
+    type Item = io::Result<(u64, u64)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.position >= self.size {
+            return None;
+        }
+        let start = match (self.seek)(self.position, Whence::Data) {
+            Ok(start) => start,
+            // No data at or after the position: the rest is a hole.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                self.position = self.size;
+                return None;
+            }
+            Err(e) if unsupported(&e) => return self.rest(),
+            Err(e) => return self.fail(e),
+        };
+        if start < self.position {
+            return self.fail(io::Error::other(format!(
+                "SEEK_DATA from {} answered {start}",
+                self.position
+            )));
+        }
+        if start >= self.size {
+            self.position = self.size;
+            return None;
+        }
+        let end = match (self.seek)(start, Whence::Hole) {
+            Ok(end) => end.min(self.size),
+            Err(e) if unsupported(&e) => self.size,
+            Err(e) => return self.fail(e),
+        };
+        if end <= start {
+            return self.fail(io::Error::other(format!(
+                "SEEK_HOLE from {start} answered {end}"
+            )));
+        }
+        self.position = end;
+        Some(Ok((start, end)))
+    }
+}
+
 struct Wiper {
     device: u64,
     records: Vec<(Vec<u8>, u64)>,
+    /// Bytes overwritten (data extents).
     bytes: u64,
+    /// Sizes of the files overwritten, holes included.
+    apparent: u64,
     /// (device, inode) of files already overwritten (hard links).
     seen: HashSet<(u64, u64)>,
     zeros: Vec<u8>,
@@ -212,8 +362,9 @@ impl Wiper {
                 .open(path)
                 .map_err(io_error(path, "opening for writing"))?;
             same_file(path, &file, listed)?;
-            overwrite(path, &file, size, &self.zeros)?;
-            self.bytes = self.bytes.saturating_add(size);
+            let written = overwrite(path, &file, size, &self.zeros)?;
+            self.bytes = self.bytes.saturating_add(written);
+            self.apparent = self.apparent.saturating_add(size);
         }
         verify_zeros_with(path, size, &mut self.buffer)?;
         fs::remove_file(path).map_err(io_error(path, "removing"))
@@ -241,20 +392,29 @@ fn same_file(path: &Path, file: &File, listed: &fs::Metadata) -> Result<(), Wipe
     }
 }
 
-fn overwrite(path: &Path, mut file: &File, size: u64, zeros: &[u8]) -> Result<(), WipeError> {
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..n])
-            .map_err(io_error(path, "overwriting"))?;
-        left -= n as u64;
+/// Overwrite the data extents of the first `size` bytes with zeros, in place,
+/// and sync; returns how many bytes were written.
+fn overwrite(path: &Path, file: &File, size: u64, zeros: &[u8]) -> Result<u64, WipeError> {
+    let mut written = 0u64;
+    for extent in data_extents(file, size) {
+        let (start, end) = extent.map_err(io_error(path, "finding its data"))?;
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], at)
+                .map_err(io_error(path, "overwriting"))?;
+            at += n as u64;
+        }
+        written += end - start;
     }
-    file.sync_all().map_err(io_error(path, "syncing"))
+    file.sync_all().map_err(io_error(path, "syncing"))?;
+    Ok(written)
 }
 
-/// Overwrite the first `size` bytes of the file at `path` with zeros, in place
-/// (no truncation), and sync it to storage. Symlinks are refused.
-pub fn overwrite_with_zeros(path: &Path, size: u64) -> Result<(), WipeError> {
+/// Overwrite the data of the first `size` bytes of the file at `path` with
+/// zeros, in place (no truncation; holes are left as they are), and sync it
+/// to storage; returns the bytes written. Symlinks are refused.
+pub fn overwrite_with_zeros(path: &Path, size: u64) -> Result<u64, WipeError> {
     let listed = fs::symlink_metadata(path).map_err(io_error(path, "reading metadata"))?;
     let file = OpenOptions::new()
         .write(true)
@@ -264,35 +424,41 @@ pub fn overwrite_with_zeros(path: &Path, size: u64) -> Result<(), WipeError> {
     overwrite(path, &file, size, &vec![0u8; CHUNK])
 }
 
-/// Read the file back and check that it holds exactly `size` bytes, all zero.
+/// Check that the file holds exactly `size` bytes, all zero: its size, and
+/// every data extent read back (holes read as zeros by definition; the
+/// extents are asked again here, not remembered from the overwrite).
 pub fn verify_zeros(path: &Path, size: u64) -> Result<(), WipeError> {
     verify_zeros_with(path, size, &mut vec![0u8; CHUNK])
 }
 
 fn verify_zeros_with(path: &Path, size: u64, buffer: &mut [u8]) -> Result<(), WipeError> {
-    let mut file = File::open(path).map_err(io_error(path, "opening for reading"))?;
-    let mut offset = 0u64;
-    loop {
-        let n = match file.read(buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(path, "reading back")(e)),
-        };
-        if let Some(i) = buffer[..n].iter().position(|&b| b != 0) {
-            return Err(WipeError::NotZero {
-                path: path.to_path_buf(),
-                offset: offset + i as u64,
-            });
-        }
-        offset += n as u64;
-    }
-    if offset != size {
+    let file = File::open(path).map_err(io_error(path, "opening for reading"))?;
+    let found = file
+        .metadata()
+        .map_err(io_error(path, "reading metadata"))?
+        .len();
+    if found != size {
         return Err(WipeError::SizeChanged {
             path: path.to_path_buf(),
             expected: size,
-            found: offset,
+            found,
         });
+    }
+    for extent in data_extents(&file, size) {
+        let (start, end) = extent.map_err(io_error(path, "finding its data"))?;
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(buffer.len() as u64) as usize;
+            file.read_exact_at(&mut buffer[..n], at)
+                .map_err(io_error(path, "reading back"))?;
+            if let Some(i) = buffer[..n].iter().position(|&b| b != 0) {
+                return Err(WipeError::NotZero {
+                    path: path.to_path_buf(),
+                    offset: at + i as u64,
+                });
+            }
+            at += n as u64;
+        }
     }
     Ok(())
 }
@@ -603,11 +769,325 @@ mod tests {
         assert_eq!(report.bytes, 1000);
     }
 
+    const GIB: u64 = 1 << 30;
+
+    /// A file of `apparent` bytes holding only `pieces` (offset, bytes), the
+    /// rest holes. Not synced: the data may still be in the page cache only,
+    /// as a workspace's last writes may be when its volume is wiped.
+    fn sparse_file(path: &Path, apparent: u64, pieces: &[(u64, &[u8])]) {
+        let file = File::create(path).expect("create");
+        file.set_len(apparent).expect("set_len");
+        for (offset, bytes) in pieces {
+            file.write_all_at(bytes, *offset).expect("write");
+        }
+    }
+
+    /// The data extents of the file at `path`, asked of the kernel directly
+    /// with `lseek` (not through `Extents`).
+    fn kernel_extents(path: &Path) -> Vec<(u64, u64)> {
+        let file = File::open(path).expect("open");
+        let size = i64::try_from(file.metadata().expect("stat").len()).expect("size");
+        let fd = file.as_raw_fd();
+        let mut extents = Vec::new();
+        let mut position = 0i64;
+        while position < size {
+            // SAFETY: lseek on a descriptor `file` keeps open.
+            let start = unsafe { libc::lseek(fd, position, libc::SEEK_DATA) };
+            if start < 0 {
+                let e = io::Error::last_os_error();
+                assert_eq!(e.raw_os_error(), Some(libc::ENXIO), "SEEK_DATA: {e}");
+                break;
+            }
+            // SAFETY: as above.
+            let end = unsafe { libc::lseek(fd, start, libc::SEEK_HOLE) };
+            assert!(end > start, "SEEK_HOLE from {start}: {end}");
+            extents.push((start as u64, end as u64));
+            position = end;
+        }
+        extents
+    }
+
+    fn extent_bytes(extents: &[(u64, u64)]) -> u64 {
+        extents.iter().map(|(start, end)| end - start).sum()
+    }
+
+    /// Reads `len` bytes at `offset` (a plain positioned read, no lseek).
+    fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+        let mut buffer = vec![0u8; len];
+        File::open(path)
+            .expect("open")
+            .read_exact_at(&mut buffer, offset)
+            .expect("read");
+        buffer
+    }
+
+    /// Fails (before anything is written) on a filesystem that reports no
+    /// holes: the sparse tests would then write gigabytes.
+    fn assert_holes_are_reported(path: &Path, at_most: u64) {
+        let data = extent_bytes(&kernel_extents(path));
+        assert!(
+            data <= at_most,
+            "this filesystem reports {data} bytes of data in a sparse file: run the tests on one with SEEK_HOLE (ext4, xfs, btrfs, tmpfs)"
+        );
+    }
+
+    #[test]
+    fn a_sparse_file_is_wiped_by_its_data_extents_only() {
+        let tmp = TempDir::new().expect("tempdir");
+        let root = tmp.path().join("volume");
+        fs::create_dir(&root).expect("mkdir");
+        let file = root.join("sparse.bin");
+        let head = content(100);
+        let middle = content(300);
+        let apparent = 4 * GIB;
+        sparse_file(&file, apparent, &[(0, &head), (GIB, &middle)]);
+        // A second link outside the root keeps the inode after the wipe
+        // removes the file, to look at what the wipe left in it.
+        let kept = tmp.path().join("kept.bin");
+        fs::hard_link(&file, &kept).expect("link");
+        assert_holes_are_reported(&file, 64 << 20);
+        let before = kernel_extents(&file);
+        let blocks_before = fs::metadata(&file).expect("stat").blocks();
+        let block = fs::metadata(&file).expect("stat").blksize();
+
+        let report = wipe_default(&root).expect("wipes");
+
+        // What was written is the data extents, as the kernel reports them:
+        // at least the data, at most a block more per piece on each side,
+        // and far less than the apparent size.
+        let written = (head.len() + middle.len()) as u64;
+        assert_eq!(report.bytes, extent_bytes(&before), "extents {before:?}");
+        assert!(report.bytes >= written, "{} < {written}", report.bytes);
+        assert!(
+            report.bytes <= written + 2 * 2 * block,
+            "{} bytes written for {written} bytes of data",
+            report.bytes
+        );
+        assert!(report.bytes < apparent / 1000);
+        assert_eq!(report.apparent_bytes, apparent);
+        assert_eq!(report.files, 1);
+        assert!(is_empty_dir(&root));
+
+        // The inode: same size, the data zeroed where it was (read directly,
+        // not through SEEK_DATA), every data extent zero, and no hole filled.
+        assert_eq!(fs::metadata(&kept).expect("stat").len(), apparent);
+        assert!(read_at(&kept, 0, head.len()).iter().all(|&b| b == 0));
+        assert!(read_at(&kept, GIB, middle.len()).iter().all(|&b| b == 0));
+        for (start, end) in kernel_extents(&kept) {
+            let bytes = read_at(&kept, start, usize::try_from(end - start).expect("len"));
+            assert!(bytes.iter().all(|&b| b == 0), "extent {start}..{end}");
+        }
+        assert!(extent_bytes(&kernel_extents(&kept)) <= report.bytes);
+        assert!(
+            fs::metadata(&kept).expect("stat").blocks() <= blocks_before,
+            "the wipe allocated the holes"
+        );
+        // The digest records the apparent size, as for any file.
+        assert_eq!(
+            report.digest,
+            digest(&mut [(b"sparse.bin".to_vec(), apparent)])
+        );
+    }
+
+    #[test]
+    fn a_terabyte_sparse_file_fits_a_megabyte_bound() {
+        let tmp = TempDir::new().expect("tempdir");
+        let file = tmp.path().join("huge.img");
+        sparse_file(
+            &file,
+            1 << 40,
+            &[(0, b"header"), ((1 << 40) - 4096, b"trailer")],
+        );
+        assert_holes_are_reported(&file, 1 << 20);
+        let report = wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(1 << 20),
+            },
+        )
+        .expect("within the bound: only data counts");
+        assert!(report.bytes >= 13 && report.bytes <= 1 << 20, "{report:?}");
+        assert_eq!(report.apparent_bytes, 1 << 40);
+        assert!(is_empty_dir(tmp.path()));
+    }
+
+    #[test]
+    fn max_bytes_counts_data_not_holes_and_refuses_more() {
+        let tmp = TempDir::new().expect("tempdir");
+        let file = tmp.path().join("sparse.bin");
+        let data = content(3 * CHUNK);
+        sparse_file(&file, 16 * GIB, &[(8 * GIB, &data)]);
+        assert_holes_are_reported(&file, 64 << 20);
+        let held = extent_bytes(&kernel_extents(&file));
+        assert!(held >= data.len() as u64);
+        match wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(held - 1),
+            },
+        ) {
+            Err(WipeError::TooLarge { total, max, .. }) => {
+                assert_eq!((total, max), (held, held - 1));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(read_at(&file, 8 * GIB, data.len()), data, "untouched");
+        let report = wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(held),
+            },
+        )
+        .expect("exactly at the bound");
+        assert_eq!(report.bytes, held);
+    }
+
+    #[test]
+    fn max_bytes_counts_hard_linked_data_once() {
+        let tmp = TempDir::new().expect("tempdir");
+        write(&tmp.path().join("a.bin"), &content(1000));
+        fs::hard_link(tmp.path().join("a.bin"), tmp.path().join("b.bin")).expect("link");
+        let report = wipe(
+            tmp.path(),
+            &Options {
+                max_bytes: Some(1000),
+            },
+        )
+        .expect("one inode of 1000 bytes");
+        assert_eq!((report.files, report.bytes), (2, 1000));
+    }
+
+    #[test]
+    fn overwriting_a_sparse_file_writes_its_data_and_leaves_its_holes() {
+        let tmp = TempDir::new().expect("tempdir");
+        let file = tmp.path().join("sparse.bin");
+        sparse_file(&file, 64 << 20, &[(32 << 20, &content(5000))]);
+        assert_holes_are_reported(&file, 16 << 20);
+        let extents = kernel_extents(&file);
+        let written = overwrite_with_zeros(&file, 64 << 20).expect("overwrites");
+        assert_eq!(written, extent_bytes(&extents));
+        assert!(read_at(&file, 32 << 20, 5000).iter().all(|&b| b == 0));
+        assert_eq!(fs::metadata(&file).expect("stat").len(), 64 << 20);
+        verify_zeros(&file, 64 << 20).expect("verifies");
+    }
+
+    #[test]
+    fn verification_finds_data_after_a_hole() {
+        let tmp = TempDir::new().expect("tempdir");
+        let file = tmp.path().join("dirty.bin");
+        let offset = (5 << 20) + 3;
+        sparse_file(&file, 8 << 20, &[(offset, &[7])]);
+        assert_holes_are_reported(&file, 4 << 20);
+        match verify_zeros(&file, 8 << 20) {
+            Err(WipeError::NotZero { offset: found, .. }) => assert_eq!(found, offset),
+            other => panic!("expected NotZero, got {other:?}"),
+        }
+    }
+
+    /// `lseek` over a file of `size` bytes whose data is `data` (sorted,
+    /// disjoint `[start, end)`), as the kernel answers it.
+    fn fake_seek(size: u64, data: Vec<(u64, u64)>) -> impl FnMut(u64, Whence) -> io::Result<u64> {
+        move |offset, whence| {
+            if offset >= size {
+                return Err(io::Error::from_raw_os_error(libc::ENXIO));
+            }
+            match whence {
+                Whence::Data => data
+                    .iter()
+                    .find(|(_, end)| *end > offset)
+                    .map(|(start, _)| (*start).max(offset))
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::ENXIO)),
+                Whence::Hole => Ok(data
+                    .iter()
+                    .find(|(start, end)| *start <= offset && offset < *end)
+                    .map_or(offset, |(_, end)| *end)
+                    .min(size)),
+            }
+        }
+    }
+
+    fn collect<S: FnMut(u64, Whence) -> io::Result<u64>>(
+        extents: Extents<S>,
+    ) -> Vec<Result<(u64, u64), Option<i32>>> {
+        extents.map(|e| e.map_err(|e| e.raw_os_error())).collect()
+    }
+
+    #[test]
+    fn extents_skip_holes_and_stop_at_the_size() {
+        let size = 4 * GIB;
+        let data = vec![(0, 4096), (GIB, GIB + 8192), (size - 4096, size)];
+        assert_eq!(
+            collect(Extents::new(size, fake_seek(size, data.clone()))),
+            data.iter().copied().map(Ok).collect::<Vec<_>>()
+        );
+        // Data past the size that was listed (the file grew) is not walked.
+        assert_eq!(
+            collect(Extents::new(GIB + 4096, fake_seek(size, data))),
+            vec![Ok((0, 4096)), Ok((GIB, GIB + 4096))]
+        );
+        // All hole: nothing; empty: not even asked.
+        assert_eq!(collect(Extents::new(size, fake_seek(size, vec![]))), vec![]);
+        let never = |_: u64, _: Whence| -> io::Result<u64> { panic!("asked") };
+        assert_eq!(collect(Extents::new(0, never)), vec![]);
+    }
+
+    #[test]
+    fn extents_fall_back_to_the_whole_range_without_seek_data() {
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP] {
+            let unsupported = |_: u64, _: Whence| Err(io::Error::from_raw_os_error(errno));
+            assert_eq!(
+                collect(Extents::new(1000, unsupported)),
+                vec![Ok((0, 1000))]
+            );
+        }
+        // SEEK_DATA answered, SEEK_HOLE not: the rest from that data on.
+        let half = |offset: u64, whence: Whence| match whence {
+            Whence::Data => Ok(offset.max(600)),
+            Whence::Hole => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        assert_eq!(collect(Extents::new(1000, half)), vec![Ok((600, 1000))]);
+    }
+
+    #[test]
+    fn extents_report_other_errors_and_answers_that_do_not_advance() {
+        let failing = |_: u64, _: Whence| Err(io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(
+            collect(Extents::new(1000, failing)),
+            vec![Err(Some(libc::EIO))]
+        );
+        let stuck = |offset: u64, _: Whence| Ok(offset);
+        assert_eq!(collect(Extents::new(1000, stuck)), vec![Err(None)]);
+    }
+
+    #[test]
+    fn extents_of_a_real_sparse_file_match_the_kernel() {
+        let tmp = TempDir::new().expect("tempdir");
+        let path = tmp.path().join("sparse.bin");
+        sparse_file(
+            &path,
+            256 << 20,
+            &[
+                (0, b"a"),
+                (100 << 20, &content(70_000)),
+                ((256 << 20) - 1, b"z"),
+            ],
+        );
+        assert_holes_are_reported(&path, 64 << 20);
+        let file = File::open(&path).expect("open");
+        let walked: Vec<(u64, u64)> = data_extents(&file, 256 << 20)
+            .collect::<io::Result<_>>()
+            .expect("walks");
+        assert_eq!(walked, kernel_extents(&path));
+        assert_eq!(walked.first().map(|e| e.0), Some(0));
+        assert_eq!(walked.last().map(|e| e.1), Some(256 << 20));
+    }
+
     #[test]
     fn report_serializes_as_one_json_line() {
         let report = Report {
             files: 2,
             bytes: 10,
+            apparent_bytes: 4096,
             digest: "ab".repeat(32),
             verified: true,
         };
@@ -615,7 +1095,7 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"{{"files":2,"bytes":10,"digest":"{}","verified":true}}"#,
+                r#"{{"files":2,"bytes":10,"apparentBytes":4096,"digest":"{}","verified":true}}"#,
                 "ab".repeat(32)
             )
         );

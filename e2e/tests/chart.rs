@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use cleanroom::workspace::access::member_rules;
 use cleanroom_e2e::harness::{E2E_LABEL, run_kubectl, unique_name, with_namespace};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, PostParams};
@@ -261,18 +262,15 @@ fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> 
 
 #[test]
 fn member_cluster_role_grants_what_members_do_and_the_operator_is_told_its_name() -> Result<()> {
+    // Exactly what the operator's code says members get (one list, two places).
     let rules = cluster_role_rules("cleanroom-member")?;
-    let want = json!([
-        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
-    ]);
+    let want = serde_json::to_value(member_rules())?;
     ensure!(
         Value::Array(rules.clone()) == want,
-        "the member ClusterRole's rules changed:\n{}",
-        serde_json::to_string_pretty(&rules)?
+        "the chart's member ClusterRole differs from workspace::access::member_rules():\n\
+         chart: {}\ncode: {}",
+        serde_json::to_string_pretty(&rules)?,
+        serde_json::to_string_pretty(&want)?
     );
     let deployment = objects(&template(&["--show-only", "templates/deployment.yaml"])?)?;
     let text = serde_json::to_string(&deployment)?;

@@ -64,6 +64,10 @@ pub mod reasons {
     pub const WIPE_VERIFIED: &str = "WipeVerified";
     /// A wipe failed.
     pub const WIPE_FAILED: &str = "WipeFailed";
+    /// An object the operator did not make was found in the workspace (and removed).
+    pub const FOREIGN_OBJECT: &str = "ForeignObject";
+    /// No object foreign to the workspace is in it.
+    pub const NO_FOREIGN_OBJECT: &str = "NoForeignObject";
 
     // Rejections (see `crate::rules`).
     /// A dataset is outside the authorization's ceiling.
@@ -98,6 +102,10 @@ pub mod reasons {
     pub const INVALID_VALIDITY: &str = "InvalidValidity";
     /// A Suspended or Revoked state has no reason.
     pub const REASON_REQUIRED: &str = "ReasonRequired";
+    /// The workspace namespace exists and was not made for this scenario.
+    pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
+    /// A vault object the scenario needs exists and is not the scenario's.
+    pub const OBJECT_NOT_OWNED: &str = "ObjectNotOwned";
 }
 
 /// `status` values.

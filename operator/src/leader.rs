@@ -8,14 +8,20 @@
 //! [`Timing::renew_every`]; when a renewal is refused because someone else
 //! holds the lease, or when renewals fail for so long that the lease may have
 //! expired, [`Elector::hold`] returns and the caller must stop reconciling at
-//! once (`cleanroom run` exits: its Deployment restarts it as a standby). On
-//! shutdown the holder releases the lease so that a standby takes over at once.
+//! once (`cleanroom run` exits: its Deployment restarts it as a standby). Each
+//! renewal attempt is bounded by the time left until the holder must give up
+//! ([`attempt_timeout`]), so an API server that hangs cannot keep the holder
+//! writing past its lease while a standby takes it. On shutdown the holder
+//! releases the lease so that a standby takes over at once.
 //!
 //! Why not a crate: `kube-lease-manager` 0.13 builds against kube 5, but its
 //! watch loop logs and retries API errors without reporting that the lease
 //! may have run out meanwhile; this operator must stop writing before another
 //! replica can start, so the decisions are here, pure and tested.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -150,18 +156,102 @@ fn held_spec(
     spec
 }
 
-/// Whether a holder whose last successful renewal started at `renewed` must
-/// consider the lease lost at `now`: another candidate may take it at
-/// `renewed + duration` by its own clock, so stop one renewal period before.
-pub fn must_give_up(renewed: Instant, now: Instant, timing: Timing) -> bool {
+/// When a holder whose last successful renewal started at `renewed` must
+/// consider the lease lost: another candidate may take it at
+/// `renewed + duration` by its own clock, so stop one renewal period (at most
+/// half the duration) before.
+pub fn give_up_at(renewed: Instant, timing: Timing) -> Instant {
     let margin = timing.renew_every.min(timing.duration / 2);
-    now >= renewed + timing.duration.saturating_sub(margin)
+    renewed + timing.duration.saturating_sub(margin)
+}
+
+/// Whether a holder whose last successful renewal started at `renewed` must
+/// consider the lease lost at `now` (see [`give_up_at`]).
+pub fn must_give_up(renewed: Instant, now: Instant, timing: Timing) -> bool {
+    now >= give_up_at(renewed, timing)
+}
+
+/// How long a renewal attempt starting at `now` may take: the time left
+/// until the holder must give up, never more, so that an attempt still
+/// running then is abandoned and the holder stops in time. `None` when no
+/// time is left: give up without trying.
+pub fn attempt_timeout(renewed: Instant, now: Instant, timing: Timing) -> Option<Duration> {
+    give_up_at(renewed, timing)
+        .checked_duration_since(now)
+        .filter(|left| !left.is_zero())
+}
+
+/// When the holder renews next after a renewal that started at `renewed`:
+/// `renew_every` later, but no later than halfway to [`give_up_at`], so that
+/// a renewal is tried, with time left, however the timing is set.
+pub fn next_renewal(renewed: Instant, timing: Timing) -> Instant {
+    let span = give_up_at(renewed, timing).saturating_duration_since(renewed);
+    renewed + timing.renew_every.min(span / 2)
+}
+
+/// What one attempt found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// We hold the lease now (created, taken or renewed).
+    Held,
+    /// Someone else holds it: look again after `wait`.
+    Other {
+        /// Its `holderIdentity`.
+        holder: String,
+        /// When to look again.
+        wait: Duration,
+    },
+}
+
+/// The renewal loop of [`Elector::hold`], over any `attempt` (tests give it
+/// one that never finishes), for a lease last taken or renewed by an attempt
+/// that started at `renewed`. Returns as soon as the lease is another's, or
+/// when the time to give up has come: a renewal still running then is
+/// abandoned (`tokio::time::timeout` drops it), and a failed one is retried
+/// each second until then.
+pub async fn hold_with<A, F, E>(timing: Timing, mut renewed: Instant, mut attempt: A) -> Lost
+where
+    A: FnMut() -> F,
+    F: Future<Output = Result<Attempt, E>>,
+    E: Display,
+{
+    let mut failure: Option<String> = None;
+    loop {
+        let next = match failure {
+            Some(_) => Instant::now() + Duration::from_secs(1),
+            None => next_renewal(renewed, timing),
+        };
+        tokio::time::sleep_until(next.min(give_up_at(renewed, timing))).await;
+        let started = Instant::now();
+        let Some(limit) = attempt_timeout(renewed, started, timing) else {
+            return Lost::RenewFailed(failure.unwrap_or_else(|| "renewals took too long".into()));
+        };
+        match tokio::time::timeout(limit, attempt()).await {
+            Ok(Ok(Attempt::Held)) => {
+                renewed = started;
+                failure = None;
+            }
+            Ok(Ok(Attempt::Other { holder, .. })) => return Lost::TakenBy(holder),
+            Ok(Err(e)) => {
+                warn!(error = %e, "renewing the leader lease failed; retrying");
+                failure = Some(e.to_string());
+            }
+            Err(_) => {
+                return Lost::RenewFailed(format!(
+                    "a renewal did not finish within {limit:?}, the time left before the lease could expire"
+                ));
+            }
+        }
+    }
 }
 
 /// Takes part in the election for one Lease.
 pub struct Elector {
     api: Api<Lease>,
     settings: Settings,
+    /// When the attempt that acquired the lease started: the lease's
+    /// `renewTime` is no earlier, so [`Elector::hold`] counts from there.
+    acquired: Mutex<Option<Instant>>,
 }
 
 /// Why [`Elector::hold`] returned: the lease is no longer ours.
@@ -193,6 +283,7 @@ impl Elector {
         Ok(Elector {
             api: Api::namespaced(client, ns),
             settings,
+            acquired: Mutex::new(None),
         })
     }
 
@@ -200,9 +291,8 @@ impl Elector {
         &self.settings.identity
     }
 
-    /// One attempt: read the lease and take or renew it if we may. Returns
-    /// `Ok(None)` when we hold it now, `Ok(Some(wait))` when someone else does.
-    async fn attempt(&self) -> Result<Option<Duration>, kube::Error> {
+    /// One attempt: read the lease and take or renew it if we may.
+    async fn attempt(&self) -> Result<Attempt, kube::Error> {
         let Settings {
             name,
             identity,
@@ -214,8 +304,14 @@ impl Elector {
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let step = step(spec, identity, now, *timing);
         let wanted = held_spec(spec, identity, now, &step, *timing);
+        let holder = spec
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
         match (&step, current) {
-            (Step::Wait(wait), _) => Ok(Some(*wait)),
+            (Step::Wait(wait), _) => Ok(Attempt::Other {
+                holder,
+                wait: *wait,
+            }),
             (Step::Create, _) => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -228,7 +324,7 @@ impl Elector {
                     spec: Some(wanted),
                 };
                 self.api.create(&PostParams::default(), &lease).await?;
-                Ok(None)
+                Ok(Attempt::Held)
             }
             (_, Some(mut lease)) => {
                 // Replace carries the resourceVersion we read: if anyone wrote
@@ -237,9 +333,12 @@ impl Elector {
                 self.api
                     .replace(name, &PostParams::default(), &lease)
                     .await?;
-                Ok(None)
+                Ok(Attempt::Held)
             }
-            (_, None) => Ok(Some(timing.retry_every)),
+            (_, None) => Ok(Attempt::Other {
+                holder: String::new(),
+                wait: timing.retry_every,
+            }),
         }
     }
 
@@ -248,18 +347,17 @@ impl Elector {
     pub async fn acquire(&self) {
         let mut waiting_for = None::<String>;
         loop {
+            let started = Instant::now();
             let wait = match self.attempt().await {
-                Ok(None) => {
+                Ok(Attempt::Held) => {
+                    *self.acquired.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
                     info!(identity = self.identity(), lease = %self.settings.name, "acquired the leader lease");
                     return;
                 }
-                Ok(Some(wait)) => {
-                    if let Ok(Some(l)) = self.api.get_opt(&self.settings.name).await {
-                        let holder = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-                        if waiting_for.as_deref() != Some(&holder) {
-                            info!(identity = self.identity(), %holder, "standing by: another replica holds the leader lease");
-                            waiting_for = Some(holder);
-                        }
+                Ok(Attempt::Other { holder, wait }) => {
+                    if waiting_for.as_deref() != Some(&holder) {
+                        info!(identity = self.identity(), %holder, "standing by: another replica holds the leader lease");
+                        waiting_for = Some(holder);
                     }
                     wait
                 }
@@ -273,50 +371,19 @@ impl Elector {
         }
     }
 
-    /// Renews the lease until it is lost; returns why. Never returns while
-    /// the lease is safely ours.
+    /// Renews the lease until it is lost; returns why, at the latest when
+    /// [`must_give_up`] says so, however long the API server takes to answer
+    /// (see [`hold_with`]). Never returns while the lease is safely ours.
     pub async fn hold(&self) -> Lost {
-        let timing = self.settings.timing;
-        let mut renewed = Instant::now();
-        let mut failing = false;
-        loop {
-            // Renew every `renew_every`; after a failure, retry each second.
-            let wait = if failing {
-                Duration::from_secs(1)
-            } else {
-                timing.renew_every
-            };
-            tokio::time::sleep(wait).await;
-            let attempt_started = Instant::now();
-            match self.attempt().await {
-                Ok(None) => {
-                    renewed = attempt_started;
-                    failing = false;
-                }
-                Ok(Some(_)) => {
-                    let holder = self
-                        .api
-                        .get_opt(&self.settings.name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|l| l.spec)
-                        .and_then(|s| s.holder_identity)
-                        .unwrap_or_default();
-                    return Lost::TakenBy(holder);
-                }
-                Err(e) => {
-                    failing = true;
-                    warn!(error = %e, "renewing the leader lease failed; retrying");
-                    if must_give_up(renewed, Instant::now(), timing) {
-                        return Lost::RenewFailed(e.to_string());
-                    }
-                }
-            }
-            if must_give_up(renewed, Instant::now(), timing) {
-                return Lost::RenewFailed("renewals took too long".into());
-            }
-        }
+        // Counted from when the acquiring attempt started, not from now: if
+        // that attempt was slow, part of the lease is already gone.
+        let renewed = self
+            .acquired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(Instant::now);
+        hold_with(self.settings.timing, renewed, || self.attempt()).await
     }
 
     /// Gives the lease up (if we hold it) so that a standby takes over at once.
@@ -441,5 +508,204 @@ mod tests {
         ));
         assert!(must_give_up(renewed, renewed + Duration::from_secs(10), t));
         assert!(must_give_up(renewed, renewed + Duration::from_secs(15), t));
+    }
+
+    #[test]
+    fn an_attempt_may_take_only_the_time_left_before_giving_up() {
+        let t = Timing::default();
+        let renewed = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(give_up_at(renewed, t), renewed + s(10));
+        // On schedule, 5 s after the last renewal: 5 s left.
+        assert_eq!(attempt_timeout(renewed, renewed + s(5), t), Some(s(5)));
+        assert_eq!(
+            attempt_timeout(renewed, renewed + Duration::from_millis(9_999), t),
+            Some(Duration::from_millis(1))
+        );
+        // Nothing left: give up without trying.
+        assert_eq!(attempt_timeout(renewed, renewed + s(10), t), None);
+        assert_eq!(attempt_timeout(renewed, renewed + s(20), t), None);
+        // Whenever an attempt starts, cut off at its timeout it ends by the
+        // time to give up, before the lease can expire for anyone else, and
+        // there is a timeout exactly when the holder need not give up yet.
+        for ms in (0..=16_000).step_by(250) {
+            let now = renewed + Duration::from_millis(ms);
+            match attempt_timeout(renewed, now, t) {
+                Some(limit) => {
+                    assert!(!must_give_up(renewed, now, t), "{ms} ms");
+                    assert!(now + limit <= give_up_at(renewed, t), "{ms} ms");
+                    assert!(now + limit < renewed + t.duration, "{ms} ms");
+                }
+                None => assert!(must_give_up(renewed, now, t), "{ms} ms"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_renewal_that_would_end_after_the_lease_could_expire_is_cut_off_in_time() {
+        let t = Timing::default();
+        let renewed = Instant::now();
+        // A retry 8 s after the last renewal, on an API server answering in
+        // 9 s: it would end at 17 s, after the lease expires (15 s). It is
+        // given 2 s: cut off at 10 s, 5 s before another replica may take over.
+        let start = renewed + Duration::from_secs(8);
+        let limit = attempt_timeout(renewed, start, t).expect("time left");
+        assert_eq!(limit, Duration::from_secs(2));
+        assert!(start + Duration::from_secs(9) > renewed + t.duration);
+        assert_eq!(start + limit, renewed + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn renewals_come_every_period_and_always_with_time_left() {
+        let renewed = Instant::now();
+        let t = Timing::default();
+        assert_eq!(next_renewal(renewed, t), renewed + t.renew_every);
+        // A renewal period too long for the lease: renew halfway to giving up.
+        let slow = Timing {
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(12),
+            retry_every: Duration::from_secs(2),
+        };
+        assert_eq!(
+            give_up_at(renewed, slow),
+            renewed + Duration::from_millis(7_500)
+        );
+        assert_eq!(
+            next_renewal(renewed, slow),
+            renewed + Duration::from_millis(3_750)
+        );
+        assert!(attempt_timeout(renewed, next_renewal(renewed, slow), slow).is_some());
+    }
+
+    /// A lease of 3 s renewed every second: give up 2 s after a renewal.
+    fn short() -> Timing {
+        Timing {
+            duration: Duration::from_secs(3),
+            renew_every: Duration::from_secs(1),
+            retry_every: Duration::from_millis(200),
+        }
+    }
+
+    /// Runs `hold_with`, failing (instead of hanging) if it does not return
+    /// within twice the lease duration; returns why and how long after
+    /// `renewed` it returned.
+    async fn hold_timed<A, F, E>(timing: Timing, renewed: Instant, attempt: A) -> (Lost, Duration)
+    where
+        A: FnMut() -> F,
+        F: Future<Output = Result<Attempt, E>>,
+        E: Display,
+    {
+        let lost = tokio::time::timeout(timing.duration * 2, hold_with(timing, renewed, attempt))
+            .await
+            .expect("hold returned");
+        (lost, renewed.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_hanging_renewal_makes_hold_give_up_before_the_lease_expires() {
+        let t = short();
+        let renewed = Instant::now();
+        let (lost, took) = hold_timed(t, renewed, || {
+            std::future::pending::<Result<Attempt, kube::Error>>()
+        })
+        .await;
+        assert!(matches!(lost, Lost::RenewFailed(_)), "{lost:?}");
+        // Not before the time to give up (2 s), and before the lease could
+        // expire for anyone else (3 s).
+        assert!(took >= Duration::from_secs(2), "{took:?}");
+        assert!(took < t.duration, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_renewal_slower_than_the_time_left_is_abandoned() {
+        let t = short();
+        let renewed = Instant::now();
+        let mut calls = 0;
+        let (lost, took) = hold_timed(t, renewed, || {
+            calls += 1;
+            // Two quick renewals, then one that would take 10 s.
+            let delay = if calls <= 2 {
+                Duration::from_millis(10)
+            } else {
+                Duration::from_secs(10)
+            };
+            async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, String>(Attempt::Held)
+            }
+        })
+        .await;
+        assert!(matches!(lost, Lost::RenewFailed(_)), "{lost:?}");
+        assert_eq!(calls, 3);
+        // The second renewal started at about 2 s: given up at about 4 s,
+        // before its lease (from 2 s, for 3 s) could expire at 5 s.
+        assert!(took >= Duration::from_secs(4), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn failing_renewals_give_up_in_time_with_the_last_error() {
+        let t = short();
+        let renewed = Instant::now();
+        let mut calls = 0;
+        let (lost, took) = hold_timed(t, renewed, || {
+            calls += 1;
+            std::future::ready(Err::<Attempt, _>(format!("refused #{calls}")))
+        })
+        .await;
+        // First attempt at 1 s, a retry at 2 s would have no time left.
+        match lost {
+            Lost::RenewFailed(why) => assert_eq!(why, "refused #1"),
+            other => panic!("{other:?}"),
+        }
+        assert!(took >= Duration::from_secs(2), "{took:?}");
+        assert!(took < t.duration, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn hold_counts_from_the_acquisition_not_from_its_own_start() {
+        // The lease was taken 1.8 s ago (a slow acquisition): 0.2 s are left.
+        let t = short();
+        let renewed = Instant::now() - Duration::from_millis(1_800);
+        let (lost, took) = hold_timed(t, renewed, || {
+            std::future::pending::<Result<Attempt, String>>()
+        })
+        .await;
+        assert!(matches!(lost, Lost::RenewFailed(_)), "{lost:?}");
+        assert!(took >= Duration::from_secs(2), "{took:?}");
+        assert!(took < Duration::from_millis(2_800), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn hold_keeps_renewing_until_another_holds_the_lease() {
+        let t = Timing {
+            duration: Duration::from_secs(1),
+            renew_every: Duration::from_millis(100),
+            retry_every: Duration::from_millis(50),
+        };
+        let mut calls = 0;
+        let (lost, took) = hold_timed(t, Instant::now(), || {
+            calls += 1;
+            let answer = if calls < 6 {
+                Attempt::Held
+            } else {
+                Attempt::Other {
+                    holder: "replica-b".into(),
+                    wait: t.retry_every,
+                }
+            };
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, String>(answer)
+            }
+        })
+        .await;
+        match lost {
+            Lost::TakenBy(holder) => assert_eq!(holder, "replica-b"),
+            other => panic!("{other:?}"),
+        }
+        // Five renewals held it; the sixth found another holder.
+        assert_eq!(calls, 6);
+        assert!(took >= Duration::from_millis(600), "{took:?}");
     }
 }

@@ -95,6 +95,8 @@ pub struct Metrics {
     expiry: Family<AuthorizationLabels, Gauge<f64, AtomicU64>>,
     wipes: Counter,
     wiped_bytes: Counter,
+    wipe_failures: Counter,
+    isolation_breaches: Counter,
     leader: Gauge,
     api_requests: Counter,
     audit_records: Counter,
@@ -123,6 +125,8 @@ impl Metrics {
         let expiry = Family::<AuthorizationLabels, Gauge<f64, AtomicU64>>::default();
         let wipes = Counter::default();
         let wiped_bytes = Counter::default();
+        let wipe_failures = Counter::default();
+        let isolation_breaches = Counter::default();
         let leader = Gauge::default();
         let api_requests = Counter::default();
         let audit_records = Counter::default();
@@ -167,6 +171,16 @@ impl Metrics {
             wiped_bytes.clone(),
         );
         registry.register(
+            "cleanroom_wipe_failures",
+            "Wipes that failed (each is retried; the Scenario's Wiped condition says why)",
+            wipe_failures.clone(),
+        );
+        registry.register(
+            "cleanroom_isolation_breaches",
+            "Objects the operator did not make, found in a workspace and removed",
+            isolation_breaches.clone(),
+        );
+        registry.register(
             "cleanroom_leader",
             "1 if this process holds the leader lease (or runs without leader election)",
             leader.clone(),
@@ -208,6 +222,8 @@ impl Metrics {
             expiry,
             wipes,
             wiped_bytes,
+            wipe_failures,
+            isolation_breaches,
             leader,
             api_requests,
             audit_records,
@@ -245,6 +261,16 @@ impl Metrics {
     pub fn wiped(&self, bytes: i64) {
         self.wipes.inc();
         self.wiped_bytes.inc_by(u64::try_from(bytes).unwrap_or(0));
+    }
+
+    /// Counts a failed wipe (it is retried).
+    pub fn wipe_failed(&self) {
+        self.wipe_failures.inc();
+    }
+
+    /// Counts a foreign object removed from a workspace.
+    pub fn isolation_breach(&self) {
+        self.isolation_breaches.inc();
     }
 
     /// Counts `n` records appended to the audit ledger.

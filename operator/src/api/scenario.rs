@@ -227,6 +227,11 @@ pub struct ScenarioStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub namespace: Option<String>,
+    /// When the scenario was admitted: its place in its authorization's
+    /// quota, held in this order (a scenario admitted later, or fixed
+    /// later, never takes it). Cleared when it is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_at: Option<Time>,
     /// Effective end: the earlier of spec.validUntil and the authorization's validUntil.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,

@@ -207,6 +207,34 @@ impl Ledger {
         self
     }
 
+    /// A Warning Event on a Scenario for what is not a record of its own
+    /// (a wipe that keeps failing): published in the background, never
+    /// waited for.
+    pub fn warn_scenario(&self, scenario: &crate::api::Scenario, reason: &str, note: String) {
+        let Some(recorder) = self.recorder.clone() else {
+            return;
+        };
+        let reference = ObjectReference {
+            api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
+            kind: Some("Scenario".into()),
+            name: scenario.metadata.name.clone(),
+            uid: scenario.metadata.uid.clone(),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Teardown".into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not publish an Event");
+            }
+        });
+    }
+
     /// The namespace of the segments.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -757,7 +785,11 @@ fn event_of(r: &Record, line: &str) -> (Event, ObjectReference) {
     let note: String = note.chars().take(1000).collect();
     let warning = matches!(
         r.action,
-        Action::Rejected | Action::Revoked | Action::Expired | Action::Suspended
+        Action::Rejected
+            | Action::Revoked
+            | Action::Expired
+            | Action::Suspended
+            | Action::IsolationBreach
     );
     (
         Event {

@@ -54,6 +54,9 @@ pub enum Action {
     MemberRemoved,
     /// Older segments were pruned; `after` names the hash of the pruned tail.
     Checkpoint,
+    /// An object the operator did not make was found in a workspace and
+    /// removed (`reason` names it and who made it).
+    IsolationBreach,
 }
 
 impl Action {
@@ -76,6 +79,7 @@ impl Action {
             Action::MemberGranted => "member-granted",
             Action::MemberRemoved => "member-removed",
             Action::Checkpoint => "checkpoint",
+            Action::IsolationBreach => "isolation-breach",
         }
     }
 
@@ -92,7 +96,7 @@ impl Action {
     }
 
     /// Every action, for parsing and help.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::Created,
         Action::Updated,
         Action::Deleted,
@@ -109,6 +113,7 @@ impl Action {
         Action::MemberGranted,
         Action::MemberRemoved,
         Action::Checkpoint,
+        Action::IsolationBreach,
     ];
 }
 

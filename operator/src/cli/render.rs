@@ -128,7 +128,13 @@ impl Documents {
                     .with_context(|| "a Scenario without metadata.name".to_string())?,
             };
             let sealed = s.spec.state == State::Suspended;
-            let mut desired = workspace::desired(&id, &s.spec, sealed, storage_class)?;
+            let mut desired = workspace::desired(
+                &id,
+                &s.spec,
+                sealed,
+                storage_class,
+                workspace::access::DEFAULT_MEMBER_CLUSTER_ROLE,
+            )?;
             // Each dataset's plan and preparation Job in the vault, before the
             // compute that waits for them. (The key is random and never shown;
             // the output claim's size is the raw claim's, known in the cluster.)

@@ -24,6 +24,10 @@ pub(super) struct RunArgs {
     /// StorageClass of workspace volumes; the cluster's default when omitted.
     #[arg(long, env = "CLEANROOM_STORAGE_CLASS")]
     pub(super) storage_class: Option<String>,
+    /// ClusterRole bound to each workspace's members (the chart's; the
+    /// operator holds `bind` on it and nothing it grants).
+    #[arg(long, env = "CLEANROOM_MEMBER_CLUSTER_ROLE", default_value = crate::workspace::access::DEFAULT_MEMBER_CLUSTER_ROLE)]
+    pub(super) member_cluster_role: String,
     /// Log as JSON lines (for log pipelines) instead of text.
     #[arg(long, env = "CLEANROOM_LOG_JSON")]
     pub(super) log_json: bool,
@@ -64,6 +68,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings {
         agent_image: args.agent_image,
         storage_class: args.storage_class,
+        member_role: args.member_cluster_role,
         audit_namespace: args.audit_namespace,
         audit_exit_after: args.audit_exit_after,
     };

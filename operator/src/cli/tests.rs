@@ -203,7 +203,14 @@ fn render_prints_exactly_what_the_builders_build() {
         authorization: s.spec.authorization.clone(),
         namespace: s.namespace_name().expect("namespace"),
     };
-    let mut expected = workspace::desired(&id, &s.spec, false, Some("fast")).expect("builds");
+    let mut expected = workspace::desired(
+        &id,
+        &s.spec,
+        false,
+        Some("fast"),
+        workspace::access::DEFAULT_MEMBER_CLUSTER_ROLE,
+    )
+    .expect("builds");
     // The dataset's plan and preparation Job come before the compute.
     let compute = expected.pop().expect("compute");
     let (d, request) = (&docs.datasets[0], &s.spec.data[0]);

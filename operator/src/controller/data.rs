@@ -28,7 +28,10 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use super::kube_ops::{JobOutcome, apply, delete, job_outcome, patch_status, termination_message};
+use super::kube_ops::{
+    JobOutcome, apply, delete_if_owned, free_or_owned, job_outcome, patch_status,
+    termination_message,
+};
 use super::{Context, Error};
 use crate::api::dataset::VAULT_NAMESPACE;
 use crate::api::{DataRequest, Dataset, Scenario, ScenarioStatus, Time};
@@ -37,7 +40,6 @@ use crate::workspace::data::{
     DATASET_LABEL, KEY_BYTES, RECLAIM_ANNOTATION, data_claim_name, key_name, key_secret,
     output_claim, plan_config_map, preparation_job, preparation_name, prepared, workspace_claim,
 };
-use crate::workspace::labels;
 
 /// Pause between the steps of a hand-over, as a safety net: the claim's
 /// binding is watched and wakes the reconcile sooner.
@@ -99,9 +101,10 @@ pub async fn prepare(
         });
     }
     if !scenario.spec.data.is_empty() {
-        delete(
+        delete_if_owned(
             &Api::<Secret>::namespaced(ctx.client.clone(), VAULT_NAMESPACE),
             &key_name(id),
+            id,
         )
         .await?;
     }
@@ -151,19 +154,26 @@ async fn run(
         .cloned()
         .ok_or_else(|| Error::MissingField(format!("claim {VAULT_NAMESPACE}/{raw}"), "size"))?;
 
-    ensure_key(ctx, id).await?;
-    apply(
-        &Api::<ConfigMap>::namespaced(client.clone(), VAULT_NAMESPACE),
-        &plan_config_map(id, &dataset, request),
-    )
-    .await?;
     let name = preparation_name(id, d);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    // Names come from the uid, so only a deliberate squatter can hold one:
+    // its objects are never written to, and never taken for ours.
+    if let Err(why) = free_or_owned(&config_maps, &name, id).await? {
+        return Ok(Step::Failed(format!("dataset {d}: {why}")));
+    }
+    if let Err(why) = free_or_owned(&claims, &name, id).await? {
+        return Ok(Step::Failed(format!("dataset {d}: {why}")));
+    }
+    if let Err(why) = ensure_key(ctx, id).await? {
+        return Ok(Step::Failed(format!("dataset {d}: {why}")));
+    }
+    apply(&config_maps, &plan_config_map(id, &dataset, request)).await?;
     apply(
         &claims,
         &output_claim(id, d, size, ctx.settings.storage_class.as_deref()),
     )
     .await?;
-    let jobs: Api<Job> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
     let Some(job) = jobs.get_opt(&name).await? else {
         apply(
             &jobs,
@@ -173,6 +183,11 @@ async fn run(
         info!(scenario = %id.scenario, dataset = d, "preparation started");
         return Ok(Step::Pending(format!("preparing {d}"), PREPARING));
     };
+    if !id.owns(&job.metadata) {
+        return Ok(Step::Failed(format!(
+            "dataset {d}: Job {VAULT_NAMESPACE}/{name} exists and is not this scenario's; it is left alone"
+        )));
+    }
     let outcome = job_outcome(&job);
     if outcome == JobOutcome::Running {
         return Ok(Step::Pending(format!("preparing {d}"), PREPARING));
@@ -218,11 +233,15 @@ async fn run(
 }
 
 /// Creates the scenario's pseudonym key once. Never applied: a second
-/// write would change the key and with it every pseudonym.
-async fn ensure_key(ctx: &Context, id: &Identity) -> Result<(), Error> {
+/// write would change the key and with it every pseudonym. A Secret of
+/// that name that is not the scenario's is refused (`Ok(Err)`): a key
+/// someone else chose would let them compute every pseudonym.
+async fn ensure_key(ctx: &Context, id: &Identity) -> Result<Result<(), String>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), VAULT_NAMESPACE);
-    if secrets.get_metadata_opt(&key_name(id)).await?.is_some() {
-        return Ok(());
+    match free_or_owned(&secrets, &key_name(id), id).await? {
+        Ok(true) => return Ok(Ok(())),
+        Ok(false) => {}
+        Err(why) => return Ok(Err(why)),
     }
     let mut key = vec![0u8; KEY_BYTES];
     std::fs::File::open("/dev/urandom")
@@ -232,27 +251,108 @@ async fn ensure_key(ctx: &Context, id: &Identity) -> Result<(), Error> {
         .create(&PostParams::default(), &key_secret(id, &key))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Ok(_) => Ok(Ok(())),
+        // Made meanwhile: ours (a pass before a crash) or a squatter's.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(free_or_owned(&secrets, &key_name(id), id)
+            .await?
+            .map(|_| ())),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Which volume holds a dataset's prepared file, from the cluster alone:
+/// the one this scenario's vault output claim is bound to (while that claim
+/// exists, i.e. until the hand-over is done), else the one its workspace
+/// claim is bound to. `recorded` (the status) must agree: the status is
+/// never the only evidence for which volume moves. `Err` says why not.
+async fn prepared_volume(
+    id: &Identity,
+    ctx: &Context,
+    d: &str,
+    recorded: &str,
+    workspace_claim: Option<&PersistentVolumeClaim>,
+) -> Result<Result<PersistentVolume, String>, Error> {
+    let client = &ctx.client;
+    let vault_claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
+    let name = preparation_name(id, d);
+    let claims = [
+        vault_claims
+            .get_opt(&name)
+            .await?
+            .filter(|c| id.owns(&c.metadata)),
+        workspace_claim.cloned(),
+    ];
+    let Some(source) = claims.iter().flatten().find(|c| {
+        c.spec
+            .as_ref()
+            .and_then(|s| s.volume_name.as_deref())
+            .is_some()
+    }) else {
+        return Ok(Err(format!(
+            "dataset {d}: neither the scenario's vault claim {VAULT_NAMESPACE}/{name} nor its workspace claim names a volume"
+        )));
+    };
+    let volume = source
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
+    if volume != recorded {
+        return Ok(Err(format!(
+            "dataset {d}: the status names volume {recorded}, but the scenario's claim {} holds {volume}; nothing is moved",
+            source.name_any()
+        )));
+    }
+    let Some(pv) = Api::<PersistentVolume>::all(client.clone())
+        .get_opt(&volume)
+        .await?
+    else {
+        return Ok(Err(format!(
+            "dataset {d}: its prepared volume {volume} is gone"
+        )));
+    };
+    // Bound to one of the scenario's two claims, by uid: not a volume that
+    // merely names a claim of that name.
+    let uids: Vec<&str> = claims
+        .iter()
+        .flatten()
+        .filter_map(|c| c.metadata.uid.as_deref())
+        .collect();
+    let bound_to_ours = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .and_then(|r| r.uid.as_deref())
+        .is_some_and(|uid| uids.contains(&uid));
+    if !bound_to_ours {
+        return Ok(Err(format!(
+            "dataset {d}: volume {volume} is not bound to this scenario's claims; nothing is moved"
+        )));
+    }
+    Ok(Ok(pv))
+}
+
 /// Steps 2 and 3: the volume moves from the vault claim to the workspace's.
-async fn hand_over(id: &Identity, ctx: &Context, d: &str, volume: &str) -> Result<Step, Error> {
+async fn hand_over(id: &Identity, ctx: &Context, d: &str, recorded: &str) -> Result<Step, Error> {
     let client = &ctx.client;
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let workspace_claims: Api<PersistentVolumeClaim> =
         Api::namespaced(client.clone(), &id.namespace);
     let claim_name = data_claim_name(d);
-    let Some(pv) = volumes.get_opt(volume).await? else {
+    let existing = workspace_claims.get_opt(&claim_name).await?;
+    if existing.as_ref().is_some_and(|c| !id.owns(&c.metadata)) {
         return Ok(Step::Failed(format!(
-            "dataset {d}: its prepared volume {volume} is gone"
+            "dataset {d}: claim {}/{claim_name} exists and is not this scenario's; it is left alone",
+            id.namespace
         )));
+    }
+    let pv = match prepared_volume(id, ctx, d, recorded, existing.as_ref()).await? {
+        Ok(pv) => pv,
+        Err(why) => return Ok(Step::Failed(why)),
     };
-    let bound = workspace_claims
-        .get_opt(&claim_name)
-        .await?
+    let volume = pv.name_any();
+    let bound = existing
+        .as_ref()
         .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"));
     if bound.is_some() {
         restore_reclaim_policy(&volumes, &pv).await?;
@@ -267,21 +367,19 @@ async fn hand_over(id: &Identity, ctx: &Context, d: &str, volume: &str) -> Resul
         .clone()
         .unwrap_or_else(|| "Delete".into());
     let remembered = pv.annotations().get(RECLAIM_ANNOTATION).cloned();
-    let mut patch = json!({"metadata": {"labels": {
-        labels::SCENARIO: id.scenario,
-        labels::MANAGED_BY: labels::MANAGER,
-        DATASET_LABEL: d,
-    }}});
+    let mut labels = id.labels();
+    labels.insert(DATASET_LABEL.into(), d.into());
+    let mut patch = json!({"metadata": {"labels": labels}});
     if policy != "Retain" || remembered.is_none() {
         patch["metadata"]["annotations"] =
             json!({RECLAIM_ANNOTATION: remembered.unwrap_or(policy)});
         patch["spec"] = json!({"persistentVolumeReclaimPolicy": "Retain"});
     }
     let pv = volumes
-        .patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
 
-    let claim = match workspace_claims.get_opt(&claim_name).await? {
+    let claim = match existing {
         Some(c) => c,
         None => apply(&workspace_claims, &workspace_claim(id, d, &pv)).await?,
     };
@@ -302,7 +400,7 @@ async fn hand_over(id: &Identity, ctx: &Context, d: &str, volume: &str) -> Resul
             "fieldPath": null,
         }}});
         volumes
-            .patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         info!(scenario = %id.scenario, dataset = d, volume, "volume handed over to the workspace");
     }
@@ -337,19 +435,22 @@ async fn restore_reclaim_policy(
 async fn clean_vault(id: &Identity, ctx: &Context, d: &str) -> Result<(), Error> {
     let name = preparation_name(id, d);
     let client = &ctx.client;
-    delete(
+    delete_if_owned(
         &Api::<Job>::namespaced(client.clone(), VAULT_NAMESPACE),
         &name,
+        id,
     )
     .await?;
-    delete(
+    delete_if_owned(
         &Api::<PersistentVolumeClaim>::namespaced(client.clone(), VAULT_NAMESPACE),
         &name,
+        id,
     )
     .await?;
-    delete(
+    delete_if_owned(
         &Api::<ConfigMap>::namespaced(client.clone(), VAULT_NAMESPACE),
         &name,
+        id,
     )
     .await?;
     Ok(())

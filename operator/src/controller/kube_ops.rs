@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{Context, Error, FINALIZER};
 use crate::api::{Scenario, ScenarioStatus};
-use crate::workspace::FIELD_MANAGER;
+use crate::workspace::{FIELD_MANAGER, Identity};
 
 /// Server-side apply of `object` (which names itself) through `api`.
 pub async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, Error>
@@ -44,6 +44,44 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes `name` only if it is `id`'s (see [`Identity::owns`]): a name
+/// alone proves nothing, someone else's object of that name is left alone.
+/// Returns true if ours was there.
+pub async fn delete_if_owned<K>(api: &Api<K>, name: &str, id: &Identity) -> Result<bool, Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    match api.get_metadata_opt(name).await? {
+        Some(found) if id.owns(&found.metadata) => delete(api, name).await,
+        _ => Ok(false),
+    }
+}
+
+/// Whether the object called `name` is free to be made or is `id`'s own:
+/// `Err` names it when someone else's object holds the name.
+pub async fn free_or_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    id: &Identity,
+) -> Result<Result<bool, String>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    Ok(match api.get_metadata_opt(name).await? {
+        None => Ok(false),
+        Some(found) if id.owns(&found.metadata) => Ok(true),
+        Some(_) => Err(format!(
+            "{} {}{name} exists and is not this scenario's (no {}={}); it is left alone",
+            K::kind(&()),
+            api.namespace()
+                .map(|ns| format!("{ns}/"))
+                .unwrap_or_default(),
+            crate::workspace::labels::SCENARIO_UID,
+            id.uid
+        )),
+    })
 }
 
 /// Writes the scenario's status unless it is unchanged, after appending to

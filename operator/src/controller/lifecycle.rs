@@ -1,10 +1,17 @@
 //! What a scenario should be doing now: a pure function of the scenario, its
-//! authorization and the clock. The reconciler carries the decision out.
+//! authorization, the end already begun (if any) and the clock. The
+//! reconciler carries the decision out.
+//!
+//! Ending is final (design invariant 8): once teardown has begun, the
+//! decision is that same teardown whatever changes afterwards (a raised
+//! `validUntil`, a re-created authorization, a state set back to Active).
+//! The end begun is read back from the cluster ([`ended`]), so the rule
+//! holds across restarts; renewal is raising `validUntil` *before* it passes.
 
 use std::time::Duration;
 
-use crate::api::{Authorization, Scenario, State, Time};
-use crate::conditions::reasons;
+use crate::api::{Authorization, Scenario, ScenarioPhase, ScenarioStatus, State, Time};
+use crate::conditions::{reasons, types};
 use crate::rules::effective_expiry;
 
 /// Why a scenario ends (and is torn down).
@@ -35,6 +42,20 @@ impl End {
             End::AuthorizationExpired => reasons::AUTHORIZATION_EXPIRED,
             End::AuthorizationGone => reasons::AUTHORIZATION_NOT_FOUND,
         }
+    }
+
+    /// The end a condition reason names (the inverse of [`End::reason`]).
+    pub fn from_reason(reason: &str) -> Option<End> {
+        [
+            End::Deleted,
+            End::Revoked,
+            End::AuthorizationRevoked,
+            End::Expired,
+            End::AuthorizationExpired,
+            End::AuthorizationGone,
+        ]
+        .into_iter()
+        .find(|e| e.reason() == reason)
     }
 
     /// True for the ends that count as revocation (the `Revoked` condition);
@@ -102,15 +123,46 @@ pub enum Decision {
     },
 }
 
+/// The end a scenario has already begun, from either record of it: the
+/// mark teardown puts on the workspace namespace before anything else (so
+/// it holds even while the status cannot be written) or the status phase
+/// (`TearingDown`, `Closed`; the Ready reason says why). A phase that says
+/// it ended without a reason this version knows counts as a revocation:
+/// when in doubt, the workspace stays closed.
+pub fn ended(status: Option<&ScenarioStatus>, namespace_mark: Option<&str>) -> Option<End> {
+    if let Some(mark) = namespace_mark {
+        return Some(End::from_reason(mark).unwrap_or(End::Revoked));
+    }
+    let status = status?;
+    if !matches!(
+        status.phase,
+        Some(ScenarioPhase::TearingDown | ScenarioPhase::Closed)
+    ) {
+        return None;
+    }
+    let reason = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY)
+        .map(|c| c.reason.as_str());
+    Some(reason.and_then(End::from_reason).unwrap_or(End::Revoked))
+}
+
 /// Decides what the scenario should be doing at `now`. `provisioned` tells
 /// whether a workspace may exist (its namespace was created), which matters
 /// only when the authorization is gone: nothing to tear down before that.
+/// `ended` is the end already begun ([`ended`]): it is final, and the first
+/// end stays the reason even if the object is deleted later.
 pub fn decide(
     scenario: &Scenario,
     authorization: Option<&Authorization>,
     provisioned: bool,
+    ended: Option<End>,
     now: &Time,
 ) -> Decision {
+    if let Some(end) = ended {
+        return Decision::TearDown(end);
+    }
     if scenario.metadata.deletion_timestamp.is_some() {
         return Decision::TearDown(End::Deleted);
     }
@@ -224,6 +276,7 @@ mod tests {
             &scenario("Active", None),
             Some(&authorization("Active")),
             false,
+            None,
             &t(MID),
         );
         assert_eq!(
@@ -239,7 +292,7 @@ mod tests {
     fn the_earlier_validuntil_wins() {
         let s = scenario("Active", Some("2026-07-01T00:00:00Z"));
         let Decision::Run { expires_at, .. } =
-            decide(&s, Some(&authorization("Active")), true, &t(MID))
+            decide(&s, Some(&authorization("Active")), true, None, &t(MID))
         else {
             panic!("must run");
         };
@@ -252,6 +305,7 @@ mod tests {
             &scenario("Suspended", None),
             Some(&authorization("Active")),
             true,
+            None,
             &t(MID),
         );
         assert!(matches!(
@@ -265,6 +319,7 @@ mod tests {
             &scenario("Active", None),
             Some(&authorization("Suspended")),
             true,
+            None,
             &t(MID),
         );
         assert!(matches!(
@@ -283,6 +338,7 @@ mod tests {
                 &scenario("Revoked", None),
                 Some(&authorization("Active")),
                 true,
+                None,
                 &t(MID)
             ),
             Decision::TearDown(End::Revoked)
@@ -292,6 +348,7 @@ mod tests {
                 &scenario("Active", None),
                 Some(&authorization("Revoked")),
                 true,
+                None,
                 &t(MID)
             ),
             Decision::TearDown(End::AuthorizationRevoked)
@@ -303,16 +360,16 @@ mod tests {
         let s = scenario("Active", Some("2026-07-01T00:00:00Z"));
         let a = authorization("Active");
         assert!(matches!(
-            decide(&s, Some(&a), true, &t("2026-06-30T23:59:59.999Z")),
+            decide(&s, Some(&a), true, None, &t("2026-06-30T23:59:59.999Z")),
             Decision::Run { .. }
         ));
         assert_eq!(
-            decide(&s, Some(&a), true, &t("2026-07-01T00:00:00Z")),
+            decide(&s, Some(&a), true, None, &t("2026-07-01T00:00:00Z")),
             Decision::TearDown(End::Expired)
         );
         let own_none = scenario("Active", None);
         assert_eq!(
-            decide(&own_none, Some(&a), true, &t("2027-01-01T00:00:00Z")),
+            decide(&own_none, Some(&a), true, None, &t("2027-01-01T00:00:00Z")),
             Decision::TearDown(End::AuthorizationExpired)
         );
     }
@@ -323,6 +380,7 @@ mod tests {
             &scenario("Active", None),
             Some(&authorization("Active")),
             false,
+            None,
             &t("2025-12-31T00:00:00Z"),
         );
         let Decision::Wait { reason, until, .. } = d else {
@@ -336,11 +394,11 @@ mod tests {
     fn a_missing_authorization_waits_or_tears_down_what_exists() {
         let s = scenario("Active", None);
         assert!(matches!(
-            decide(&s, None, false, &t(MID)),
+            decide(&s, None, false, None, &t(MID)),
             Decision::Wait { .. }
         ));
         assert_eq!(
-            decide(&s, None, true, &t(MID)),
+            decide(&s, None, true, None, &t(MID)),
             Decision::TearDown(End::AuthorizationGone)
         );
     }
@@ -350,7 +408,7 @@ mod tests {
         let mut s = scenario("Active", None);
         s.metadata.deletion_timestamp = Some(t(MID));
         assert_eq!(
-            decide(&s, Some(&authorization("Active")), true, &t(MID)),
+            decide(&s, Some(&authorization("Active")), true, None, &t(MID)),
             Decision::TearDown(End::Deleted)
         );
     }
@@ -362,6 +420,193 @@ mod tests {
         assert_eq!(
             until(&t("2026-01-01T00:00:02Z"), &t("2026-01-01T00:00:00Z")),
             None
+        );
+    }
+
+    /// One change a user, the bureau or the clock can make.
+    #[derive(Clone, Copy, Debug)]
+    enum Change {
+        /// The clock passes the scenario's own validUntil.
+        ClockPassesScenarioEnd,
+        /// The clock passes the authorization's validUntil.
+        ClockPassesAuthorizationEnd,
+        /// The scenario's validUntil is raised far into the future.
+        RaiseScenarioValidUntil,
+        /// The authorization's validUntil is raised.
+        RaiseAuthorizationValidUntil,
+        /// The authorization is deleted.
+        DeleteAuthorization,
+        /// An authorization of the same name is created again.
+        RecreateAuthorization,
+        /// The scenario is revoked.
+        RevokeScenario,
+        /// The scenario (or its authorization) is suspended, then made Active.
+        SuspendAndResume,
+    }
+
+    struct World {
+        scenario: Scenario,
+        authorization: Option<Authorization>,
+        now: Time,
+    }
+
+    impl World {
+        fn apply(&mut self, change: Change) {
+            match change {
+                Change::ClockPassesScenarioEnd => {
+                    self.now = self.now.clone().max(t("2026-07-01T00:00:01Z"));
+                }
+                Change::ClockPassesAuthorizationEnd => {
+                    self.now = self.now.clone().max(t("2027-01-01T00:00:01Z"));
+                }
+                Change::RaiseScenarioValidUntil => {
+                    self.scenario.spec.valid_until = Some(t("2028-06-01T00:00:00Z"));
+                }
+                Change::RaiseAuthorizationValidUntil => {
+                    if let Some(a) = self.authorization.as_mut() {
+                        a.spec.valid_until = t("2028-12-31T00:00:00Z");
+                    }
+                }
+                Change::DeleteAuthorization => self.authorization = None,
+                Change::RecreateAuthorization => {
+                    let mut fresh = authorization("Active");
+                    fresh.spec.valid_until = t("2028-12-31T00:00:00Z");
+                    self.authorization.get_or_insert(fresh);
+                }
+                Change::RevokeScenario => {
+                    self.scenario.spec.state = State::Revoked;
+                }
+                Change::SuspendAndResume => {
+                    if self.scenario.spec.state != State::Revoked {
+                        self.scenario.spec.state = State::Active;
+                    }
+                }
+            }
+        }
+    }
+
+    fn permutations(items: &[Change]) -> Vec<Vec<Change>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        let mut out = Vec::new();
+        for i in 0..items.len() {
+            let mut rest = items.to_vec();
+            let first = rest.remove(i);
+            for mut tail in permutations(&rest) {
+                tail.insert(0, first);
+                out.push(tail);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn once_an_end_has_begun_no_ordering_of_changes_brings_the_workspace_back() {
+        let changes = [
+            Change::ClockPassesScenarioEnd,
+            Change::ClockPassesAuthorizationEnd,
+            Change::RaiseScenarioValidUntil,
+            Change::RaiseAuthorizationValidUntil,
+            Change::DeleteAuthorization,
+            Change::RecreateAuthorization,
+            Change::RevokeScenario,
+            Change::SuspendAndResume,
+        ];
+        let orderings = permutations(&changes);
+        assert_eq!(orderings.len(), 40_320);
+        // Without the memory of the end (the old decision), some ordering
+        // does reopen the workspace: the test below would catch that.
+        let mut reopened_without_memory = 0;
+        for order in &orderings {
+            let mut world = World {
+                scenario: scenario("Active", Some("2026-07-01T00:00:00Z")),
+                authorization: Some(authorization("Active")),
+                now: t(MID),
+            };
+            let mut begun: Option<End> = None;
+            let mut stateless_ended = false;
+            for change in order {
+                world.apply(*change);
+                let d = decide(
+                    &world.scenario,
+                    world.authorization.as_ref(),
+                    true,
+                    begun,
+                    &world.now,
+                );
+                match (begun, &d) {
+                    (None, Decision::TearDown(end)) => begun = Some(*end),
+                    (None, _) => {}
+                    (Some(first), d) => assert_eq!(
+                        d,
+                        &Decision::TearDown(first),
+                        "after {order:?} the decision left teardown"
+                    ),
+                }
+                let stateless = decide(
+                    &world.scenario,
+                    world.authorization.as_ref(),
+                    true,
+                    None,
+                    &world.now,
+                );
+                match stateless {
+                    Decision::TearDown(_) => stateless_ended = true,
+                    _ if stateless_ended => reopened_without_memory += 1,
+                    _ => {}
+                }
+            }
+            assert!(begun.is_some(), "{order:?} never ended");
+        }
+        assert!(reopened_without_memory > 0);
+    }
+
+    #[test]
+    fn the_end_begun_is_read_back_from_the_namespace_mark_or_the_status() {
+        use crate::conditions::condition;
+        let now = t(MID);
+        assert_eq!(
+            ended(None, Some(reasons::VALIDITY_ENDED)),
+            Some(End::Expired)
+        );
+        assert_eq!(
+            ended(None, Some("SomethingNew")),
+            Some(End::Revoked),
+            "an unknown mark still means ended"
+        );
+        let mut status = ScenarioStatus {
+            phase: Some(ScenarioPhase::Ready),
+            ..ScenarioStatus::default()
+        };
+        assert_eq!(ended(Some(&status), None), None);
+        status.phase = Some(ScenarioPhase::TearingDown);
+        status.conditions.push(condition(
+            types::READY,
+            false,
+            reasons::AUTHORIZATION_NOT_FOUND,
+            "x",
+            None,
+            &now,
+        ));
+        assert_eq!(ended(Some(&status), None), Some(End::AuthorizationGone));
+        status.phase = Some(ScenarioPhase::Closed);
+        status.conditions.clear();
+        assert_eq!(ended(Some(&status), None), Some(End::Revoked));
+        // The mark is written first: it wins over a status not yet written.
+        assert_eq!(
+            ended(Some(&ScenarioStatus::default()), Some(reasons::DELETED)),
+            Some(End::Deleted)
+        );
+    }
+
+    #[test]
+    fn the_first_end_stays_the_reason_when_the_object_is_deleted_later() {
+        let mut s = scenario("Active", None);
+        s.metadata.deletion_timestamp = Some(t(MID));
+        assert_eq!(
+            decide(&s, None, true, Some(End::Expired), &t(MID)),
+            Decision::TearDown(End::Expired)
         );
     }
 }

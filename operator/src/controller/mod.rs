@@ -9,6 +9,7 @@
 
 pub mod authorization;
 pub mod data;
+pub mod foreign;
 pub mod kube_ops;
 pub mod lifecycle;
 pub mod memo;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub agent_image: String,
     /// StorageClass for the workspace's volumes (cluster default if `None`).
     pub storage_class: Option<String>,
+    /// The chart's ClusterRole bound to each workspace's members.
+    pub member_role: String,
     /// Namespace of the audit ledger's segments.
     pub audit_namespace: String,
     /// Fault injection for the crash test (see [`crate::audit::Ledger::exit_after`]).
@@ -64,6 +67,8 @@ pub struct Context {
     pub memo: memo::Memo,
     /// The audit ledger, written before every status change (see [`crate::audit`]).
     pub audit: Arc<Ledger>,
+    /// Caches of what exists in the workspaces (see [`foreign`]).
+    pub guards: foreign::Guards,
 }
 
 /// What can go wrong in a reconcile. Each has a category for metrics and Events.
@@ -154,6 +159,7 @@ pub async fn run(
 
     let scenario_controller = Controller::new(scenarios, watcher::Config::default());
     let store = scenario_controller.store();
+    let (guards, foreign_changes) = foreign::Guards::watch(&client);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings,
@@ -161,6 +167,7 @@ pub async fn run(
         metrics: metrics.clone(),
         memo: memo::Memo::default(),
         audit: audit.clone(),
+        guards,
     });
 
     // An authorization's change (state, validity, members, quota) may change
@@ -209,6 +216,8 @@ pub async fn run(
             managed,
             |c: PersistentVolumeClaim| scenario_of(c.labels()),
         )
+        // Objects in a workspace that the operator did not make.
+        .reconcile_on(foreign_changes)
         .shutdown_on_signal()
         .run(scenario::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {

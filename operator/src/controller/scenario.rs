@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -18,9 +18,9 @@ use tracing::{info, warn};
 
 use super::data::{self, Preparation};
 use super::kube_ops::{apply, delete, ensure_finalizer, patch_status};
-use super::lifecycle::{Decision, Seal, decide, until};
+use super::lifecycle::{Decision, Seal, decide, ended, until};
 use super::memo;
-use super::{Context, Error, teardown};
+use super::{Context, Error, foreign, teardown};
 use crate::api::{Authorization, Dataset, Scenario, ScenarioPhase, Time};
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::metrics::Kind;
@@ -29,6 +29,7 @@ use crate::rules::{
     validate_scenario,
 };
 use crate::workspace::compute::{Compute, WORKSPACE, compute, scratch_claim};
+use crate::workspace::isolation::ENDING_ANNOTATION;
 use crate::workspace::{Identity, access, isolation};
 
 /// How often to look again while something is on its way (a volume binding,
@@ -131,8 +132,14 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
         .get_opt(&scenario.spec.authorization)
         .await?;
     let provisioned = status.namespace.is_some();
-    match decide(scenario, authorization.as_ref(), provisioned, &now) {
-        Decision::TearDown(end) => teardown::run(scenario, &id, end, ctx, &now).await,
+    let namespace = WorkspaceNamespace::read(ctx, &id).await?;
+    let ours = namespace.ours();
+    let mark = ours
+        .and_then(|ns| ns.annotations().get(ENDING_ANNOTATION))
+        .map(String::as_str);
+    let begun = ended(scenario.status.as_ref(), mark);
+    match decide(scenario, authorization.as_ref(), provisioned, begun, &now) {
+        Decision::TearDown(end) => teardown::run(scenario, &id, end, ctx, ours, &now).await,
         Decision::Wait {
             reason,
             message,
@@ -168,12 +175,79 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
             };
             let wake_at_expiry = until(&now, &expires_at).unwrap_or(SOON);
             if let Err(rejection) = admit(scenario, &authorization, ctx).await? {
-                reject(&api, scenario, &id, ctx, rejection, &now, provisioned).await?;
+                let sealable = provisioned && ours.is_some();
+                reject(&api, scenario, &id, ctx, rejection, &now, sealable).await?;
                 return Ok(Action::requeue(wake_at_expiry));
             }
-            let again = provision(&api, scenario, &id, ctx, seal, &expires_at, &now).await?;
+            if let WorkspaceNamespace::Foreign = namespace {
+                // Never adopted, written to, wiped or deleted; looked at
+                // again in case its owner removes it.
+                let rejection = namespace_not_owned(&id);
+                reject(&api, scenario, &id, ctx, rejection, &now, false).await?;
+                return Ok(Action::requeue(SOON.min(wake_at_expiry)));
+            }
+            let again = provision(&api, scenario, &id, ctx, seal, &expires_at, &now, ours).await?;
             Ok(Action::requeue(again.min(wake_at_expiry)))
         }
+    }
+}
+
+/// The workspace namespace as the cluster has it. Only one marked with the
+/// scenario's uid is the scenario's: a `cr-<name>` made by anyone else (or
+/// by a former scenario of the same name) is never adopted.
+enum WorkspaceNamespace {
+    Absent,
+    Ours(Box<Namespace>),
+    Foreign,
+}
+
+impl WorkspaceNamespace {
+    async fn read(ctx: &Context, id: &Identity) -> Result<WorkspaceNamespace, Error> {
+        let found = Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&id.namespace)
+            .await?;
+        Ok(match found {
+            None => WorkspaceNamespace::Absent,
+            Some(ns) if id.owns(&ns.metadata) => WorkspaceNamespace::Ours(Box::new(ns)),
+            Some(_) => WorkspaceNamespace::Foreign,
+        })
+    }
+
+    fn ours(&self) -> Option<&Namespace> {
+        match self {
+            WorkspaceNamespace::Ours(ns) => Some(ns),
+            _ => None,
+        }
+    }
+}
+
+/// The rejection of a scenario whose namespace is someone else's.
+fn namespace_not_owned(id: &Identity) -> Rejection {
+    Rejection {
+        field: "metadata.name".into(),
+        reason: reasons::NAMESPACE_NOT_OWNED,
+        message: format!(
+            "namespace {} already exists and was not made for this scenario (it has no {}={}); \
+             it is left as it is. Choose another scenario name, or remove that namespace",
+            id.namespace,
+            crate::workspace::labels::SCENARIO_UID,
+            id.uid
+        ),
+    }
+}
+
+/// Creates the workspace namespace, only if it does not exist: a create,
+/// not an apply, so one made by someone else in the meantime is refused by
+/// the API server (409) instead of adopted. `false` if it was taken.
+async fn create_namespace(ctx: &Context, id: &Identity) -> Result<bool, Error> {
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    match namespaces
+        .create(&kube::api::PostParams::default(), &isolation::namespace(id))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -207,11 +281,24 @@ async fn admit(
     Ok(check_aggregate_quota(scenario, authorization, &peers))
 }
 
+/// A scenario's place in its authorization's queue: those admitted first,
+/// in the order they were admitted, then the others in the order they were
+/// created (the name breaks ties).
+fn queue_key(s: &Scenario) -> (bool, Option<Time>, String) {
+    let admitted = s.status.as_ref().and_then(|st| st.admitted_at.clone());
+    (
+        admitted.is_none(),
+        admitted.or_else(|| s.metadata.creation_timestamp.clone()),
+        s.name_any(),
+    )
+}
+
 /// Live scenarios of the same authorization that hold their place ahead of
-/// `scenario`: created earlier (name breaks ties), not rejected, not closed,
-/// not being deleted.
+/// `scenario` (see [`queue_key`]): not rejected, not closed, not being
+/// deleted. Admission is sticky: a scenario admitted before is never pushed
+/// out by an older one that was rejected and fixed later.
 pub fn admitted_peers(scenario: &Scenario, all: &[Arc<Scenario>]) -> Vec<Scenario> {
-    let key = |s: &Scenario| (s.metadata.creation_timestamp.clone(), s.name_any());
+    let key = queue_key;
     let mine = key(scenario);
     all.iter()
         .filter(|s| s.spec.authorization == scenario.spec.authorization)
@@ -246,6 +333,8 @@ async fn reject(
     let mut next = scenario.status.clone().unwrap_or_default();
     next.observed_generation = scenario.metadata.generation;
     next.phase = Some(ScenarioPhase::Rejected);
+    // Its place in the quota is given up: admitted again, it queues anew.
+    next.admitted_at = None;
     let message = format!("{}: {}", rejection.field, rejection.message);
     set_condition(
         &mut next.conditions,
@@ -301,7 +390,9 @@ async fn stop_compute(id: &Identity, ctx: &Context) -> Result<(), Error> {
 /// no pod can exist before the deny policy does, and no compute before its
 /// data. Returns how soon to look again: soon while something is on its
 /// way, else within the memo's resync time (the next deadline or a watch
-/// may wake it earlier).
+/// may wake it earlier). `namespace` is the workspace namespace if it
+/// exists (and is the scenario's: a foreign one never reaches here).
+#[allow(clippy::too_many_arguments)]
 async fn provision(
     api: &Api<Scenario>,
     scenario: &Scenario,
@@ -310,11 +401,26 @@ async fn provision(
     seal_reason: Option<Seal>,
     expires_at: &Time,
     now: &Time,
+    namespace: Option<&Namespace>,
 ) -> Result<Duration, Error> {
+    // Security before bookkeeping: a sealed workspace's compute and access
+    // stop, and anything foreign in it goes, before any status or ledger write.
+    if namespace.is_some() && seal_reason.is_some() {
+        seal(id, ctx).await?;
+    }
+    let foreign = match namespace {
+        Some(_) => ctx.guards.foreign(id),
+        None => Vec::new(),
+    };
+    foreign::remove(ctx, scenario, id, &foreign).await?;
+
     let generation = scenario.metadata.generation;
     let mut next = scenario.status.clone().unwrap_or_default();
     next.observed_generation = generation;
     next.expires_at = Some(expires_at.clone());
+    if next.admitted_at.is_none() {
+        next.admitted_at = Some(now.clone());
+    }
     if next.namespace.is_none() {
         // Recorded before the namespace exists, so a crash in between still
         // leaves a trace that a workspace may need tearing down.
@@ -334,13 +440,18 @@ async fn provision(
         );
         patch_status(ctx, api, scenario, &next).await?;
     }
+    if namespace.is_none() && !create_namespace(ctx, id).await? {
+        // Made by someone else just now: the next pass sees whose it is.
+        return Ok(Duration::from_secs(1));
+    }
 
     let client = &ctx.client;
     let ns = id.namespace.as_str();
     let spec = &scenario.spec;
     let quota = isolation::resource_quota(id, spec, &next.data);
     // Sealed: the members' binding is removed, not applied.
-    let binding = access::member_binding(id, &spec.members).filter(|_| seal_reason.is_none());
+    let binding = access::member_binding(id, &spec.members, &ctx.settings.member_role)
+        .filter(|_| seal_reason.is_none());
     let scratch = scratch_claim(id, spec, ctx.settings.storage_class.as_deref());
     let compute = compute(id, spec, seal_reason.is_none());
     let fingerprint = memo::fingerprint(&[
@@ -377,11 +488,6 @@ async fn provision(
         apply(
             &Api::<ServiceAccount>::namespaced(client.clone(), ns),
             &access::service_account(id),
-        )
-        .await?;
-        apply(
-            &Api::<Role>::namespaced(client.clone(), ns),
-            &access::member_role(id),
         )
         .await?;
         let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
@@ -472,16 +578,26 @@ async fn provision(
         ),
         now,
     );
-    set_condition(
-        c,
+    let isolated = if foreign.is_empty() {
         cond(
             types::ISOLATED,
             true,
-            reasons::WORKSPACE_READY,
-            "default-deny network policy for ingress and egress is in place".into(),
-        ),
-        now,
-    );
+            reasons::NO_FOREIGN_OBJECT,
+            "default-deny network policy for ingress and egress is in place; nothing foreign in the workspace".into(),
+        )
+    } else {
+        let names: Vec<String> = foreign.iter().map(foreign::Foreign::display).collect();
+        cond(
+            types::ISOLATED,
+            false,
+            reasons::FOREIGN_OBJECT,
+            format!(
+                "objects the operator did not make were found in {ns} and removed: {}",
+                names.join(", ")
+            ),
+        )
+    };
+    set_condition(c, isolated, now);
     let datasets = spec.data.len();
     let (prepared, prepared_reason, prepared_msg) = match &preparation {
         Preparation::Ready if datasets == 0 => (

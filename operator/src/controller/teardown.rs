@@ -1,7 +1,14 @@
-//! Teardown: compute and access first, then every volume wiped with proof
-//! recorded in status *before* its claim is deleted, then the volumes and the
-//! namespace. Each call moves as far as it can and asks to be called again;
-//! every step can be repeated after a crash.
+//! Teardown: compute and access first, before anything is written (the
+//! records follow as soon as the ledger takes them), then every volume
+//! wiped with proof recorded in status *before* its claim is deleted, then
+//! the volumes and the namespace. Each call moves as far as it can and asks
+//! to be called again; every step can be repeated after a crash.
+//!
+//! Nothing is trusted by name alone: the namespace is the scenario's only if
+//! it carries the scenario's uid (a foreign one is never wiped or deleted),
+//! a claim is deleted unwiped only when the cluster shows it never held a
+//! volume, and a wipe counts only when this scenario's wipe Job reported it
+//! (never because the status says so).
 
 use std::time::Duration;
 
@@ -9,13 +16,16 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
 };
-use kube::api::ListParams;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
+use serde_json::json;
 use tracing::{info, warn};
 
 use super::kube_ops::{
-    JobOutcome, apply, delete, job_outcome, patch_status, remove_finalizer, termination_message,
+    JobOutcome, apply, delete, delete_if_owned, job_outcome, patch_status, remove_finalizer,
+    termination_message,
 };
 use super::lifecycle::End;
 use super::{Context, Error};
@@ -23,7 +33,8 @@ use crate::api::dataset::VAULT_NAMESPACE;
 use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time, WipeAttestation};
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::workspace::compute::WORKSPACE;
-use crate::workspace::wipe::{attestation, job_name, wipe_job};
+use crate::workspace::isolation::{ENDED_AT_ANNOTATION, ENDING_ANNOTATION};
+use crate::workspace::wipe::{attestation, job_name, wipe_job_bounded};
 use crate::workspace::{Identity, access, data, labels};
 
 /// Poll interval while pods stop, claims go and the namespace is deleted.
@@ -43,21 +54,30 @@ enum Progress {
 }
 
 /// Tears the workspace down for `end`, then closes the scenario.
+/// `namespace` is the workspace namespace if it exists and is this
+/// scenario's (see [`Identity::owns`]).
 pub async fn run(
     scenario: &Scenario,
     id: &Identity,
     end: End,
     ctx: &Context,
+    namespace: Option<&Namespace>,
     now: &Time,
 ) -> Result<Action, Error> {
     let api: Api<Scenario> = Api::all(ctx.client.clone());
     ctx.memo.forget(&id.uid);
+    // Security first: compute and access stop before any status or ledger
+    // write, so an unwritable ledger delays the record, never the stop.
+    let stopped_at = match namespace {
+        Some(ns) => Some(stop_workspace(ctx, id, ns, end, now).await?),
+        None => None,
+    };
     let mut status = scenario.status.clone().unwrap_or_default();
-    mark_ending(scenario, &mut status, end, now);
+    mark_ending(scenario, &mut status, end, stopped_at.as_ref(), now);
     patch_status(ctx, &api, scenario, &status).await?;
     // A scenario that never got a workspace has nothing to wipe.
     let progress = if status.namespace.is_some() {
-        step(scenario, id, ctx, &api, &mut status, now).await?
+        step(scenario, id, ctx, &api, namespace, &mut status, now).await?
     } else {
         Progress::Done
     };
@@ -79,63 +99,82 @@ pub async fn run(
     }
 }
 
-/// Conditions and phase while tearing down.
-fn mark_ending(scenario: &Scenario, status: &mut ScenarioStatus, end: End, now: &Time) {
+/// Deletes the compute and the members' binding, then marks the namespace
+/// with the end (and its time) so that the end is final even before the
+/// status can say so ([`super::lifecycle::ended`] reads the mark). Returns
+/// when compute and access were stopped: the first time, now; after that,
+/// the time the mark records.
+async fn stop_workspace(
+    ctx: &Context,
+    id: &Identity,
+    namespace: &Namespace,
+    end: End,
+    now: &Time,
+) -> Result<Time, Error> {
+    let recorded = namespace
+        .annotations()
+        .get(ENDED_AT_ANNOTATION)
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    if namespace.annotations().contains_key(ENDING_ANNOTATION)
+        && let Some(at) = recorded
+    {
+        return Ok(Time(at));
+    }
+    let client = &ctx.client;
+    let ns = id.namespace.as_str();
+    delete(
+        &Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns),
+        WORKSPACE,
+    )
+    .await?;
+    delete(&Api::<Job>::namespaced(client.clone(), ns), WORKSPACE).await?;
+    delete(
+        &Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns),
+        access::MEMBER_BINDING,
+    )
+    .await?;
+    warn!(scenario = %id.scenario, reason = end.reason(), "compute and access stopped");
+    let mark = json!({"metadata": {"annotations": {
+        ENDING_ANNOTATION: end.reason(),
+        ENDED_AT_ANNOTATION: now.0.to_string(),
+    }}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&mark))
+        .await?;
+    Ok(now.clone())
+}
+
+/// Conditions and phase while tearing down. `stopped` is when compute and
+/// access were stopped (if there was a workspace): the conditions carry
+/// that time, so the records that follow them tell when it really happened.
+fn mark_ending(
+    scenario: &Scenario,
+    status: &mut ScenarioStatus,
+    end: End,
+    stopped: Option<&Time>,
+    now: &Time,
+) {
     let generation = scenario.metadata.generation;
+    let at = stopped.unwrap_or(now);
     status.observed_generation = generation;
     status.phase = Some(ScenarioPhase::TearingDown);
-    let c = &mut status.conditions;
     let why = format!("tearing down: {}", end.message());
-    set_condition(
-        c,
-        condition(
-            types::READY,
-            false,
-            end.reason(),
-            why.clone(),
-            generation,
-            now,
-        ),
-        now,
-    );
-    set_condition(
-        c,
-        condition(
-            types::SUSPENDED,
-            false,
-            end.reason(),
-            why.clone(),
-            generation,
-            now,
-        ),
-        now,
-    );
+    let what = match stopped {
+        Some(t) => format!("{}; compute and access stopped at {}", end.message(), t.0),
+        None => end.message().to_string(),
+    };
+    let mut flags = vec![
+        (types::READY, false, why.clone()),
+        (types::SUSPENDED, false, why),
+    ];
     if end.is_revocation() {
-        set_condition(
-            c,
-            condition(
-                types::REVOKED,
-                true,
-                end.reason(),
-                end.message(),
-                generation,
-                now,
-            ),
-            now,
-        );
+        flags.push((types::REVOKED, true, what));
     } else if end != End::Deleted {
-        set_condition(
-            c,
-            condition(
-                types::EXPIRED,
-                true,
-                end.reason(),
-                end.message(),
-                generation,
-                now,
-            ),
-            now,
-        );
+        flags.push((types::EXPIRED, true, what));
+    }
+    for (type_, holds, message) in flags {
+        let c = condition(type_, holds, end.reason(), message, generation, at);
+        set_condition(&mut status.conditions, c, at);
     }
 }
 
@@ -187,38 +226,24 @@ fn close(scenario: &Scenario, status: &mut ScenarioStatus, now: &Time) {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn step(
     scenario: &Scenario,
     id: &Identity,
     ctx: &Context,
     api: &Api<Scenario>,
+    namespace: Option<&Namespace>,
     status: &mut ScenarioStatus,
     now: &Time,
 ) -> Result<Progress, Error> {
     let client = &ctx.client;
     let ns = id.namespace.as_str();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let Some(namespace) = namespaces.get_opt(ns).await? else {
-        return volumes_released(ctx, id).await;
-    };
-    if namespace.metadata.deletion_timestamp.is_some() {
-        // Only ever deleted by us after every claim was wiped and removed.
-        return Ok(Progress::Pending(STEP));
-    }
-
-    // 1. Compute and access go first (done once a wipe has been attested).
-    if status.wipes.is_empty() {
-        delete(
-            &Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns),
-            WORKSPACE,
-        )
-        .await?;
-        delete(&Api::<Job>::namespaced(client.clone(), ns), WORKSPACE).await?;
-        delete(
-            &Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns),
-            access::MEMBER_BINDING,
-        )
-        .await?;
+    if let Some(namespace) = namespace {
+        if namespace.metadata.deletion_timestamp.is_some() {
+            // Only ever deleted by us after every claim was wiped and removed.
+            return Ok(Progress::Pending(STEP));
+        }
+        // 1. The workspace pods are gone (their compute was deleted first).
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         let workspace_pods =
             ListParams::default().labels(&format!("{}={}", labels::COMPONENT, labels::WORKSPACE));
@@ -238,13 +263,17 @@ async fn step(
         return Ok(Progress::Pending(wait));
     }
 
+    // A namespace that is not the scenario's is never wiped or deleted.
+    if namespace.is_none() {
+        return volumes_released(ctx, id).await;
+    }
     // 3. Every claim in the namespace is wiped, attested, then deleted.
     if let Some(wait) = wipe_claims(scenario, id, ctx, api, status, now, ns, None).await? {
         return Ok(Progress::Pending(wait));
     }
 
     // 4. No claim is left: the namespace (and whatever else is in it) goes.
-    delete(&namespaces, ns).await?;
+    delete(&Api::<Namespace>::all(client.clone()), ns).await?;
     Ok(Progress::Pending(STEP))
 }
 
@@ -260,10 +289,10 @@ async fn vault_step(
 ) -> Result<Option<Duration>, Error> {
     let client = &ctx.client;
     let selector = data::vault_selector(id);
-    let mine = ListParams::default().labels(&selector);
+    let preparations = ListParams::default().labels(&selector);
     let jobs: Api<Job> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
     let mut running = false;
-    for job in jobs.list(&mine).await?.items {
+    for job in jobs.list(&preparations).await?.items {
         delete(&jobs, &job.name_any()).await?;
         running = true;
     }
@@ -289,22 +318,29 @@ async fn vault_step(
     {
         return Ok(Some(wait));
     }
+    // Everything of this scenario left in the vault: wipe Jobs, plans.
+    let mine = ListParams::default().labels(&id.selector());
+    for job in jobs.list(&mine).await?.items {
+        delete(&jobs, &job.name_any()).await?;
+    }
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
     for cm in config_maps.list(&mine).await?.items {
         delete(&config_maps, &cm.name_any()).await?;
     }
-    delete(
+    delete_if_owned(
         &Api::<Secret>::namespaced(client.clone(), VAULT_NAMESPACE),
         &data::key_name(id),
+        id,
     )
     .await?;
     Ok(None)
 }
 
 /// Wipes, attests and deletes each claim in `ns` (those `selector` picks, or
-/// all). A claim that holds no volume of its own (never bound, or one whose
-/// volume was handed over) has nothing to wipe and is deleted as it is.
-/// `Some(wait)` while any is left.
+/// all). A claim whose volume the cluster shows it never held (never bound,
+/// or its volume handed over) has nothing to wipe and is deleted as it is;
+/// any other is deleted only after this scenario's wipe Job reported it
+/// wiped, and that attestation is in the status. `Some(wait)` while any is left.
 #[allow(clippy::too_many_arguments)]
 async fn wipe_claims(
     scenario: &Scenario,
@@ -326,38 +362,38 @@ async fn wipe_claims(
     let (mut pending, mut wiping) = (false, false);
     for claim in claims.list(&list).await?.items {
         let claim_name = claim.name_any();
-        let attested = status.wipes.iter().any(|w| w.claim == claim_name);
-        if attested || !holds_volume(ctx, ns, &claim).await? {
-            delete(&jobs, &job_name(&claim_name)).await?;
-            delete(&claims, &claim_name).await?;
+        if claim.metadata.deletion_timestamp.is_some() {
+            // Attested before its deletion was asked for; its wipe pod may
+            // be what still holds it.
+            delete_if_owned(&jobs, &job_name(&claim_name), id).await?;
             pending = true;
             continue;
         }
-        match wipe(id, ctx, ns, &claim_name, now).await? {
+        let Some(volume) = own_volume(ctx, ns, &claim).await? else {
+            delete(&claims, &claim_name).await?;
+            pending = true;
+            continue;
+        };
+        match wipe(id, ctx, ns, &claim_name, capacity(&claim).as_deref(), now).await? {
             WipeState::Running => wiping = true,
             WipeState::Attested(a) => {
-                ctx.metrics.wiped(a.bytes);
-                status.wipes.push(a);
-                set_condition(
-                    &mut status.conditions,
-                    condition(
-                        types::WIPED,
-                        false,
-                        reasons::TEARING_DOWN,
-                        format!("{} volume(s) wiped so far", status.wipes.len()),
-                        scenario.metadata.generation,
-                        now,
-                    ),
-                    now,
-                );
-                // The proof is stored before the claim can go.
-                patch_status(ctx, api, scenario, status).await?;
-                delete(&jobs, &job_name(&claim_name)).await?;
+                record_wipe(scenario, ctx, api, status, a, now).await?;
+                // Found again by selector once the claim is gone.
+                label_volume(ctx, id, &volume).await?;
                 delete(&claims, &claim_name).await?;
+                delete_if_owned(&jobs, &job_name(&claim_name), id).await?;
                 pending = true;
             }
             WipeState::Failed(message) => {
                 warn!(scenario = %id.scenario, claim = %claim_name, %message, "wipe failed; the volume is kept sealed and the wipe retried");
+                ctx.metrics.wipe_failed();
+                ctx.audit.warn_scenario(
+                    scenario,
+                    reasons::WIPE_FAILED,
+                    format!(
+                        "wipe of {ns}/{claim_name} failed (retried; the volume is kept): {message}"
+                    ),
+                );
                 set_condition(
                     &mut status.conditions,
                     condition(
@@ -371,7 +407,7 @@ async fn wipe_claims(
                     now,
                 );
                 patch_status(ctx, api, scenario, status).await?;
-                delete(&jobs, &job_name(&claim_name)).await?;
+                delete_if_owned(&jobs, &job_name(&claim_name), id).await?;
                 return Ok(Some(WIPE_RETRY));
             }
         }
@@ -383,58 +419,96 @@ async fn wipe_claims(
     })
 }
 
-/// Whether a claim has a volume whose data is its own: it is bound, or a
-/// volume already names it (binding is under way). A claim left `Lost` by a
-/// hand-over, or one that never bound, holds nothing to wipe.
-async fn holds_volume(
+/// Stores the attestation (once: the same wipe seen again after a crash
+/// adds nothing) before its claim may be deleted.
+async fn record_wipe(
+    scenario: &Scenario,
+    ctx: &Context,
+    api: &Api<Scenario>,
+    status: &mut ScenarioStatus,
+    a: WipeAttestation,
+    now: &Time,
+) -> Result<(), Error> {
+    let known = status
+        .wipes
+        .iter()
+        .any(|w| w.claim == a.claim && w.digest == a.digest && w.bytes == a.bytes);
+    if known {
+        return Ok(());
+    }
+    ctx.metrics.wiped(a.bytes);
+    status.wipes.push(a);
+    set_condition(
+        &mut status.conditions,
+        condition(
+            types::WIPED,
+            false,
+            reasons::TEARING_DOWN,
+            format!("{} volume(s) wiped so far", status.wipes.len()),
+            scenario.metadata.generation,
+            now,
+        ),
+        now,
+    );
+    // The proof is stored before the claim can go.
+    patch_status(ctx, api, scenario, status).await
+}
+
+/// The volume whose data is the claim's own: the one it names, bound back
+/// to this very claim (by uid). `None` when the cluster shows it holds
+/// none: never bound, or its volume handed over to another claim (a
+/// prepared volume now in the workspace).
+async fn own_volume(
     ctx: &Context,
     ns: &str,
     claim: &PersistentVolumeClaim,
-) -> Result<bool, Error> {
-    if claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
-        return Ok(true);
-    }
-    let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()) else {
-        return Ok(false);
+) -> Result<Option<String>, Error> {
+    let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+        return Ok(None);
     };
     let pv = Api::<PersistentVolume>::all(ctx.client.clone())
-        .get_opt(volume)
+        .get_opt(&volume)
         .await?;
-    Ok(pv
+    let bound_here = pv
         .and_then(|pv| pv.spec)
         .and_then(|s| s.claim_ref)
         .is_some_and(|r| {
-            r.namespace.as_deref() == Some(ns) && r.name.as_deref() == Some(&claim.name_any())
-        }))
+            r.namespace.as_deref() == Some(ns)
+                && r.name.as_deref() == Some(&claim.name_any())
+                && (r.uid.is_none() || r.uid == claim.metadata.uid)
+        });
+    Ok(bound_here.then_some(volume))
 }
 
-/// After the namespace is gone: volumes that were bound to its claims and
-/// kept by a Retain policy are deleted too (already wiped); those with a
-/// Delete policy are their provisioner's to remove. Done when none is left.
+/// Labels a wiped volume as this scenario's, so that it is found by
+/// selector (and may be deleted) once its claim is gone.
+async fn label_volume(ctx: &Context, id: &Identity, volume: &str) -> Result<(), Error> {
+    let patch = json!({"metadata": {"labels": id.labels()}});
+    match Api::<PersistentVolume>::all(ctx.client.clone())
+        .patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After the namespace is gone: this scenario's volumes (labelled when
+/// they were wiped, or at a hand-over) that a Retain policy kept are
+/// deleted; those with a Delete policy are their provisioner's to remove.
+/// Found by selector, never by listing every volume. Done when none is left.
 async fn volumes_released(ctx: &Context, id: &Identity) -> Result<Progress, Error> {
-    let ns = id.namespace.as_str();
     let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let mine = ListParams::default().labels(&id.selector());
     let mut left = 0;
-    for pv in volumes.list(&ListParams::default()).await?.items {
-        // Bound to one of the workspace's claims, or labelled at a hand-over
-        // (a prepared volume wiped in the vault before it moved).
-        let ours = pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.claim_ref.as_ref())
-            .and_then(|r| r.namespace.as_deref())
-            == Some(ns)
-            || pv.labels().get(labels::SCENARIO) == Some(&id.scenario);
-        if !ours {
-            continue;
-        }
+    for pv in volumes.list(&mine).await?.items {
         left += 1;
-        let retain = pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
-            == Some("Retain");
-        if retain {
+        let spec = pv.spec.as_ref();
+        let retain =
+            spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref()) == Some("Retain");
+        let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        if retain && !bound {
             delete(&volumes, &pv.name_any()).await?;
         }
     }
@@ -451,21 +525,50 @@ enum WipeState {
     Failed(String),
 }
 
-/// Starts (or follows) the wipe Job of one claim in `ns`.
+/// A claim's size: what its volume can hold, and so the most a wipe of it
+/// may have to write (`agent wipe --max-bytes`).
+fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
+    let actual = claim.status.as_ref().and_then(|s| s.capacity.as_ref());
+    let requested = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    actual
+        .and_then(|c| c.get("storage"))
+        .or_else(|| requested.and_then(|r| r.get("storage")))
+        .map(|q| q.0.clone())
+}
+
+/// Starts (or follows) the wipe Job of one claim in `ns`, bounded by the
+/// claim's `capacity`: more data than that means something is wrong, and
+/// the wipe fails visibly instead of running on. A Job of that name that
+/// is not this scenario's is never followed or deleted: its report would
+/// be someone else's word.
 async fn wipe(
     id: &Identity,
     ctx: &Context,
     ns: &str,
     claim: &str,
+    capacity: Option<&str>,
     now: &Time,
 ) -> Result<WipeState, Error> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let name = job_name(claim);
     let Some(job) = jobs.get_opt(&name).await? else {
-        apply(&jobs, &wipe_job(id, ns, claim, &ctx.settings.agent_image)).await?;
+        let job = match wipe_job_bounded(id, ns, claim, &ctx.settings.agent_image, capacity) {
+            Ok(job) => job,
+            Err(e) => return Ok(WipeState::Failed(e.to_string())),
+        };
+        apply(&jobs, &job).await?;
         info!(scenario = %id.scenario, namespace = ns, claim, "wipe started");
         return Ok(WipeState::Running);
     };
+    if !id.owns(&job.metadata) {
+        return Ok(WipeState::Failed(format!(
+            "Job {ns}/{name} exists and is not this scenario's; it is left alone and the claim kept until it is removed"
+        )));
+    }
     let outcome = job_outcome(&job);
     if outcome == JobOutcome::Running {
         return Ok(WipeState::Running);
@@ -482,7 +585,7 @@ async fn wipe(
         ));
     };
     // The claim names its role (scratch, data-<dataset>, or in the vault
-    // prep-<scenario>-<dataset>).
+    // prep-<uid>-<dataset>).
     match attestation(claim, claim, &message, now.clone()) {
         Ok(a) => Ok(WipeState::Attested(a)),
         Err(e) => Ok(WipeState::Failed(e.to_string())),

@@ -1,17 +1,21 @@
 //! Who and what may act inside a workspace: a service account without a
-//! token, and the members' role (exec, logs, read pods and jobs; no secrets, no
-//! network policies, no RBAC).
+//! token, and the members' binding to the member ClusterRole (exec, logs,
+//! read pods and jobs; no secrets, no network policies, no RBAC).
+//!
+//! The ClusterRole itself is the chart's (`cleanroom-member`): the operator
+//! only binds it, holding `bind` on that one role, so it never needs to hold
+//! what members get (`pods/exec` everywhere) in order to grant it.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, RoleBinding, RoleRef, Subject};
 
 use super::Identity;
 use crate::api::Members;
 
 /// Service account of the workspace pods.
 pub const SERVICE_ACCOUNT: &str = "workspace";
-/// Role granted to members.
-pub const MEMBER_ROLE: &str = "workspace-member";
+/// The chart's ClusterRole granted to members (`cleanroom run --member-cluster-role`).
+pub const DEFAULT_MEMBER_CLUSTER_ROLE: &str = "cleanroom-member";
 /// Role binding for the members.
 pub const MEMBER_BINDING: &str = "workspace-members";
 
@@ -37,23 +41,22 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 /// What an analyst may do in a workspace: see and enter its pods, read their
 /// logs, follow its jobs and events. Nothing that could open a path out
 /// (secrets, network policies, services, RBAC) and nothing that changes the
-/// workspace's shape.
-pub fn member_role(id: &Identity) -> Role {
-    Role {
-        metadata: id.meta(MEMBER_ROLE),
-        rules: Some(vec![
-            rule(&[""], &["pods", "pods/log"], &["get", "list", "watch"]),
-            rule(&[""], &["pods/exec"], &["create", "get"]),
-            rule(&[""], &["events"], &["get", "list", "watch"]),
-            rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
-            rule(&["batch"], &["jobs"], &["get", "list", "watch"]),
-        ]),
-    }
+/// workspace's shape. The chart's member ClusterRole holds exactly these
+/// (its test compares them).
+pub fn member_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&[""], &["pods", "pods/log"], &["get", "list", "watch"]),
+        rule(&[""], &["pods/exec"], &["create", "get"]),
+        rule(&[""], &["events"], &["get", "list", "watch"]),
+        rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+        rule(&["batch"], &["jobs"], &["get", "list", "watch"]),
+    ]
 }
 
-/// Binds the members to [`member_role`]; `None` when nobody is named, so the
-/// binding is removed rather than left empty.
-pub fn member_binding(id: &Identity, members: &Members) -> Option<RoleBinding> {
+/// Binds the members to the member ClusterRole `role` in the workspace
+/// namespace only; `None` when nobody is named, so the binding is removed
+/// rather than left empty.
+pub fn member_binding(id: &Identity, members: &Members, role: &str) -> Option<RoleBinding> {
     if members.is_empty() {
         return None;
     }
@@ -73,8 +76,8 @@ pub fn member_binding(id: &Identity, members: &Members) -> Option<RoleBinding> {
         metadata: id.meta(MEMBER_BINDING),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: MEMBER_ROLE.into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
         },
         subjects: Some(subjects),
     })
@@ -94,9 +97,8 @@ mod tests {
     }
 
     #[test]
-    fn member_role_grants_no_secrets_network_policies_or_rbac() {
-        let role = member_role(&identity());
-        let rules = role.rules.unwrap_or_default();
+    fn member_rules_grant_no_secrets_network_policies_or_rbac() {
+        let rules = member_rules();
         let resources: Vec<&str> = rules
             .iter()
             .flat_map(|r| r.resources.iter().flatten().map(String::as_str))
@@ -131,7 +133,7 @@ mod tests {
             users: vec!["alice@acme.cn".into()],
             groups: vec!["acme-analysts".into()],
         };
-        let b = member_binding(&identity(), &members).unwrap();
+        let b = member_binding(&identity(), &members, "cleanroom-member").unwrap();
         let subjects = b.subjects.unwrap_or_default();
         let names: Vec<(&str, &str)> = subjects
             .iter()
@@ -141,11 +143,14 @@ mod tests {
             names,
             vec![("User", "alice@acme.cn"), ("Group", "acme-analysts")]
         );
-        assert_eq!(b.role_ref.name, MEMBER_ROLE);
+        assert_eq!(
+            (b.role_ref.kind.as_str(), b.role_ref.name.as_str()),
+            ("ClusterRole", "cleanroom-member")
+        );
     }
 
     #[test]
     fn no_members_means_no_binding() {
-        assert!(member_binding(&identity(), &Members::default()).is_none());
+        assert!(member_binding(&identity(), &Members::default(), "r").is_none());
     }
 }

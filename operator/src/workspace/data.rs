@@ -59,15 +59,19 @@ pub fn mount_path(dataset: &str) -> String {
     format!("{DATA_ROOT}/{dataset}")
 }
 
-/// Name of the vault Secret holding the scenario's pseudonym key.
+/// Name of the vault Secret holding the scenario's pseudonym key. Vault
+/// names come from the scenario's uid, never its name: names are reused
+/// (a scenario deleted and made again) and `<scenario>-<dataset>` is
+/// ambiguous (`a-b` + `c` and `a` + `b-c`), a uid is neither.
 pub fn key_name(id: &Identity) -> String {
-    format!("key-{}", id.scenario)
+    format!("key-{}", id.uid)
 }
 
 /// Name shared by the plan ConfigMap, the output claim and the Job of one
 /// dataset's preparation (at most 63 characters, as a Job name must be).
+/// The uid has a fixed length, so the dataset part cannot shift into it.
 pub fn preparation_name(id: &Identity, dataset: &str) -> String {
-    bounded_name(&format!("prep-{}-{dataset}", id.scenario))
+    bounded_name(&format!("prep-{}-{dataset}", id.uid))
 }
 
 /// The file name the workspace sees: the raw file's own name.
@@ -503,14 +507,14 @@ mod tests {
     #[test]
     fn names_fit_a_job_and_stay_distinct() {
         let mut id = identity();
-        id.scenario = "s".repeat(60);
+        id.uid = "0123abcd-0000-1111-2222-333344445555".into();
         let a = preparation_name(&id, &"a".repeat(63));
         let b = preparation_name(&id, &format!("{}b", "a".repeat(62)));
         assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
         assert_ne!(a, b);
         assert_eq!(
             preparation_name(&identity(), "population-register"),
-            "prep-census-population-register"
+            "prep-0000-1111-population-register"
         );
         assert_eq!(
             data_claim_name("population-register"),
@@ -520,6 +524,27 @@ mod tests {
             mount_path("population-register"),
             "/data/population-register"
         );
+    }
+
+    #[test]
+    fn vault_names_never_collide_between_scenarios() {
+        // Scenario `a-b` asking for dataset `c` and scenario `a` asking for
+        // dataset `b-c` once shared `prep-a-b-c`: one scenario received the
+        // other's data, prepared under the other's key.
+        let scenario = |name: &str, uid: &str| Identity {
+            scenario: name.into(),
+            uid: uid.into(),
+            authorization: "acme".into(),
+            namespace: format!("cr-{name}"),
+        };
+        let ab = scenario("a-b", "11111111-1111-1111-1111-111111111111");
+        let a = scenario("a", "22222222-2222-2222-2222-222222222222");
+        assert_ne!(preparation_name(&ab, "c"), preparation_name(&a, "b-c"));
+        assert_ne!(key_name(&ab), key_name(&a));
+        // The same name made again is another scenario, with other names.
+        let again = scenario("a", "33333333-3333-3333-3333-333333333333");
+        assert_ne!(preparation_name(&a, "c"), preparation_name(&again, "c"));
+        assert_ne!(key_name(&a), key_name(&again));
     }
 
     #[test]

@@ -15,6 +15,14 @@ use super::Identity;
 use crate::api::{PreparedData, ScenarioSpec};
 use crate::rules::quantity;
 
+/// Annotation on a workspace namespace once its scenario has begun to end:
+/// the end's reason. Written right after compute and access are stopped,
+/// before any status or ledger write, so the end is final even while those
+/// cannot be written (see `controller::lifecycle::ended`).
+pub const ENDING_ANNOTATION: &str = "cleanroom.io/ending";
+/// When compute and access were stopped (RFC 3339), beside [`ENDING_ANNOTATION`].
+pub const ENDED_AT_ANNOTATION: &str = "cleanroom.io/ended-at";
+
 /// Name of the default-deny network policy.
 pub const DENY_ALL: &str = "deny-all";
 /// Name of the quota and of the limit range.

@@ -28,6 +28,9 @@ use crate::api::Scenario;
 pub mod labels {
     /// The scenario a child belongs to.
     pub const SCENARIO: &str = "cleanroom.io/scenario";
+    /// That scenario's uid: what makes a child *its* child. A name can be
+    /// taken by anyone and reused after a deletion; a uid cannot.
+    pub const SCENARIO_UID: &str = "cleanroom.io/scenario-uid";
     /// The authorization the scenario runs under.
     pub const AUTHORIZATION: &str = "cleanroom.io/authorization";
     /// What the child is for (`workspace`, `agent`).
@@ -92,6 +95,7 @@ impl Identity {
     pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (labels::SCENARIO.to_string(), self.scenario.clone()),
+            (labels::SCENARIO_UID.to_string(), self.uid.clone()),
             (
                 labels::AUTHORIZATION.to_string(),
                 self.authorization.clone(),
@@ -100,15 +104,27 @@ impl Identity {
         ])
     }
 
-    /// Label selector that finds every child of this scenario.
+    /// Label selector that finds every child of this scenario (by uid: a
+    /// former scenario of the same name has children of its own).
     pub fn selector(&self) -> String {
         format!(
             "{}={},{}={}",
             labels::MANAGED_BY,
             labels::MANAGER,
-            labels::SCENARIO,
-            self.scenario
+            labels::SCENARIO_UID,
+            self.uid
         )
+    }
+
+    /// Whether an object found by name is this scenario's: it carries our
+    /// manager label and this scenario's uid. Anything else (someone's
+    /// object that happens to have the name, a former scenario's) is never
+    /// written to, wiped or deleted as ours.
+    pub fn owns(&self, meta: &ObjectMeta) -> bool {
+        let labels = meta.labels.as_ref();
+        let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        get(labels::MANAGED_BY) == Some(labels::MANAGER)
+            && get(labels::SCENARIO_UID) == Some(self.uid.as_str())
     }
 
     /// Owner reference to the scenario. Not a blocking one: teardown is driven
@@ -146,6 +162,7 @@ pub fn desired(
     spec: &crate::api::ScenarioSpec,
     sealed: bool,
     storage_class: Option<&str>,
+    member_role: &str,
 ) -> Result<Vec<serde_json::Value>, serde_json::Error> {
     use serde_json::to_value;
     let mut out = vec![
@@ -154,10 +171,11 @@ pub fn desired(
         to_value(isolation::resource_quota(id, spec, &[]))?,
         to_value(isolation::limit_range(id, spec))?,
         to_value(access::service_account(id))?,
-        to_value(access::member_role(id))?,
     ];
     // Sealed: the members' binding is removed, not applied.
-    if let Some(binding) = access::member_binding(id, &spec.members).filter(|_| !sealed) {
+    if let Some(binding) =
+        access::member_binding(id, &spec.members, member_role).filter(|_| !sealed)
+    {
         out.push(to_value(binding)?);
     }
     out.push(to_value(compute::scratch_claim(id, spec, storage_class))?);
@@ -194,6 +212,10 @@ mod tests {
         let l = meta.labels.unwrap_or_default();
         assert_eq!(l.get(labels::SCENARIO).map(String::as_str), Some("census"));
         assert_eq!(
+            l.get(labels::SCENARIO_UID).map(String::as_str),
+            Some("0000-1111")
+        );
+        assert_eq!(
             l.get(labels::AUTHORIZATION).map(String::as_str),
             Some("acme-2026")
         );
@@ -210,10 +232,28 @@ mod tests {
     }
 
     #[test]
-    fn selector_finds_children_by_manager_and_scenario() {
+    fn selector_finds_children_by_manager_and_scenario_uid() {
         assert_eq!(
             testing::identity().selector(),
-            "app.kubernetes.io/managed-by=cleanroom,cleanroom.io/scenario=census"
+            "app.kubernetes.io/managed-by=cleanroom,cleanroom.io/scenario-uid=0000-1111"
         );
+    }
+
+    #[test]
+    fn only_objects_marked_with_the_scenario_uid_are_its_own() {
+        let id = testing::identity();
+        assert!(id.owns(&id.meta("x")), "what we build is ours");
+        let mut same_name_other_uid = id.meta("x");
+        let l = same_name_other_uid.labels.as_mut().unwrap();
+        l.insert(labels::SCENARIO_UID.into(), "9999".into());
+        assert!(!id.owns(&same_name_other_uid), "a former scenario's child");
+        let mut unmanaged = id.meta("x");
+        unmanaged
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(labels::MANAGED_BY);
+        assert!(!id.owns(&unmanaged), "not made by the operator");
+        assert!(!id.owns(&ObjectMeta::default()), "no labels at all");
     }
 }

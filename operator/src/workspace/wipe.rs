@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::compute::agent_job;
 use super::{Identity, labels};
 use crate::api::{Time, WipeAttestation};
+use crate::rules::quantity::{self, QuantityError};
 
 /// Where the volume is mounted in the wipe pod.
 pub const VOLUME_PATH: &str = "/volume";
@@ -19,13 +20,91 @@ pub fn job_name(claim: &str) -> String {
     super::bounded_name(&format!("wipe-{claim}"))
 }
 
+/// Why a claim's capacity cannot bound its wipe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapacityError {
+    /// The capacity is not a Kubernetes quantity.
+    #[error("capacity of claim {claim}: {source}")]
+    Quantity {
+        claim: String,
+        #[source]
+        source: QuantityError,
+    },
+    /// Zero or negative: no volume holds that, so no bound can be drawn from it.
+    #[error("capacity of claim {claim} is {capacity:?}: not a positive number of bytes")]
+    NotPositive { claim: String, capacity: String },
+}
+
+/// The `--max-bytes` of the wipe of a volume of `capacity` (a Kubernetes
+/// quantity such as `20Gi`), in bytes, rounded up.
+///
+/// Why the capacity: a volume cannot hold more data than its capacity, and
+/// the agent counts only data (holes of sparse files are not written, so
+/// they do not count), which is exactly what it will write. More than the
+/// capacity therefore means something is wrong (a volume that is not what
+/// the claim says, a filesystem that misreports its data): the wipe then
+/// fails at once, before writing anything, with a message the teardown
+/// shows, rather than running for hours and filling the volume.
+pub fn max_bytes(claim: &str, capacity: &str) -> Result<u64, CapacityError> {
+    let amount = quantity::parse(capacity).map_err(|source| CapacityError::Quantity {
+        claim: claim.into(),
+        source,
+    })?;
+    match u64::try_from(amount.units_ceil()) {
+        Ok(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(CapacityError::NotPositive {
+            claim: claim.into(),
+            capacity: capacity.into(),
+        }),
+    }
+}
+
 /// A Job in `namespace` (the workspace's, or the vault for a preparation
-/// volume never handed over) that overwrites every file on `claim` with zeros, reads it back,
-/// removes it and reports what it did in its termination message. It runs as
+/// volume never handed over) that overwrites the data of every file on `claim`
+/// with zeros (holes of sparse files hold none), reads it back, removes it and
+/// reports what it did in its termination message. It runs as
 /// the workspace's uid (so it may overwrite what the workspace wrote) under
 /// the same restricted security context, and never restarts on its own: a
 /// failed wipe is reported, and the controller decides.
+///
+/// Unbounded: [`wipe_job_bounded`] with no capacity.
 pub fn wipe_job(id: &Identity, namespace: &str, claim: &str, agent_image: &str) -> Job {
+    job(id, namespace, claim, agent_image, None)
+}
+
+/// [`wipe_job`], bounded by the claim's `capacity` (its
+/// `status.capacity.storage`, the size of the volume bound to it, or else its
+/// storage request): the agent is given `--max-bytes` (see [`max_bytes`]) and
+/// refuses, before writing anything, a volume holding more data than that.
+/// `None` (capacity unknown) runs it unbounded; a capacity that is not a
+/// positive quantity is an error rather than a silently dropped bound.
+pub fn wipe_job_bounded(
+    id: &Identity,
+    namespace: &str,
+    claim: &str,
+    agent_image: &str,
+    capacity: Option<&str>,
+) -> Result<Job, CapacityError> {
+    let bound = capacity.map(|c| max_bytes(claim, c)).transpose()?;
+    Ok(job(id, namespace, claim, agent_image, bound))
+}
+
+fn job(
+    id: &Identity,
+    namespace: &str,
+    claim: &str,
+    agent_image: &str,
+    max_bytes: Option<u64>,
+) -> Job {
+    let mut command = vec![
+        "agent".to_string(),
+        "wipe".into(),
+        "--path".into(),
+        VOLUME_PATH.into(),
+    ];
+    if let Some(bytes) = max_bytes {
+        command.extend(["--max-bytes".to_string(), bytes.to_string()]);
+    }
     let mut meta = id.meta(&job_name(claim));
     meta.namespace = Some(namespace.into());
     if let Some(l) = meta.labels.as_mut() {
@@ -34,12 +113,7 @@ pub fn wipe_job(id: &Identity, namespace: &str, claim: &str, agent_image: &str) 
     let container = Container {
         name: "wipe".into(),
         image: Some(agent_image.into()),
-        command: Some(vec![
-            "agent".into(),
-            "wipe".into(),
-            "--path".into(),
-            VOLUME_PATH.into(),
-        ]),
+        command: Some(command),
         volume_mounts: Some(vec![VolumeMount {
             name: "target".into(),
             mount_path: VOLUME_PATH.into(),
@@ -58,7 +132,9 @@ pub fn wipe_job(id: &Identity, namespace: &str, claim: &str, agent_image: &str) 
     agent_job(meta, container, vec![volume], 3600)
 }
 
-/// What `agent wipe` writes to its termination message on success.
+/// What `agent wipe` writes to its termination message on success. Other
+/// fields (`apparentBytes`, the files' sizes holes included) are ignored:
+/// `bytes`, the data overwritten and read back, is what is attested.
 #[derive(Deserialize, Debug, PartialEq)]
 struct Report {
     files: i64,
@@ -161,6 +237,74 @@ mod tests {
         assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], json!(true));
     }
 
+    fn command(job: &Job) -> Vec<String> {
+        job.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers[0].command.clone())
+            .expect("a command")
+    }
+
+    #[test]
+    fn a_bounded_wipe_job_passes_the_capacity_in_bytes() {
+        let id = identity();
+        let job = wipe_job_bounded(&id, "cr-census", "scratch", "a:1", Some("20Gi")).unwrap();
+        assert_eq!(
+            command(&job),
+            [
+                "agent",
+                "wipe",
+                "--path",
+                "/volume",
+                "--max-bytes",
+                "21474836480"
+            ]
+        );
+        let bytes = |capacity| {
+            let job = wipe_job_bounded(&id, "ns", "c", "a:1", Some(capacity)).unwrap();
+            command(&job)[5].clone()
+        };
+        assert_eq!(bytes("1Ki"), "1024");
+        assert_eq!(bytes("500M"), "500000000");
+        assert_eq!(bytes("1.5Gi"), "1610612736");
+        assert_eq!(bytes("1e3"), "1000");
+        // A fraction of a byte rounds up: the bound never cuts below the volume.
+        assert_eq!(bytes("1500m"), "2");
+        // The rest of the Job is the unbounded one's.
+        let mut bounded = serde_json::to_value(&job).unwrap();
+        let mut plain = serde_json::to_value(wipe_job(&id, "cr-census", "scratch", "a:1")).unwrap();
+        bounded["spec"]["template"]["spec"]["containers"][0]["command"] = json!(null);
+        plain["spec"]["template"]["spec"]["containers"][0]["command"] = json!(null);
+        assert_eq!(bounded, plain);
+    }
+
+    #[test]
+    fn without_a_capacity_the_wipe_job_is_unbounded() {
+        let id = identity();
+        let job = wipe_job_bounded(&id, "cr-census", "scratch", "a:1", None).unwrap();
+        assert_eq!(command(&job), ["agent", "wipe", "--path", "/volume"]);
+        assert_eq!(job, wipe_job(&id, "cr-census", "scratch", "a:1"));
+    }
+
+    #[test]
+    fn a_capacity_that_bounds_nothing_is_an_error_naming_the_claim() {
+        let id = identity();
+        for capacity in ["0", "-1Gi", "0Gi"] {
+            let err = wipe_job_bounded(&id, "ns", "data-pop", "a:1", Some(capacity)).unwrap_err();
+            assert_eq!(
+                err,
+                CapacityError::NotPositive {
+                    claim: "data-pop".into(),
+                    capacity: capacity.into()
+                }
+            );
+        }
+        let err = wipe_job_bounded(&id, "ns", "data-pop", "a:1", Some("20 GB")).unwrap_err();
+        assert!(matches!(err, CapacityError::Quantity { .. }), "{err:?}");
+        assert!(err.to_string().contains("data-pop"), "{err}");
+        assert_eq!(max_bytes("c", "7Ei"), Ok(7 << 60));
+    }
+
     #[test]
     fn a_verified_report_becomes_an_attestation() {
         let digest = "ab".repeat(32);
@@ -171,6 +315,18 @@ mod tests {
             (3, 4096, digest.as_str())
         );
         assert_eq!(a.completed_at, now());
+    }
+
+    #[test]
+    fn a_sparse_report_attests_the_data_overwritten() {
+        // The agent adds apparentBytes (sizes, holes included); bytes is what
+        // was written and read back, and is what the attestation records.
+        let digest = "cd".repeat(32);
+        let msg = format!(
+            r#"{{"files":1,"bytes":8192,"apparentBytes":4294967296,"digest":"{digest}","verified":true}}"#
+        );
+        let a = attestation("scratch", "scratch", &msg, now()).unwrap();
+        assert_eq!((a.files, a.bytes), (1, 8192));
     }
 
     #[test]
