@@ -200,7 +200,13 @@ fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> 
             );
         }
         let resources = r["resources"].as_array().context("resources")?;
-        for never in ["secrets", "pods/exec", "pods/log", "pods/attach", "configmaps"] {
+        for never in [
+            "secrets",
+            "pods/exec",
+            "pods/log",
+            "pods/attach",
+            "configmaps",
+        ] {
             ensure!(
                 !resources.iter().any(|v| v == never),
                 "the operator holds {never} cluster-wide: {r}"
@@ -218,7 +224,10 @@ fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> 
             "{verb} roles"
         );
     }
-    ensure!(!grants(&rules, "", "events", "list"), "core events are the members'");
+    ensure!(
+        !grants(&rules, "", "events", "list"),
+        "core events are the members'"
+    );
     ensure!(!grants(&rules, "", "pods", "create"));
     ensure!(!grants(&rules, "", "persistentvolumes", "create"));
     // What the controllers do, spot-checked, and the seven kinds whose
