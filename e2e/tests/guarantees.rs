@@ -772,39 +772,50 @@ async fn squatted_namespace(fx: Fixture, name: String) -> Result<()> {
 
     let authz = fx.authorization().await?;
     fx.create_scenario(&name, scenario_spec(&authz)).await?;
-    // The operator's first decision about it, whatever it is.
+    // The operator's decision about it, whatever it is: refused, or a
+    // workspace that runs (or ends). Passing phases do not count.
     let s = fx
-        .wait_scenario(&name, "a phase past Pending", T, |s| {
-            !matches!(phase(s), None | Some(ScenarioPhase::Pending))
+        .wait_scenario(&name, "a settled phase", T, |s| {
+            !matches!(
+                phase(s),
+                None | Some(
+                    ScenarioPhase::Pending
+                        | ScenarioPhase::Provisioning
+                        | ScenarioPhase::PreparingData
+                )
+            )
         })
         .await?;
+    // Every finding is collected, so that one run shows the whole story:
+    // the decision, the namespace after it, and after the scenario goes.
+    let mut problems = Vec::new();
     let ready = condition(&s, "Ready").cloned();
     if phase(&s) != Some(ScenarioPhase::Rejected) {
-        let touched = ensure_untouched(&client, &ns, "by then").await.err();
-        bail!(
-            "{name}: phase {:?} (Ready {:?}) with a namespace it did not make; {}",
+        problems.push(format!(
+            "phase {:?} (Ready {:?}) with a namespace it did not make",
             phase(&s),
-            ready.as_ref().map(|c| (&c.reason, &c.message)),
-            touched.map_or_else(
-                || "nothing written into it yet".to_string(),
-                |e| format!("{e:#}")
-            )
-        );
+            ready.as_ref().map(|c| (&c.reason, &c.message))
+        ));
+    } else if let Err(e) = ensure_condition(&s, "Ready", false, Some("NamespaceNotOwned")) {
+        problems.push(format!("{e:#}"));
+    } else {
+        let message = ready.map(|c| c.message).unwrap_or_default();
+        if !message.contains(&ns) {
+            problems.push(format!("the Ready message does not name {ns}: {message}"));
+        }
     }
-    ensure_condition(&s, "Ready", false, Some("NamespaceNotOwned"))?;
-    let message = ready.map(|c| c.message).unwrap_or_default();
-    ensure!(
-        message.contains(&ns),
-        "the Ready message does not name {ns}: {message}"
-    );
-
-    ensure_untouched(&client, &ns, "after the scenario was rejected").await?;
+    if let Err(e) = ensure_untouched(&client, &ns, "after the decision").await {
+        problems.push(format!("{e:#}"));
+    }
 
     fx.scenarios()
         .delete(&name, &DeleteParams::default())
         .await?;
     wait_gone(&fx.scenarios(), &name, T).await?;
-    ensure_untouched(&client, &ns, "after the scenario was deleted").await?;
+    if let Err(e) = ensure_untouched(&client, &ns, "after the scenario was deleted").await {
+        problems.push(format!("{e:#}"));
+    }
+    ensure!(problems.is_empty(), "{name}:\n  {}", problems.join("\n  "));
     Ok(())
 }
 
@@ -815,32 +826,31 @@ async fn ensure_untouched(client: &Client, ns: &str, when: &str) -> Result<()> {
         .get_opt(ns)
         .await?
         .with_context(|| format!("{when}: {ns} is gone"))?;
-    ensure!(
-        namespace.metadata.deletion_timestamp.is_none(),
-        "{when}: {ns} is being deleted"
-    );
-    ensure!(
-        namespace
-            .metadata
-            .owner_references
-            .as_ref()
-            .is_none_or(|o| o.is_empty()),
-        "{when}: {ns} got owners {:?}",
-        namespace.metadata.owner_references
-    );
-    ensure!(
-        !namespace
-            .labels()
-            .contains_key("app.kubernetes.io/managed-by"),
-        "{when}: {ns} got labels {:?}",
-        namespace.labels()
-    );
-    let mut written = Vec::new();
-    if Api::<NetworkPolicy>::namespaced(client.clone(), ns)
-        .get_opt("deny-all")
-        .await?
-        .is_some()
+    let mut problems = Vec::new();
+    if namespace.metadata.deletion_timestamp.is_some() {
+        problems.push(format!("{ns} is being deleted"));
+    }
+    if let Some(owners) = namespace
+        .metadata
+        .owner_references
+        .as_ref()
+        .filter(|o| !o.is_empty())
     {
+        let owners: Vec<String> = owners
+            .iter()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect();
+        problems.push(format!("{ns} got owners {owners:?}"));
+    }
+    if namespace
+        .labels()
+        .contains_key("app.kubernetes.io/managed-by")
+    {
+        problems.push(format!("{ns} got the operator's labels"));
+    }
+    let mut written = Vec::new();
+    let np: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    if np.get_opt("deny-all").await?.is_some() {
         written.push("NetworkPolicy/deny-all".to_string());
     }
     if Api::<Deployment>::namespaced(client.clone(), ns)
@@ -857,11 +867,8 @@ async fn ensure_untouched(client: &Client, ns: &str, when: &str) -> Result<()> {
     {
         written.push(format!("ResourceQuota/{}", q.name_any()));
     }
-    if Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .get_opt("workspace-members")
-        .await?
-        .is_some()
-    {
+    let rb: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+    if rb.get_opt("workspace-members").await?.is_some() {
         written.push("RoleBinding/workspace-members".to_string());
     }
     if Api::<ServiceAccount>::namespaced(client.clone(), ns)
@@ -878,36 +885,29 @@ async fn ensure_untouched(client: &Client, ns: &str, when: &str) -> Result<()> {
     {
         written.push(format!("PersistentVolumeClaim/{}", c.name_any()));
     }
-    ensure!(
-        written.is_empty(),
-        "{when}: the operator wrote into {ns}: {written:?}"
-    );
-    ensure!(
-        Api::<RoleBinding>::namespaced(client.clone(), ns)
-            .get_opt("intruder")
-            .await?
-            .is_some(),
-        "{when}: the intruder binding in {ns} is gone"
-    );
-    ensure!(
-        Api::<NetworkPolicy>::namespaced(client.clone(), ns)
-            .get_opt("allow-all")
-            .await?
-            .is_some(),
-        "{when}: the allow-all policy in {ns} is gone"
-    );
+    if !written.is_empty() {
+        problems.push(format!("the operator wrote {written:?} into it"));
+    }
+    if rb.get_opt("intruder").await?.is_none() {
+        problems.push("the intruder binding is gone".to_string());
+    }
+    if np.get_opt("allow-all").await?.is_none() {
+        problems.push("the allow-all policy is gone".to_string());
+    }
     let notes = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get_opt("notes")
-        .await?
-        .with_context(|| format!("{when}: the ConfigMap in {ns} is gone"))?;
+        .await?;
+    match notes
+        .and_then(|n| n.data)
+        .and_then(|d| d.get("plan.txt").cloned())
+    {
+        Some(t) if t == "copy the register out through the open egress" => {}
+        other => problems.push(format!("the ConfigMap changed or went: {other:?}")),
+    }
     ensure!(
-        notes
-            .data
-            .unwrap_or_default()
-            .get("plan.txt")
-            .map(String::as_str)
-            == Some("copy the register out through the open egress"),
-        "{when}: the ConfigMap in {ns} changed"
+        problems.is_empty(),
+        "{when}, in {ns}: {}",
+        problems.join("; ")
     );
     Ok(())
 }
