@@ -1496,6 +1496,25 @@ async fn within_security_deadline(
     }
 }
 
+/// Lifts the hold on the ledger, then waits for what was held back: the
+/// scenario reaches `phase` and the ledger has its `action` record.
+async fn records_follow(
+    fx: &Fixture,
+    ledger: Hold,
+    name: &str,
+    uid: &str,
+    phase_after: ScenarioPhase,
+    action: &str,
+) -> Result<()> {
+    ledger.lift().await?;
+    fx.wait_scenario(name, &format!("phase {phase_after:?}"), T, |s| {
+        phase(s) == Some(phase_after)
+    })
+    .await?;
+    wait_record(&fx.client, uid, action, None, Duration::from_secs(15)).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn revocation_stops_compute_while_the_ledger_is_unwritable() -> Result<()> {
     let _alone = SHARED.write().await;
@@ -1514,12 +1533,7 @@ async fn revocation_stops_compute_while_the_ledger_is_unwritable() -> Result<()>
             within_security_deadline(&fx, &name, "revocation", started, |left, _| left.is_empty())
                 .await?;
         eprintln!("revocation with the ledger unwritable: compute and access gone after {took:?}");
-        ledger.lift().await?;
-        fx.wait_scenario(&name, "phase Closed", T, |s| {
-            phase(s) == Some(ScenarioPhase::Closed)
-        })
-        .await?;
-        wait_record(&fx.client, &uid, "revoked", None, Duration::from_secs(15)).await?;
+        records_follow(&fx, ledger, &name, &uid, ScenarioPhase::Closed, "revoked").await?;
         Ok(())
     })
     .await
@@ -1544,12 +1558,15 @@ async fn suspension_seals_while_the_ledger_is_unwritable() -> Result<()> {
         })
         .await?;
         eprintln!("suspension with the ledger unwritable: sealed after {took:?}");
-        ledger.lift().await?;
-        fx.wait_scenario(&name, "phase Suspended", T, |s| {
-            phase(s) == Some(ScenarioPhase::Suspended)
-        })
+        records_follow(
+            &fx,
+            ledger,
+            &name,
+            &uid,
+            ScenarioPhase::Suspended,
+            "suspended",
+        )
         .await?;
-        wait_record(&fx.client, &uid, "suspended", None, Duration::from_secs(15)).await?;
         Ok(())
     })
     .await
@@ -1579,12 +1596,7 @@ async fn expiry_stops_compute_while_the_ledger_is_unwritable() -> Result<()> {
             within_security_deadline(&fx, &name, "expiry", started, |left, _| left.is_empty())
                 .await?;
         eprintln!("expiry with the ledger unwritable: compute and access gone {took:?} after it");
-        ledger.lift().await?;
-        fx.wait_scenario(&name, "phase Closed", T, |s| {
-            phase(s) == Some(ScenarioPhase::Closed)
-        })
-        .await?;
-        wait_record(&fx.client, &uid, "expired", None, Duration::from_secs(15)).await?;
+        records_follow(&fx, ledger, &name, &uid, ScenarioPhase::Closed, "expired").await?;
         Ok(())
     })
     .await
