@@ -699,7 +699,90 @@ async fn provision(
 
 #[cfg(test)]
 mod tests {
-    use super::reason_of;
+    use std::sync::Arc;
+
+    use k8s_openapi::jiff::Timestamp;
+    use kube::ResourceExt;
+
+    use super::{admitted_peers, reason_of};
+    use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time};
+
+    fn at(s: &str) -> Time {
+        Time(s.parse::<Timestamp>().unwrap())
+    }
+
+    fn scenario(
+        name: &str,
+        created: &str,
+        phase: ScenarioPhase,
+        admitted: Option<&str>,
+    ) -> Arc<Scenario> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "authorization": "acme", "purpose": "p",
+            "workspace": {"image": "x", "resources": {"cpu": "1", "memory": "1Gi"}, "scratch": "1Gi"}
+        }))
+        .unwrap();
+        let mut s = Scenario::new(name, spec);
+        s.metadata.creation_timestamp = Some(at(created));
+        s.status = Some(ScenarioStatus {
+            phase: Some(phase),
+            admitted_at: admitted.map(at),
+            ..ScenarioStatus::default()
+        });
+        Arc::new(s)
+    }
+
+    fn names(peers: &[Scenario]) -> Vec<String> {
+        peers.iter().map(|s| s.name_any()).collect()
+    }
+
+    #[test]
+    fn an_admitted_scenario_keeps_its_place_when_an_older_one_is_fixed() {
+        // `older` was created first but rejected; `younger` was admitted.
+        let younger = scenario(
+            "younger",
+            "2026-01-02T00:00:00Z",
+            ScenarioPhase::Ready,
+            Some("2026-01-02T00:00:01Z"),
+        );
+        for older_phase in [ScenarioPhase::Rejected, ScenarioPhase::Pending] {
+            let older = scenario("older", "2026-01-01T00:00:00Z", older_phase, None);
+            let all = [older.clone(), younger.clone()];
+            assert!(
+                admitted_peers(&younger, &all).is_empty(),
+                "nothing is ahead of the admitted scenario ({older_phase:?})"
+            );
+            assert_eq!(names(&admitted_peers(&older, &all)), ["younger"]);
+        }
+    }
+
+    #[test]
+    fn among_the_admitted_the_order_of_admission_counts_and_among_the_rest_creation() {
+        let first = scenario(
+            "b",
+            "2026-01-03T00:00:00Z",
+            ScenarioPhase::Ready,
+            Some("2026-01-03T00:00:01Z"),
+        );
+        let second = scenario(
+            "a",
+            "2026-01-01T00:00:00Z",
+            ScenarioPhase::Ready,
+            Some("2026-01-04T00:00:00Z"),
+        );
+        let waiting_old = scenario("c", "2026-01-02T00:00:00Z", ScenarioPhase::Pending, None);
+        let waiting_new = scenario("d", "2026-01-05T00:00:00Z", ScenarioPhase::Pending, None);
+        let all = [
+            first.clone(),
+            second.clone(),
+            waiting_old.clone(),
+            waiting_new.clone(),
+        ];
+        assert!(admitted_peers(&first, &all).is_empty());
+        assert_eq!(names(&admitted_peers(&second, &all)), ["b"]);
+        assert_eq!(names(&admitted_peers(&waiting_old, &all)), ["b", "a"]);
+        assert_eq!(names(&admitted_peers(&waiting_new, &all)), ["b", "a", "c"]);
+    }
 
     #[test]
     fn error_categories_become_camel_case_reasons() {
