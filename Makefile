@@ -9,7 +9,7 @@ export KUBECONFIG_E2E := $(CURDIR)/e2e/.cluster/kubeconfig
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build every Rust binary (operator CLI, agent, e2e node)
@@ -40,12 +40,12 @@ run: ## the main job: local control plane, operator and the worked examples, unt
 	e2e/scripts/run.sh
 
 .PHONY: operator
-operator: ## (re)start the operator beside the running local control plane
+operator: ## (re)start the operator beside the running local control plane, as the chart's service account
 	$(CARGO) build -p cleanroom --bin cleanroom
 	e2e/scripts/operator.sh restart
 
 .PHONY: e2e
-e2e: ## end-to-end tests against the running local control plane (starts the operator)
+e2e: ## end-to-end tests against the running local control plane (starts the operator under the chart's RBAC)
 	$(CARGO) build -p cleanroom --bin cleanroom
 	e2e/scripts/operator.sh restart
 	status=0; KUBECONFIG=$(KUBECONFIG_E2E) $(CARGO) test -p cleanroom-e2e --tests -- --test-threads 4 || status=$$?; \
