@@ -23,41 +23,6 @@ mod common;
 use cleanroom_e2e::harness::unique_name;
 use common::*;
 
-/// Rows of a CSV without quotes (what the fixture and the agent's output
-/// for it are), header first.
-fn rows(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
-}
-
-/// The prepared file of `dataset` as the workspace of `scenario` sees it:
-/// the volume bound to its `data-<dataset>` claim.
-async fn prepared_file(
-    client: &Client,
-    scenario: &str,
-    dataset: &str,
-) -> Result<(PersistentVolume, String)> {
-    let claims: Api<PersistentVolumeClaim> =
-        Api::namespaced(client.clone(), &namespace_of(scenario));
-    let claim = claims.get(&format!("data-{dataset}")).await?;
-    let phase = claim.status.as_ref().and_then(|s| s.phase.clone());
-    ensure!(phase.as_deref() == Some("Bound"), "data claim is {phase:?}");
-    let pv = Api::<PersistentVolume>::all(client.clone())
-        .get(
-            claim
-                .spec
-                .and_then(|s| s.volume_name)
-                .as_deref()
-                .context("no volume")?,
-        )
-        .await?;
-    let text = std::fs::read_to_string(host_dir(&pv)?.join("2024.csv"))
-        .context("reading the prepared file")?;
-    Ok((pv, text))
-}
-
 /// Objects of `scenario`'s preparations left in the vault, by kind.
 async fn vault_leftovers(client: &Client, scenario: &str) -> Result<Vec<String>> {
     let lp = ListParams::default().labels(&format!("cleanroom.io/scenario={scenario}"));

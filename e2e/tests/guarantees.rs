@@ -24,16 +24,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use cleanroom::api::{Scenario, ScenarioPhase};
-use cleanroom_e2e::harness::{E2E_LABEL, meta, run_kubectl, unique_name, wait_gone};
+use cleanroom_e2e::harness::{meta, unique_name, wait_gone};
 use common::*;
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, LimitRange, Namespace, PersistentVolume, PersistentVolumeClaim, Pod,
-    ResourceQuota, ServiceAccount,
+    ConfigMap, Event, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota,
+    ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -48,8 +45,6 @@ use serde_json::{Value, json};
 /// sees an operator that is (deliberately) not working.
 static SHARED: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// The identity the operator runs under (the chart's service account).
-const OPERATOR_USER: &str = "system:serviceaccount:cleanroom-system:cleanroom";
 /// A control-plane controller: exempt from the workspace policies, as the
 /// control plane's own work must be.
 const CONTROLLER_USER: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
@@ -61,31 +56,6 @@ const OPERATORS_ALONE: &str = "are the operator's alone";
 
 /// How long a security action may take while the ledger cannot be written.
 const SECURITY_ACTION: Duration = Duration::from_secs(15);
-
-fn from_json<K: serde::de::DeserializeOwned>(v: Value) -> Result<K> {
-    serde_json::from_value(v).context("test object does not deserialize")
-}
-
-/// A client that acts as `user` in `groups` (impersonation by the admin).
-async fn client_as(user: &str, groups: &[&str]) -> Result<Client> {
-    let mut config = cleanroom_e2e::harness::config().await?;
-    config.auth_info.impersonate = Some(user.to_string());
-    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
-    Ok(Client::try_from(config)?)
-}
-
-/// The operator's own identity: exempt from every policy that guards its objects.
-async fn as_operator() -> Result<Client> {
-    client_as(
-        OPERATOR_USER,
-        &[
-            "system:serviceaccounts",
-            "system:serviceaccounts:cleanroom-system",
-            "system:masters",
-        ],
-    )
-    .await
-}
 
 /// A control-plane controller (behind admission for the workspace policies).
 async fn as_controller() -> Result<Client> {
@@ -112,132 +82,6 @@ fn api_code(e: &anyhow::Error) -> Option<u16> {
 /// True if the API server refused the request (validation or admission).
 fn refused(e: &anyhow::Error) -> bool {
     matches!(api_code(e), Some(400 | 403 | 422))
-}
-
-// ---------------------------------------------------------------------------
-// Admission policies the tests add for a while.
-
-/// A ValidatingAdmissionPolicy and its binding of one name, deleted by
-/// [`Hold::lift`] or, whatever happens to the test, when dropped.
-struct Hold {
-    name: String,
-    client: Client,
-}
-
-impl Hold {
-    /// Creates the policy (refusing whatever `constraints` and `conditions`
-    /// match, with `message`) and its binding.
-    async fn install(
-        client: &Client,
-        prefix: &str,
-        constraints: Value,
-        conditions: Value,
-        message: &str,
-    ) -> Result<Hold> {
-        let name = unique_name(prefix);
-        // Constructed first: whatever is created below goes when it is dropped.
-        let hold = Hold {
-            name: name.clone(),
-            client: client.clone(),
-        };
-        let policy: ValidatingAdmissionPolicy = from_json(json!({
-            "metadata": {"name": name, "labels": {E2E_LABEL: "true"}},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": constraints,
-                "matchConditions": conditions,
-                "validations": [{"expression": "false", "message": message}]
-            }
-        }))?;
-        let binding: ValidatingAdmissionPolicyBinding = from_json(json!({
-            "metadata": {"name": name, "labels": {E2E_LABEL: "true"}},
-            "spec": {"policyName": name, "validationActions": ["Deny"]}
-        }))?;
-        Api::<ValidatingAdmissionPolicy>::all(client.clone())
-            .create(&PostParams::default(), &policy)
-            .await
-            .context("creating the hold's policy")?;
-        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-            .create(&PostParams::default(), &binding)
-            .await
-            .context("creating the hold's binding")?;
-        Ok(hold)
-    }
-
-    /// Deletes the binding and the policy.
-    async fn lift(&self) -> Result<()> {
-        let dp = DeleteParams::default();
-        for result in [
-            Api::<ValidatingAdmissionPolicyBinding>::all(self.client.clone())
-                .delete(&self.name, &dp)
-                .await
-                .map(|_| ()),
-            Api::<ValidatingAdmissionPolicy>::all(self.client.clone())
-                .delete(&self.name, &dp)
-                .await
-                .map(|_| ()),
-        ] {
-            match result {
-                Ok(()) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(anyhow::Error::from(e).context("lifting a hold")),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        let binding = format!("validatingadmissionpolicybinding/{}", self.name);
-        let policy = format!("validatingadmissionpolicy/{}", self.name);
-        if let Err(e) = run_kubectl(&["delete", &binding, &policy, "--ignore-not-found"]) {
-            eprintln!("could not delete the hold {}: {e:#}", self.name);
-        }
-    }
-}
-
-const CLAIM_HOLD: &str = "claim deletion held by the test";
-
-/// Refuses every deletion of a claim in `ns` (the trick of
-/// `operator.rs::claim_deletion_refused`): teardown stops at the claim,
-/// after its wipe is attested, and stays in TearingDown. Returns once the API
-/// server applies it (to the operator's own identity too).
-async fn hold_claim_deletion(client: &Client, ns: &str) -> Result<Hold> {
-    let hold = Hold::install(
-        client,
-        "e2e-hold",
-        json!({
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-            "resourceRules": [{
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["DELETE"],
-                "resources": ["persistentvolumeclaims"]
-            }]
-        }),
-        json!([]),
-        CLAIM_HOLD,
-    )
-    .await?;
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(as_operator().await?, ns);
-    let dry_run = DeleteParams {
-        dry_run: true,
-        ..DeleteParams::default()
-    };
-    let started = Instant::now();
-    loop {
-        match claims.delete("scratch", &dry_run).await {
-            Err(kube::Error::Api(s)) if s.message.contains(CLAIM_HOLD) => return Ok(hold),
-            other => {
-                ensure!(
-                    started.elapsed() < T,
-                    "the hold on claim deletion never took effect (last: {other:?})"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 const LEDGER_HOLD: &str = "the audit ledger is held unwritable by the test";
@@ -1170,41 +1014,6 @@ fn first_rows(n: usize) -> String {
         .take(n + 1)
         .map(|l| format!("{l}\n"))
         .collect()
-}
-
-/// Rows of a CSV without quotes, header first.
-fn rows(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
-}
-
-/// The prepared file of `dataset` as the workspace of `scenario` sees it.
-async fn prepared_file(
-    client: &Client,
-    scenario: &str,
-    dataset: &str,
-) -> Result<(PersistentVolume, String)> {
-    let claims: Api<PersistentVolumeClaim> =
-        Api::namespaced(client.clone(), &namespace_of(scenario));
-    let claim = claims.get(&format!("data-{dataset}")).await?;
-    let pv = Api::<PersistentVolume>::all(client.clone())
-        .get(
-            claim
-                .spec
-                .and_then(|s| s.volume_name)
-                .as_deref()
-                .context("no volume")?,
-        )
-        .await?;
-    let file = POPULATION_FILE
-        .rsplit('/')
-        .next()
-        .unwrap_or(POPULATION_FILE);
-    let text = std::fs::read_to_string(host_dir(&pv)?.join(file))
-        .with_context(|| format!("{scenario}: reading the prepared file of {dataset}"))?;
-    Ok((pv, text))
 }
 
 #[tokio::test]

@@ -10,15 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use cleanroom::api::{AuthorizationPhase, Scenario, ScenarioPhase, WipeAttestation};
-use cleanroom_e2e::harness::{E2E_LABEL, unique_name, wait_for, wait_gone};
+use cleanroom_e2e::harness::{unique_name, wait_for, wait_gone};
 use common::{
-    ALICE, FINALIZER, Fixture, T, authorization_spec, condition, dataset_spec, ensure_condition,
-    ensure_labelled, has_condition, namespace_of, phase, refusal, rfc3339, scenario_spec,
-    scratch_volume, seconds_from_now, volumes_of, with_fixture, workspace_owned_dir,
-    write_as_workspace,
-};
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    ALICE, FINALIZER, Fixture, Hold, T, authorization_spec, condition, dataset_spec,
+    ensure_condition, ensure_labelled, from_json, has_condition, hold_claim_deletion, namespace_of,
+    phase, refusal, rfc3339, scenario_spec, scratch_volume, seconds_from_now, volumes_of,
+    with_fixture, workspace_owned_dir, write_as_workspace,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -29,13 +26,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-
-fn from_json<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<K> {
-    serde_json::from_value(v).context("test object does not deserialize")
-}
 
 /// A name of exactly `len` characters that starts unique.
 fn name_of_length(len: usize) -> String {
@@ -1264,36 +1257,6 @@ async fn revoking_the_authorization_tears_down_all_its_scenarios() -> Result<()>
     .await
 }
 
-/// A ValidatingAdmissionPolicy (and its binding) named `name` that refuses
-/// every deletion of a PersistentVolumeClaim in namespace `ns`: a stand-in
-/// for an API server that fails the operator's calls for a while.
-fn claim_deletion_refused(
-    name: &str,
-    ns: &str,
-) -> Result<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
-    let policy = from_json(json!({
-        "metadata": {"name": name, "labels": {E2E_LABEL: "true"}},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "resourceRules": [{
-                    "apiGroups": [""],
-                    "apiVersions": ["v1"],
-                    "operations": ["DELETE"],
-                    "resources": ["persistentvolumeclaims"]
-                }]
-            },
-            "validations": [{"expression": "false", "message": "claim deletion held by the test"}]
-        }
-    }))?;
-    let binding = from_json(json!({
-        "metadata": {"name": name, "labels": {E2E_LABEL: "true"}},
-        "spec": {"policyName": name, "validationActions": ["Deny"]}
-    }))?;
-    Ok((policy, binding))
-}
-
 #[tokio::test]
 async fn a_failed_call_mid_teardown_loses_no_attestation() -> Result<()> {
     with_fixture(|fx| async move {
@@ -1303,49 +1266,24 @@ async fn a_failed_call_mid_teardown_loses_no_attestation() -> Result<()> {
         let pv = scratch_volume(&fx.client, &name).await?;
         let content = vec![b'q'; 2048];
         write_as_workspace(&workspace_owned_dir(&pv)?, "draft.txt", &content)?;
-
-        let hold = unique_name("e2e-hold");
-        let (policy, binding) = claim_deletion_refused(&hold, &ns)?;
-        let policies: Api<ValidatingAdmissionPolicy> = Api::all(fx.client.clone());
-        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(fx.client.clone());
-        policies.create(&PostParams::default(), &policy).await?;
-        let held = async {
-            bindings.create(&PostParams::default(), &binding).await?;
-            drill_with_claim_deletion_refused(&fx, &name, &ns, &hold, &content).await
-        }
-        .await;
-        let _ = bindings.delete(&hold, &Default::default()).await;
-        let _ = policies.delete(&hold, &Default::default()).await;
-        held
+        // In force (for the operator's identity too) once this returns.
+        let hold = hold_claim_deletion(&fx.client, &ns).await?;
+        drill_with_claim_deletion_refused(&fx, &name, &ns, &hold, &content).await
     })
     .await
 }
 
 /// Revokes `name` while its claim cannot be deleted; checks that the
-/// attestation, once recorded, stays; lifts the hold (`policy`) and checks
-/// that teardown completes with that one attestation.
+/// attestation, once recorded, stays; lifts the `hold` and checks that
+/// teardown completes with that one attestation.
 async fn drill_with_claim_deletion_refused(
     fx: &Fixture,
     name: &str,
     ns: &str,
-    policy: &str,
+    hold: &Hold,
     content: &[u8],
 ) -> Result<()> {
-    // The policy takes effect once the API server has loaded it.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(fx.client.clone(), ns);
-    let dry_run = DeleteParams {
-        dry_run: true,
-        ..DeleteParams::default()
-    };
-    let started = Instant::now();
-    while claims.delete("scratch", &dry_run).await.is_ok() {
-        ensure!(
-            started.elapsed() < T,
-            "the hold on claim deletion never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
     fx.patch_scenario(name, json!({"state": "Revoked", "reason": "hold drill"}))
         .await?;
     // While held: the attestation appears, and must stay as it first was.
@@ -1384,8 +1322,7 @@ async fn drill_with_claim_deletion_refused(
     );
 
     let volume = claim.spec.and_then(|s| s.volume_name).unwrap_or_default();
-    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(fx.client.clone());
-    bindings.delete(policy, &Default::default()).await?;
+    hold.lift().await?;
     let s = ensure_closed(fx, name, &[volume]).await?;
     let wipes = s.status.map(|st| st.wipes).unwrap_or_default();
     ensure!(
