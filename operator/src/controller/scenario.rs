@@ -385,6 +385,255 @@ async fn stop_compute(id: &Identity, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+/// What one pass found, for [`running_status`].
+struct Observed<'a> {
+    /// Why the workspace is sealed, if it is.
+    seal: Option<Seal>,
+    preparation: &'a Preparation,
+    /// The compute runs (see [`run_compute`]).
+    running: bool,
+    /// What was found in the workspace that the operator did not make (and removed).
+    foreign: &'a [foreign::Foreign],
+    /// How many datasets the scenario asked for.
+    datasets: usize,
+}
+
+/// The phase and conditions of a provisioned scenario, from what the pass
+/// found: pure, so that each combination can be read in one place.
+fn running_status(
+    next: &mut crate::api::ScenarioStatus,
+    id: &Identity,
+    o: &Observed,
+    generation: Option<i64>,
+    expires_at: &Time,
+    now: &Time,
+) {
+    let ns = id.namespace.as_str();
+    let sealed = o.seal.is_some();
+    next.phase = Some(if sealed {
+        ScenarioPhase::Suspended
+    } else if *o.preparation != Preparation::Ready {
+        ScenarioPhase::PreparingData
+    } else if o.running {
+        ScenarioPhase::Ready
+    } else {
+        ScenarioPhase::Provisioning
+    });
+    let c = &mut next.conditions;
+    let cond =
+        |t, holds, reason: &str, msg: String| condition(t, holds, reason, msg, generation, now);
+    set_condition(
+        c,
+        cond(
+            types::PROVISIONED,
+            true,
+            reasons::WORKSPACE_READY,
+            format!("namespace {ns} and its guards exist"),
+        ),
+        now,
+    );
+    let isolated = if o.foreign.is_empty() {
+        cond(
+            types::ISOLATED,
+            true,
+            reasons::NO_FOREIGN_OBJECT,
+            "default-deny network policy for ingress and egress is in place; nothing foreign in the workspace".into(),
+        )
+    } else {
+        let names: Vec<String> = o.foreign.iter().map(foreign::Foreign::display).collect();
+        cond(
+            types::ISOLATED,
+            false,
+            reasons::FOREIGN_OBJECT,
+            format!(
+                "objects the operator did not make were found in {ns} and removed: {}",
+                names.join(", ")
+            ),
+        )
+    };
+    set_condition(c, isolated, now);
+    let datasets = o.datasets;
+    let (prepared, prepared_reason, prepared_msg) = match o.preparation {
+        Preparation::Ready if datasets == 0 => (
+            true,
+            reasons::DATA_READY,
+            "no dataset requested".to_string(),
+        ),
+        Preparation::Ready => (
+            true,
+            reasons::DATA_READY,
+            format!("{datasets} dataset(s) prepared and mounted read-only under /data"),
+        ),
+        Preparation::Pending { what, .. } => (false, reasons::PREPARING_DATA, what.clone()),
+        Preparation::Failed(why) => (false, reasons::PREPARATION_FAILED, why.clone()),
+    };
+    set_condition(
+        c,
+        cond(
+            types::DATA_PREPARED,
+            prepared,
+            prepared_reason,
+            prepared_msg.clone(),
+        ),
+        now,
+    );
+    match o.seal {
+        Some(s) => {
+            set_condition(
+                c,
+                cond(
+                    types::SUSPENDED,
+                    true,
+                    s.reason(),
+                    "compute stopped and access removed; volumes kept".into(),
+                ),
+                now,
+            );
+            set_condition(
+                c,
+                cond(
+                    types::READY,
+                    false,
+                    s.reason(),
+                    "the workspace is sealed".into(),
+                ),
+                now,
+            );
+        }
+        None => {
+            set_condition(
+                c,
+                cond(
+                    types::SUSPENDED,
+                    false,
+                    reasons::WORKSPACE_READY,
+                    "not suspended".into(),
+                ),
+                now,
+            );
+            let (reason, msg) = if o.running {
+                (
+                    reasons::WORKSPACE_READY,
+                    format!("the workspace runs in {ns}"),
+                )
+            } else if !prepared {
+                (prepared_reason, prepared_msg)
+            } else {
+                (
+                    reasons::PROVISIONING,
+                    "waiting for the workspace compute to start".to_string(),
+                )
+            };
+            set_condition(c, cond(types::READY, o.running, reason, msg), now);
+        }
+    }
+    set_condition(
+        c,
+        cond(
+            types::EXPIRED,
+            false,
+            reasons::WORKSPACE_READY,
+            format!("valid until {}", expires_at.0),
+        ),
+        now,
+    );
+}
+
+/// Applies the namespace and its guards, in order: the deny-all policy
+/// before anything that could run, then quota, limits, the token-less
+/// account, the members' binding (removed while sealed) and scratch.
+async fn apply_guards(
+    ctx: &Context,
+    id: &Identity,
+    spec: &crate::api::ScenarioSpec,
+    quota: &ResourceQuota,
+    binding: Option<&RoleBinding>,
+    scratch: &PersistentVolumeClaim,
+) -> Result<(), Error> {
+    let client = &ctx.client;
+    let ns = id.namespace.as_str();
+    apply(
+        &Api::<Namespace>::all(client.clone()),
+        &isolation::namespace(id),
+    )
+    .await?;
+    apply(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        &isolation::deny_all(id),
+    )
+    .await?;
+    apply(&Api::<ResourceQuota>::namespaced(client.clone(), ns), quota).await?;
+    apply(
+        &Api::<LimitRange>::namespaced(client.clone(), ns),
+        &isolation::limit_range(id, spec),
+    )
+    .await?;
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &access::service_account(id),
+    )
+    .await?;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+    match binding {
+        Some(b) => {
+            apply(&bindings, b).await?;
+        }
+        None => {
+            delete(&bindings, access::MEMBER_BINDING).await?;
+        }
+    }
+    apply(
+        &Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
+        &scratch,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies the compute (unless `applied` says it is as it should be) and
+/// tells whether it runs: a Deployment with a pod available, or a Job that
+/// started (or finished: its results stay in scratch until teardown).
+async fn run_compute(
+    ctx: &Context,
+    id: &Identity,
+    compute: &Compute,
+    applied: bool,
+) -> Result<bool, Error> {
+    let client = &ctx.client;
+    let ns = id.namespace.as_str();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    Ok(match compute {
+        Compute::Deployment(d) => {
+            let current = if applied {
+                deployments.get_opt(WORKSPACE).await?
+            } else {
+                delete(&jobs, WORKSPACE).await?;
+                Some(apply(&deployments, d).await?)
+            };
+            current
+                .and_then(|d| d.status)
+                .and_then(|s| s.available_replicas)
+                .is_some_and(|n| n >= 1)
+        }
+        Compute::Job(j) => {
+            let current = if applied {
+                jobs.get_opt(WORKSPACE).await?
+            } else {
+                delete(&deployments, WORKSPACE).await?;
+                Some(apply(&jobs, j).await?)
+            };
+            // A batch workspace counts as running once its Job started
+            // (or finished: its results stay in scratch until teardown).
+            current.and_then(|j| j.status).is_some_and(|s| {
+                s.active.unwrap_or(0) > 0
+                    || s.succeeded.unwrap_or(0) > 0
+                    || s.failed.unwrap_or(0) > 0
+            })
+        }
+    })
+}
+
 /// Applies the workspace in order (namespace, deny-all policy, quota and
 /// limits, service account, role, bindings, scratch, prepared data, compute):
 /// no pod can exist before the deny policy does, and no compute before its
@@ -445,8 +694,6 @@ async fn provision(
         return Ok(Duration::from_secs(1));
     }
 
-    let client = &ctx.client;
-    let ns = id.namespace.as_str();
     let spec = &scenario.spec;
     let quota = isolation::resource_quota(id, spec, &next.data);
     // Sealed: the members' binding is removed, not applied.
@@ -465,45 +712,7 @@ async fn provision(
     // Exactly these objects were applied a moment ago: nothing to write.
     let applied = ctx.memo.applied(&id.uid, fingerprint);
     if !applied {
-        apply(
-            &Api::<Namespace>::all(client.clone()),
-            &isolation::namespace(id),
-        )
-        .await?;
-        apply(
-            &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
-            &isolation::deny_all(id),
-        )
-        .await?;
-        apply(
-            &Api::<ResourceQuota>::namespaced(client.clone(), ns),
-            &quota,
-        )
-        .await?;
-        apply(
-            &Api::<LimitRange>::namespaced(client.clone(), ns),
-            &isolation::limit_range(id, spec),
-        )
-        .await?;
-        apply(
-            &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-            &access::service_account(id),
-        )
-        .await?;
-        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
-        match &binding {
-            Some(b) => {
-                apply(&bindings, b).await?;
-            }
-            None => {
-                delete(&bindings, access::MEMBER_BINDING).await?;
-            }
-        }
-        apply(
-            &Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
-            &scratch,
-        )
-        .await?;
+        apply_guards(ctx, id, spec, &quota, binding.as_ref(), &scratch).await?;
     }
 
     let preparation = if ctx.memo.data_ready(&id.uid, fingerprint) {
@@ -517,172 +726,22 @@ async fn provision(
         stop_compute(id, ctx).await?;
     }
 
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let running = preparation == Preparation::Ready
-        && match &compute {
-            Compute::Deployment(d) => {
-                let current = if applied {
-                    deployments.get_opt(WORKSPACE).await?
-                } else {
-                    delete(&jobs, WORKSPACE).await?;
-                    Some(apply(&deployments, d).await?)
-                };
-                current
-                    .and_then(|d| d.status)
-                    .and_then(|s| s.available_replicas)
-                    .is_some_and(|n| n >= 1)
-            }
-            Compute::Job(j) => {
-                let current = if applied {
-                    jobs.get_opt(WORKSPACE).await?
-                } else {
-                    delete(&deployments, WORKSPACE).await?;
-                    Some(apply(&jobs, j).await?)
-                };
-                // A batch workspace counts as running once its Job started
-                // (or finished: its results stay in scratch until teardown).
-                current.and_then(|j| j.status).is_some_and(|s| {
-                    s.active.unwrap_or(0) > 0
-                        || s.succeeded.unwrap_or(0) > 0
-                        || s.failed.unwrap_or(0) > 0
-                })
-            }
-        };
+    let running =
+        preparation == Preparation::Ready && run_compute(ctx, id, &compute, applied).await?;
     // Compute is only applied with its data in place: until then, the next
     // pass must apply again.
     if preparation == Preparation::Ready {
         ctx.memo.remember(&id.uid, fingerprint, true);
     }
 
-    let sealed = seal_reason.is_some();
-    next.phase = Some(if sealed {
-        ScenarioPhase::Suspended
-    } else if preparation != Preparation::Ready {
-        ScenarioPhase::PreparingData
-    } else if running {
-        ScenarioPhase::Ready
-    } else {
-        ScenarioPhase::Provisioning
-    });
-    let c = &mut next.conditions;
-    let cond =
-        |t, holds, reason: &str, msg: String| condition(t, holds, reason, msg, generation, now);
-    set_condition(
-        c,
-        cond(
-            types::PROVISIONED,
-            true,
-            reasons::WORKSPACE_READY,
-            format!("namespace {ns} and its guards exist"),
-        ),
-        now,
-    );
-    let isolated = if foreign.is_empty() {
-        cond(
-            types::ISOLATED,
-            true,
-            reasons::NO_FOREIGN_OBJECT,
-            "default-deny network policy for ingress and egress is in place; nothing foreign in the workspace".into(),
-        )
-    } else {
-        let names: Vec<String> = foreign.iter().map(foreign::Foreign::display).collect();
-        cond(
-            types::ISOLATED,
-            false,
-            reasons::FOREIGN_OBJECT,
-            format!(
-                "objects the operator did not make were found in {ns} and removed: {}",
-                names.join(", ")
-            ),
-        )
+    let observed = Observed {
+        seal: seal_reason,
+        preparation: &preparation,
+        running,
+        foreign: &foreign,
+        datasets: spec.data.len(),
     };
-    set_condition(c, isolated, now);
-    let datasets = spec.data.len();
-    let (prepared, prepared_reason, prepared_msg) = match &preparation {
-        Preparation::Ready if datasets == 0 => (
-            true,
-            reasons::DATA_READY,
-            "no dataset requested".to_string(),
-        ),
-        Preparation::Ready => (
-            true,
-            reasons::DATA_READY,
-            format!("{datasets} dataset(s) prepared and mounted read-only under /data"),
-        ),
-        Preparation::Pending { what, .. } => (false, reasons::PREPARING_DATA, what.clone()),
-        Preparation::Failed(why) => (false, reasons::PREPARATION_FAILED, why.clone()),
-    };
-    set_condition(
-        c,
-        cond(
-            types::DATA_PREPARED,
-            prepared,
-            prepared_reason,
-            prepared_msg.clone(),
-        ),
-        now,
-    );
-    match seal_reason {
-        Some(s) => {
-            set_condition(
-                c,
-                cond(
-                    types::SUSPENDED,
-                    true,
-                    s.reason(),
-                    "compute stopped and access removed; volumes kept".into(),
-                ),
-                now,
-            );
-            set_condition(
-                c,
-                cond(
-                    types::READY,
-                    false,
-                    s.reason(),
-                    "the workspace is sealed".into(),
-                ),
-                now,
-            );
-        }
-        None => {
-            set_condition(
-                c,
-                cond(
-                    types::SUSPENDED,
-                    false,
-                    reasons::WORKSPACE_READY,
-                    "not suspended".into(),
-                ),
-                now,
-            );
-            let (reason, msg) = if running {
-                (
-                    reasons::WORKSPACE_READY,
-                    format!("the workspace runs in {ns}"),
-                )
-            } else if !prepared {
-                (prepared_reason, prepared_msg)
-            } else {
-                (
-                    reasons::PROVISIONING,
-                    "waiting for the workspace compute to start".to_string(),
-                )
-            };
-            set_condition(c, cond(types::READY, running, reason, msg), now);
-        }
-    }
-    set_condition(
-        c,
-        cond(
-            types::EXPIRED,
-            false,
-            reasons::WORKSPACE_READY,
-            format!("valid until {}", expires_at.0),
-        ),
-        now,
-    );
+    running_status(&mut next, id, &observed, generation, expires_at, now);
     if next.phase != scenario.status.as_ref().and_then(|s| s.phase) {
         info!(scenario = %id.scenario, phase = ?next.phase, "phase");
     }
@@ -692,7 +751,7 @@ async fn provision(
         // Looked at again within the memo's resync time, so drift (or a
         // deleted authorization, which wakes nothing) is seen.
         Preparation::Failed(_) => memo::RESYNC,
-        Preparation::Ready if running || sealed => memo::RESYNC,
+        Preparation::Ready if running || seal_reason.is_some() => memo::RESYNC,
         Preparation::Ready => SOON,
     })
 }
@@ -782,6 +841,71 @@ mod tests {
         assert_eq!(names(&admitted_peers(&second, &all)), ["b"]);
         assert_eq!(names(&admitted_peers(&waiting_old, &all)), ["b", "a"]);
         assert_eq!(names(&admitted_peers(&waiting_new, &all)), ["b", "a", "c"]);
+    }
+
+    fn observed_status(o: &super::Observed) -> ScenarioStatus {
+        let mut next = ScenarioStatus::default();
+        let id = crate::workspace::testing::identity();
+        let now = at("2026-06-01T00:00:00Z");
+        super::running_status(
+            &mut next,
+            &id,
+            o,
+            Some(1),
+            &at("2027-01-01T00:00:00Z"),
+            &now,
+        );
+        next
+    }
+
+    fn condition_of<'a>(s: &'a ScenarioStatus, type_: &str) -> (&'a str, &'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
+        (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+    }
+
+    #[test]
+    fn a_foreign_object_makes_the_workspace_not_isolated_and_is_named() {
+        use super::foreign::{Foreign, Guarded};
+        let ready = super::Preparation::Ready;
+        let allow = Foreign {
+            kind: Guarded::NetworkPolicy,
+            name: "allow-all".into(),
+            uid: "u".into(),
+            made_by: "kubectl-create".into(),
+        };
+        let found = [allow];
+        let o = super::Observed {
+            seal: None,
+            preparation: &ready,
+            running: true,
+            foreign: &found,
+            datasets: 0,
+        };
+        let s = observed_status(&o);
+        let (status, reason, message) = condition_of(&s, "Isolated");
+        assert_eq!((status, reason), ("False", "ForeignObject"));
+        assert!(message.contains("NetworkPolicy/allow-all"), "{message}");
+        let clean = super::Observed { foreign: &[], ..o };
+        let s = observed_status(&clean);
+        assert_eq!(condition_of(&s, "Isolated").0, "True");
+        assert_eq!(s.phase, Some(ScenarioPhase::Ready));
+        assert_eq!(condition_of(&s, "Ready").0, "True");
+    }
+
+    #[test]
+    fn a_sealed_workspace_is_suspended_and_not_ready_whatever_runs() {
+        let ready = super::Preparation::Ready;
+        let o = super::Observed {
+            seal: Some(super::Seal::Authorization),
+            preparation: &ready,
+            running: true,
+            foreign: &[],
+            datasets: 1,
+        };
+        let s = observed_status(&o);
+        assert_eq!(s.phase, Some(ScenarioPhase::Suspended));
+        assert_eq!(condition_of(&s, "Ready").0, "False");
+        assert_eq!(condition_of(&s, "Suspended").1, "AuthorizationSuspended");
     }
 
     #[test]
