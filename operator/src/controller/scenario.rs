@@ -584,7 +584,7 @@ async fn apply_guards(
     }
     apply(
         &Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
-        &scratch,
+        scratch,
     )
     .await?;
     Ok(())
