@@ -117,14 +117,23 @@ impl Identity {
     }
 
     /// Whether an object found by name is this scenario's: it carries our
-    /// manager label and this scenario's uid. Anything else (someone's
-    /// object that happens to have the name, a former scenario's) is never
-    /// written to, wiped or deleted as ours.
+    /// manager label and this scenario's uid, as a label or (for objects
+    /// made before the label existed) as its controlling owner reference.
+    /// Anything else (someone's object that happens to have the name, a
+    /// former scenario's) is never written to, wiped or deleted as ours.
     pub fn owns(&self, meta: &ObjectMeta) -> bool {
         let labels = meta.labels.as_ref();
         let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        let owned = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.uid == self.uid);
         get(labels::MANAGED_BY) == Some(labels::MANAGER)
-            && get(labels::SCENARIO_UID) == Some(self.uid.as_str())
+            && match get(labels::SCENARIO_UID) {
+                Some(uid) => uid == self.uid,
+                None => owned,
+            }
     }
 
     /// Owner reference to the scenario. Not a blocking one: teardown is driven
@@ -255,5 +264,18 @@ mod tests {
             .remove(labels::MANAGED_BY);
         assert!(!id.owns(&unmanaged), "not made by the operator");
         assert!(!id.owns(&ObjectMeta::default()), "no labels at all");
+        // Made before the uid label: its controlling owner says whose it is.
+        let mut older = id.meta("x");
+        older.labels.as_mut().unwrap().remove(labels::SCENARIO_UID);
+        assert!(id.owns(&older), "ours, from before the uid label");
+        older.owner_references.as_mut().unwrap()[0].uid = "9999".into();
+        assert!(
+            !id.owns(&older),
+            "another scenario's, from before the label"
+        );
+        // A uid label that disagrees wins over an owner reference that agrees.
+        let mut mixed = same_name_other_uid.clone();
+        mixed.owner_references = id.meta("x").owner_references;
+        assert!(!id.owns(&mixed));
     }
 }
