@@ -46,16 +46,16 @@ where
     }
 }
 
-/// Deletes `name` only if it is `id`'s (see [`Identity::owns`]): a name
+/// Deletes `name` only if it is `id`'s (see [`free_or_owned`]): a name
 /// alone proves nothing, someone else's object of that name is left alone.
 /// Returns true if ours was there.
 pub async fn delete_if_owned<K>(api: &Api<K>, name: &str, id: &Identity) -> Result<bool, Error>
 where
-    K: Resource + Clone + Debug + DeserializeOwned,
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
-    match api.get_metadata_opt(name).await? {
-        Some(found) if id.owns(&found.metadata) => delete(api, name).await,
-        _ => Ok(false),
+    match free_or_owned(api, name, id).await? {
+        Ok(true) => delete(api, name).await,
+        Ok(false) | Err(_) => Ok(false),
     }
 }
 

@@ -34,7 +34,7 @@ use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time, WipeAttestation}
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::workspace::compute::WORKSPACE;
 use crate::workspace::isolation::{ENDED_AT_ANNOTATION, ENDING_ANNOTATION};
-use crate::workspace::wipe::{attestation, job_name, wipe_job_bounded};
+use crate::workspace::wipe::{attestation, job_name, wipe_job};
 use crate::workspace::{Identity, access, data, labels};
 
 /// Poll interval while pods stop, claims go and the namespace is deleted.
@@ -556,7 +556,7 @@ async fn wipe(
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let name = job_name(claim);
     let Some(job) = jobs.get_opt(&name).await? else {
-        let job = match wipe_job_bounded(id, ns, claim, &ctx.settings.agent_image, capacity) {
+        let job = match wipe_job(id, ns, claim, &ctx.settings.agent_image, capacity) {
             Ok(job) => job,
             Err(e) => return Ok(WipeState::Failed(e.to_string())),
         };

@@ -67,18 +67,13 @@ pub fn max_bytes(claim: &str, capacity: &str) -> Result<u64, CapacityError> {
 /// the same restricted security context, and never restarts on its own: a
 /// failed wipe is reported, and the controller decides.
 ///
-/// Unbounded: [`wipe_job_bounded`] with no capacity.
-pub fn wipe_job(id: &Identity, namespace: &str, claim: &str, agent_image: &str) -> Job {
-    job(id, namespace, claim, agent_image, None)
-}
-
-/// [`wipe_job`], bounded by the claim's `capacity` (its
-/// `status.capacity.storage`, the size of the volume bound to it, or else its
-/// storage request): the agent is given `--max-bytes` (see [`max_bytes`]) and
-/// refuses, before writing anything, a volume holding more data than that.
-/// `None` (capacity unknown) runs it unbounded; a capacity that is not a
-/// positive quantity is an error rather than a silently dropped bound.
-pub fn wipe_job_bounded(
+/// It is bounded by the claim's `capacity` (its `status.capacity.storage`,
+/// the size of the volume bound to it, or else its storage request): the
+/// agent is given `--max-bytes` (see [`max_bytes`]) and refuses, before
+/// writing anything, a volume holding more data than that. `None` (capacity
+/// unknown) runs it unbounded; a capacity that is not a positive quantity is
+/// an error rather than a silently dropped bound.
+pub fn wipe_job(
     id: &Identity,
     namespace: &str,
     claim: &str,
@@ -208,12 +203,16 @@ mod tests {
 
     #[test]
     fn wipe_job_runs_the_agent_over_the_claim_as_an_agent_pod() {
-        let job = serde_json::to_value(wipe_job(
-            &identity(),
-            "cr-census",
-            "scratch",
-            "cleanroom/agent:1",
-        ))
+        let job = serde_json::to_value(
+            wipe_job(
+                &identity(),
+                "cr-census",
+                "scratch",
+                "cleanroom/agent:1",
+                None,
+            )
+            .unwrap(),
+        )
         .unwrap();
         assert_eq!(job["metadata"]["name"], json!("wipe-scratch"));
         let pod = &job["spec"]["template"];
@@ -248,7 +247,7 @@ mod tests {
     #[test]
     fn a_bounded_wipe_job_passes_the_capacity_in_bytes() {
         let id = identity();
-        let job = wipe_job_bounded(&id, "cr-census", "scratch", "a:1", Some("20Gi")).unwrap();
+        let job = wipe_job(&id, "cr-census", "scratch", "a:1", Some("20Gi")).unwrap();
         assert_eq!(
             command(&job),
             [
@@ -261,7 +260,7 @@ mod tests {
             ]
         );
         let bytes = |capacity| {
-            let job = wipe_job_bounded(&id, "ns", "c", "a:1", Some(capacity)).unwrap();
+            let job = wipe_job(&id, "ns", "c", "a:1", Some(capacity)).unwrap();
             command(&job)[5].clone()
         };
         assert_eq!(bytes("1Ki"), "1024");
@@ -272,7 +271,9 @@ mod tests {
         assert_eq!(bytes("1500m"), "2");
         // The rest of the Job is the unbounded one's.
         let mut bounded = serde_json::to_value(&job).unwrap();
-        let mut plain = serde_json::to_value(wipe_job(&id, "cr-census", "scratch", "a:1")).unwrap();
+        let mut plain =
+            serde_json::to_value(wipe_job(&id, "cr-census", "scratch", "a:1", None).unwrap())
+                .unwrap();
         bounded["spec"]["template"]["spec"]["containers"][0]["command"] = json!(null);
         plain["spec"]["template"]["spec"]["containers"][0]["command"] = json!(null);
         assert_eq!(bounded, plain);
@@ -281,16 +282,19 @@ mod tests {
     #[test]
     fn without_a_capacity_the_wipe_job_is_unbounded() {
         let id = identity();
-        let job = wipe_job_bounded(&id, "cr-census", "scratch", "a:1", None).unwrap();
+        let job = wipe_job(&id, "cr-census", "scratch", "a:1", None).unwrap();
         assert_eq!(command(&job), ["agent", "wipe", "--path", "/volume"]);
-        assert_eq!(job, wipe_job(&id, "cr-census", "scratch", "a:1"));
+        assert_eq!(
+            job,
+            wipe_job(&id, "cr-census", "scratch", "a:1", None).unwrap()
+        );
     }
 
     #[test]
     fn a_capacity_that_bounds_nothing_is_an_error_naming_the_claim() {
         let id = identity();
         for capacity in ["0", "-1Gi", "0Gi"] {
-            let err = wipe_job_bounded(&id, "ns", "data-pop", "a:1", Some(capacity)).unwrap_err();
+            let err = wipe_job(&id, "ns", "data-pop", "a:1", Some(capacity)).unwrap_err();
             assert_eq!(
                 err,
                 CapacityError::NotPositive {
@@ -299,7 +303,7 @@ mod tests {
                 }
             );
         }
-        let err = wipe_job_bounded(&id, "ns", "data-pop", "a:1", Some("20 GB")).unwrap_err();
+        let err = wipe_job(&id, "ns", "data-pop", "a:1", Some("20 GB")).unwrap_err();
         assert!(matches!(err, CapacityError::Quantity { .. }), "{err:?}");
         assert!(err.to_string().contains("data-pop"), "{err}");
         assert_eq!(max_bytes("c", "7Ei"), Ok(7 << 60));
