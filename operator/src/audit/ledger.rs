@@ -214,13 +214,11 @@ impl Ledger {
         let Some(recorder) = self.recorder.clone() else {
             return;
         };
-        let reference = ObjectReference {
-            api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
-            kind: Some("Scenario".into()),
-            name: scenario.metadata.name.clone(),
-            uid: scenario.metadata.uid.clone(),
-            ..ObjectReference::default()
-        };
+        let reference = reference_to(
+            "Scenario",
+            &scenario.metadata.name.clone().unwrap_or_default(),
+            &scenario.metadata.uid.clone().unwrap_or_default(),
+        );
         let event = Event {
             type_: EventType::Warning,
             reason: reason.into(),
@@ -803,14 +801,19 @@ fn event_of(r: &Record, line: &str) -> (Event, ObjectReference) {
             action: "Audit".into(),
             secondary: None,
         },
-        ObjectReference {
-            api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
-            kind: Some(r.kind.clone()),
-            name: Some(r.name.clone()),
-            uid: Some(r.uid.clone()),
-            ..ObjectReference::default()
-        },
+        reference_to(&r.kind, &r.name, &r.uid),
     )
+}
+
+/// What an Event about one of our objects points at.
+fn reference_to(kind: &str, name: &str, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
+        kind: Some(kind.into()),
+        name: Some(name.into()),
+        uid: Some(uid.into()),
+        ..ObjectReference::default()
+    }
 }
 
 #[cfg(test)]
