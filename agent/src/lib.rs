@@ -1,7 +1,8 @@
-//! The cleanroom data-plane agent, run inside Jobs: `wipe` and
-//! `desensitize` (and later `scan`). The logic lives here so it is
+//! The cleanroom data-plane agent, run inside Jobs: `wipe`, `desensitize`,
+//! and the airlock's `seal`, `verify` and `release`. The logic lives here so it is
 //! unit-tested; the binary only parses arguments and reports.
 
+pub mod airlock;
 pub mod desensitize;
 pub mod formats;
 pub mod plan;

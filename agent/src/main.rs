@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cleanroom_agent::airlock;
 use cleanroom_agent::desensitize::{self, Format};
 use cleanroom_agent::plan::Plan;
 use cleanroom_agent::wipe;
@@ -57,6 +58,46 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
         termination_log: PathBuf,
     },
+    /// Copy the files an export names from the workspace's outbox into a
+    /// fresh sealed directory with a manifest of sizes and SHA-256s; print
+    /// the manifest's hash and each file's as one JSON line.
+    Seal {
+        /// The outbox (read-only).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The sealed directory.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The files asked for (JSON: `{"files": [{"name", "kind", "columns"}]}`).
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
+    /// Check that a sealed directory is exactly what was sealed.
+    Verify {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The manifest's SHA-256 recorded when sealing.
+        #[arg(long, value_name = "HEX")]
+        manifest_sha256: String,
+        #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
+    /// Copy a sealed directory to a release directory, checking every hash
+    /// on arrival (a completed earlier copy is verified, not repeated).
+    Release {
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The release directory (must not exist unless a previous copy completed it).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The manifest's SHA-256 recorded when sealing.
+        #[arg(long, value_name = "HEX")]
+        manifest_sha256: String,
+        #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,7 +115,66 @@ fn main() -> ExitCode {
             key_file,
             termination_log,
         } => run_desensitize(input, output, format, &plan, key_file, &termination_log),
+        Command::Seal {
+            from,
+            to,
+            request,
+            termination_log,
+        } => {
+            let outcome = std::fs::read(&request)
+                .map_err(|e| format!("cannot read the request {}: {e}", request.display()))
+                .and_then(|bytes| {
+                    serde_json::from_slice::<airlock::Request>(&bytes)
+                        .map_err(|e| format!("the request is not valid: {e}"))
+                })
+                .and_then(|r| airlock::seal(&from, &to, &r).map_err(|e| e.to_string()));
+            finish("seal", outcome, &termination_log)
+        }
+        Command::Verify {
+            dir,
+            manifest_sha256,
+            termination_log,
+        } => {
+            let outcome = airlock::verify(&dir, &manifest_sha256).map_err(|e| e.to_string());
+            finish("verify", outcome, &termination_log)
+        }
+        Command::Release {
+            from,
+            to,
+            manifest_sha256,
+            termination_log,
+        } => {
+            let outcome = airlock::release(&from, &to, &manifest_sha256).map_err(|e| e.to_string());
+            finish("release", outcome, &termination_log)
+        }
     }
+}
+
+/// Prints an airlock command's outcome (or error) as one JSON line and
+/// leaves it in the termination log.
+fn finish(
+    command: &str,
+    outcome: Result<airlock::Outcome, String>,
+    termination_log: &std::path::Path,
+) -> ExitCode {
+    let (json, code) = match outcome.map(|o| serde_json::to_string(&o)) {
+        Ok(Ok(json)) => {
+            println!("{json}");
+            (json, ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => (wipe::error_json(&e.to_string()), ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("agent {command}: {e}");
+            (wipe::error_json(&e), ExitCode::FAILURE)
+        }
+    };
+    if let Err(e) = wipe::write_termination_log(termination_log, &json) {
+        eprintln!(
+            "agent {command}: cannot write {}: {e}",
+            termination_log.display()
+        );
+    }
+    code
 }
 
 fn run_desensitize(

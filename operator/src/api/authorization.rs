@@ -87,6 +87,50 @@ pub struct AuthorizationSpec {
     #[serde(default = "default_audit_retention_days")]
     #[schemars(range(min = 180, max = 36500))]
     pub audit_retention_days: i32,
+    /// The airlock: who reviews what leaves the workspaces, how many must
+    /// approve, and who collects what is released.
+    #[serde(default)]
+    pub review: ReviewPolicy,
+}
+
+/// How this authorization's exports are reviewed and delivered.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewPolicy {
+    /// Approvals an export needs; by default 2 when the scenario uses an
+    /// `Important` or `Core` dataset, else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub approvals: Option<i32>,
+    /// Who may review exports (never a member: the API server refuses a
+    /// review by a member or by the requester).
+    #[serde(default)]
+    pub reviewers: Members,
+    /// The data operator's delivery identity: who may read the release claim.
+    #[serde(default)]
+    pub delivery: Members,
+    /// Workspaces using a `Core` dataset must be non-interactive
+    /// (`workspace.interactive: false`): results leave only through review.
+    #[serde(default)]
+    pub require_reviewed_output: bool,
+    /// Thresholds of the automatic checks, stricter than the defaults only
+    /// within bounds (never below a cell count of 5 or k of 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanThresholds>,
+}
+
+/// Overrides of the automatic checks' thresholds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanThresholds {
+    /// Smallest cell count of a table (ACRO's `threshold`; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 1000))]
+    pub threshold: Option<i32>,
+    /// k of k-anonymity for microdata (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3, max = 1000))]
+    pub k: Option<i32>,
 }
 
 fn default_audit_retention_days() -> i32 {

@@ -1,9 +1,11 @@
-//! The `cleanroom.io/v1alpha1` API: three cluster-scoped kinds, one file each.
+//! The `cleanroom.io/v1alpha1` API: three cluster-scoped kinds, one file each,
+//! and the airlock's two namespaced kinds ([`airlock`]).
 //!
 //! CEL rules for everything that can be checked inside one object live on the
 //! types (the API server rejects bad input at once); rules across objects are
 //! in [`crate::rules`].
 
+pub mod airlock;
 pub mod authorization;
 pub mod common;
 pub mod dataset;
@@ -13,8 +15,11 @@ pub mod scenario;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use airlock::{
+    Decision, Export, ExportPhase, ExportSpec, ExportStatus, ProductKind, Review, ReviewSpec,
+};
 pub use authorization::{
-    Authorization, AuthorizationPhase, AuthorizationSpec, AuthorizationStatus,
+    Authorization, AuthorizationPhase, AuthorizationSpec, AuthorizationStatus, ReviewPolicy,
 };
 pub use common::{Condition, Members, PositiveQuantity, State, Time, WipeAttestation};
 pub use dataset::{
@@ -34,7 +39,13 @@ pub const VERSION: &str = "v1alpha1";
 
 /// The CustomResourceDefinitions of all kinds, in install order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Dataset::crd(), Authorization::crd(), Scenario::crd()]
+    vec![
+        Dataset::crd(),
+        Authorization::crd(),
+        Scenario::crd(),
+        Export::crd(),
+        Review::crd(),
+    ]
 }
 
 #[cfg(test)]

@@ -168,6 +168,15 @@ pub struct Workspace {
     /// Service runs a long-lived Deployment; Batch runs a Job to completion.
     #[serde(default)]
     pub mode: WorkspaceMode,
+    /// Whether members may enter the workspace (`exec`, `attach`,
+    /// `port-forward`, logs). An interactive session is itself a channel
+    /// out: when false, results leave only through a reviewed Export.
+    #[serde(default = "interactive_by_default")]
+    pub interactive: bool,
+}
+
+fn interactive_by_default() -> bool {
+    true
 }
 
 /// An environment variable with a plain value.
