@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use tracing::info;
 
+use super::handover::{Moved, move_volume};
 use super::kube_ops::{
     JobOutcome, apply, delete_if_owned, free_or_owned, job_outcome, patch_status,
     termination_message,
@@ -37,8 +37,8 @@ use crate::api::dataset::VAULT_NAMESPACE;
 use crate::api::{DataRequest, Dataset, Scenario, ScenarioStatus, Time};
 use crate::workspace::Identity;
 use crate::workspace::data::{
-    DATASET_LABEL, KEY_BYTES, RECLAIM_ANNOTATION, data_claim_name, key_name, key_secret,
-    output_claim, plan_config_map, preparation_job, preparation_name, prepared, workspace_claim,
+    KEY_BYTES, data_claim_name, key_name, key_secret, output_claim, plan_config_map,
+    preparation_job, preparation_name, prepared, workspace_claim,
 };
 
 /// Pause between the steps of a hand-over, as a safety net: the claim's
@@ -335,7 +335,6 @@ async fn prepared_volume(
 /// Steps 2 and 3: the volume moves from the vault claim to the workspace's.
 async fn hand_over(id: &Identity, ctx: &Context, d: &str, recorded: &str) -> Result<Step, Error> {
     let client = &ctx.client;
-    let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let workspace_claims: Api<PersistentVolumeClaim> =
         Api::namespaced(client.clone(), &id.namespace);
     let claim_name = data_claim_name(d);
@@ -350,83 +349,17 @@ async fn hand_over(id: &Identity, ctx: &Context, d: &str, recorded: &str) -> Res
         Ok(pv) => pv,
         Err(why) => return Ok(Step::Failed(why)),
     };
-    let volume = pv.name_any();
-    let bound = existing
-        .as_ref()
-        .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"));
-    if bound.is_some() {
-        restore_reclaim_policy(&volumes, &pv).await?;
-        clean_vault(id, ctx, d).await?;
-        return Ok(Step::Done);
+    match move_volume(client, id, &pv, workspace_claim(id, d, &pv)).await? {
+        Moved::Done => {
+            clean_vault(id, ctx, d).await?;
+            Ok(Step::Done)
+        }
+        Moved::Moving => {
+            info!(scenario = %id.scenario, dataset = d, volume = pv.name_any(), "volume handed over to the workspace");
+            Ok(Step::Pending(format!("handing {d} over"), HAND_OVER_STEP))
+        }
+        Moved::Refused(why) => Ok(Step::Failed(format!("dataset {d}: {why}"))),
     }
-
-    // Keep the volume whatever happens to either claim while it moves.
-    let spec = pv.spec.clone().unwrap_or_default();
-    let policy = spec
-        .persistent_volume_reclaim_policy
-        .clone()
-        .unwrap_or_else(|| "Delete".into());
-    let remembered = pv.annotations().get(RECLAIM_ANNOTATION).cloned();
-    let mut labels = id.labels();
-    labels.insert(DATASET_LABEL.into(), d.into());
-    let mut patch = json!({"metadata": {"labels": labels}});
-    if policy != "Retain" || remembered.is_none() {
-        patch["metadata"]["annotations"] =
-            json!({RECLAIM_ANNOTATION: remembered.unwrap_or(policy)});
-        patch["spec"] = json!({"persistentVolumeReclaimPolicy": "Retain"});
-    }
-    let pv = volumes
-        .patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-
-    let claim = match existing {
-        Some(c) => c,
-        None => apply(&workspace_claims, &workspace_claim(id, d, &pv)).await?,
-    };
-    let target = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-    let points_here = target.is_some_and(|r| {
-        r.namespace.as_deref() == Some(id.namespace.as_str())
-            && r.name.as_deref() == Some(claim_name.as_str())
-            && r.uid == claim.metadata.uid
-    });
-    if !points_here {
-        let patch = json!({"spec": {"claimRef": {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "namespace": id.namespace,
-            "name": claim_name,
-            "uid": claim.metadata.uid,
-            "resourceVersion": null,
-            "fieldPath": null,
-        }}});
-        volumes
-            .patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        info!(scenario = %id.scenario, dataset = d, volume, "volume handed over to the workspace");
-    }
-    Ok(Step::Pending(format!("handing {d} over"), HAND_OVER_STEP))
-}
-
-/// Puts back the reclaim policy the volume had before the hand-over.
-async fn restore_reclaim_policy(
-    volumes: &Api<PersistentVolume>,
-    pv: &PersistentVolume,
-) -> Result<(), Error> {
-    let Some(policy) = pv.annotations().get(RECLAIM_ANNOTATION) else {
-        return Ok(());
-    };
-    let patch = json!({
-        "metadata": {"annotations": {RECLAIM_ANNOTATION: null}},
-        "spec": {"persistentVolumeReclaimPolicy": policy},
-    });
-    volumes
-        .patch(
-            &pv.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Removes one dataset's preparation objects from the vault once its volume

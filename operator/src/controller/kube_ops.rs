@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Context, Error, FINALIZER};
+use super::{Context, Error};
 use crate::api::{Scenario, ScenarioStatus};
 use crate::workspace::{FIELD_MANAGER, Identity};
 
@@ -108,45 +108,50 @@ pub async fn patch_status(
     Ok(())
 }
 
-/// Adds the teardown finalizer if missing. The list is replaced with a test
-/// on the resourceVersion, so a concurrent change to it is never lost.
-pub async fn ensure_finalizer(api: &Api<Scenario>, scenario: &Scenario) -> Result<(), Error> {
-    if scenario.finalizers().iter().any(|f| f == FINALIZER) {
+/// Adds `finalizer` if missing. The list is replaced with a test on the
+/// resourceVersion, so a concurrent change to it is never lost.
+pub async fn ensure_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    if object.finalizers().iter().any(|f| f == finalizer) {
         return Ok(());
     }
-    let mut finalizers = scenario.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    set_finalizers(api, scenario, finalizers).await
+    let mut finalizers = object.finalizers().to_vec();
+    finalizers.push(finalizer.to_string());
+    set_finalizers(api, object, finalizers).await
 }
 
-/// Removes the teardown finalizer, letting a deleted Scenario go.
-pub async fn remove_finalizer(api: &Api<Scenario>, scenario: &Scenario) -> Result<(), Error> {
-    if !scenario.finalizers().iter().any(|f| f == FINALIZER) {
+/// Removes `finalizer`, letting a deleted object go.
+pub async fn remove_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    if !object.finalizers().iter().any(|f| f == finalizer) {
         return Ok(());
     }
-    let finalizers = scenario
+    let finalizers = object
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| *f != finalizer)
         .cloned()
         .collect();
-    set_finalizers(api, scenario, finalizers).await
+    set_finalizers(api, object, finalizers).await
 }
 
-async fn set_finalizers(
-    api: &Api<Scenario>,
-    scenario: &Scenario,
-    finalizers: Vec<String>,
-) -> Result<(), Error> {
+async fn set_finalizers<K>(api: &Api<K>, object: &K, finalizers: Vec<String>) -> Result<(), Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
     let patch = json!({
         "metadata": {
-            "resourceVersion": scenario.resource_version(),
+            "resourceVersion": object.resource_version(),
             "finalizers": finalizers,
         }
     });
     match api
         .patch(
-            &scenario.name_any(),
+            &object.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )

@@ -32,16 +32,26 @@ pub fn scratch_claim(
     spec: &ScenarioSpec,
     storage_class: Option<&str>,
 ) -> PersistentVolumeClaim {
+    rwo_claim(
+        id.meta(SCRATCH),
+        spec.workspace.scratch.0.clone(),
+        storage_class,
+    )
+}
+
+/// A claim for one pod at a time, of `size`, named and labelled by `meta`.
+pub fn rwo_claim(
+    meta: ObjectMeta,
+    size: Quantity,
+    storage_class: Option<&str>,
+) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
-        metadata: id.meta(SCRATCH),
+        metadata: meta,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: storage_class.map(str::to_string),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    spec.workspace.scratch.0.clone(),
-                )])),
+                requests: Some(BTreeMap::from([("storage".to_string(), size)])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()

@@ -179,19 +179,8 @@ pub fn output_claim(
     size: Quantity,
     storage_class: Option<&str>,
 ) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: vault_meta(id, &preparation_name(id, dataset), Some(dataset)),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage_class.map(str::to_string),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), size)])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
-    }
+    let meta = vault_meta(id, &preparation_name(id, dataset), Some(dataset));
+    super::compute::rwo_claim(meta, size, storage_class)
 }
 
 fn format_arg(format: DataFormat) -> &'static str {
@@ -305,6 +294,12 @@ pub fn workspace_claim(
     if let Some(l) = meta.labels.as_mut() {
         l.insert(DATASET_LABEL.into(), dataset.into());
     }
+    claim_for_volume(meta, volume)
+}
+
+/// A claim that takes over `volume` when its `claimRef` moves to it: bound
+/// by name, same class, modes and size.
+pub fn claim_for_volume(meta: ObjectMeta, volume: &PersistentVolume) -> PersistentVolumeClaim {
     let spec = volume.spec.clone().unwrap_or_default();
     PersistentVolumeClaim {
         metadata: meta,
