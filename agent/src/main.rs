@@ -68,9 +68,11 @@ enum Command {
         /// The sealed directory.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
-        /// The files asked for (JSON: `{"files": [{"name", "kind", "columns"}]}`).
-        #[arg(long, value_name = "FILE")]
-        request: PathBuf,
+        /// The files asked for, as JSON on the command line (the workspace
+        /// namespace holds no ConfigMap of the operator's):
+        /// `{"files": [{"name", "kind", "columns"}]}`.
+        #[arg(long, value_name = "JSON")]
+        request: String,
         #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
         termination_log: PathBuf,
     },
@@ -121,12 +123,8 @@ fn main() -> ExitCode {
             request,
             termination_log,
         } => {
-            let outcome = std::fs::read(&request)
-                .map_err(|e| format!("cannot read the request {}: {e}", request.display()))
-                .and_then(|bytes| {
-                    serde_json::from_slice::<airlock::Request>(&bytes)
-                        .map_err(|e| format!("the request is not valid: {e}"))
-                })
+            let outcome = serde_json::from_str::<airlock::Request>(&request)
+                .map_err(|e| format!("the request is not valid: {e}"))
                 .and_then(|r| airlock::seal(&from, &to, &r).map_err(|e| e.to_string()));
             finish("seal", outcome, &termination_log)
         }

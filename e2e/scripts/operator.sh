@@ -57,7 +57,8 @@ render_chart() {
   ( cd "$REPO_DIR" && "$helm" template cleanroom charts/cleanroom \
       --namespace "$RELEASE_NAMESPACE" \
       --show-only templates/namespaces.yaml --show-only templates/serviceaccount.yaml \
-      --show-only templates/rbac.yaml --show-only templates/admission-policies.yaml )
+      --show-only templates/rbac.yaml --show-only templates/admission-policies.yaml \
+      --show-only templates/admission-airlock.yaml )
 }
 
 # A kubeconfig for the operator's service account: a fresh token, the same

@@ -26,6 +26,29 @@ app.kubernetes.io/component: operator
 {{/* The ClusterRole the operator binds to a workspace's members (--member-cluster-role). */}}
 {{- define "cleanroom.memberClusterRole" -}}{{ include "cleanroom.name" . }}-member{{- end }}
 
+{{/* The ClusterRole bound to an authorization's reviewers in its workspaces. */}}
+{{- define "cleanroom.reviewerClusterRole" -}}{{ include "cleanroom.name" . }}-reviewer{{- end }}
+
+{{/* What every member gets beside entering pods: follow the workspace, ask
+  for exports, read reviews (operator/src/workspace/access.rs). */}}
+{{- define "cleanroom.memberAirlockRules" }}
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [get, list, watch]
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get, list, watch]
+  - apiGroups: [batch]
+    resources: [jobs]
+    verbs: [get, list, watch]
+  - apiGroups: [cleanroom.io]
+    resources: [exports]
+    verbs: [create, get, list, watch, delete]
+  - apiGroups: [cleanroom.io]
+    resources: [reviews]
+    verbs: [get, list, watch]
+{{- end }}
+
 {{/* The operator's user name as the API server sees it. */}}
 {{- define "cleanroom.operatorUsername" -}}
 {{- .Values.admissionPolicies.operatorUsername | default (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "cleanroom.name" .)) }}
@@ -41,3 +64,6 @@ app.kubernetes.io/component: operator
 
 {{/* The vault namespace: a constant of the operator (api::VAULT_NAMESPACE), not a value. */}}
 {{- define "cleanroom.vaultNamespace" -}}cleanroom-vault{{- end }}
+
+{{/* Where released products are delivered (operator/src/workspace/airlock.rs). */}}
+{{- define "cleanroom.releaseNamespace" -}}cleanroom-release{{- end }}

@@ -25,6 +25,8 @@ pub const OUTBOX: &str = "outbox";
 /// they are, and how disclosure was controlled. The spec cannot change once
 /// submitted; to change a file, withdraw (delete) the export and submit a
 /// new one, whose reviews start from zero.
+// Several `printcolumn(type_ = ...)` read to clippy as one attribute repeated.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "cleanroom.io",
@@ -303,6 +305,8 @@ pub struct ReleasedCopy {
 }
 
 /// One reviewer's decision on one export. Cannot change once made.
+// Several `printcolumn(type_ = ...)` read to clippy as one attribute repeated.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "cleanroom.io",

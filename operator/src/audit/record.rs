@@ -57,6 +57,20 @@ pub enum Action {
     /// An object the operator did not make was found in a workspace and
     /// removed (`reason` names it and who made it).
     IsolationBreach,
+    /// An export was asked for (`after`: its files, context and controls).
+    Submitted,
+    /// An export's files were sealed (`after`: sizes, SHA-256s, manifest hash).
+    Sealed,
+    /// An export's sealed copy was checked (`after`: the verdicts).
+    Checked,
+    /// A reviewer's decision was counted.
+    Reviewed,
+    /// An export was copied to its release claim and verified.
+    Released,
+    /// An export was deleted before the end of its review.
+    Withdrawn,
+    /// An export's step could not finish (`reason` says why).
+    Failed,
 }
 
 impl Action {
@@ -80,6 +94,13 @@ impl Action {
             Action::MemberRemoved => "member-removed",
             Action::Checkpoint => "checkpoint",
             Action::IsolationBreach => "isolation-breach",
+            Action::Submitted => "submitted",
+            Action::Sealed => "sealed",
+            Action::Checked => "checked",
+            Action::Reviewed => "reviewed",
+            Action::Released => "released",
+            Action::Withdrawn => "withdrawn",
+            Action::Failed => "failed",
         }
     }
 
@@ -96,7 +117,7 @@ impl Action {
     }
 
     /// Every action, for parsing and help.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 24] = [
         Action::Created,
         Action::Updated,
         Action::Deleted,
@@ -114,6 +135,13 @@ impl Action {
         Action::MemberRemoved,
         Action::Checkpoint,
         Action::IsolationBreach,
+        Action::Submitted,
+        Action::Sealed,
+        Action::Checked,
+        Action::Reviewed,
+        Action::Released,
+        Action::Withdrawn,
+        Action::Failed,
     ];
 }
 

@@ -28,6 +28,10 @@ pub(super) struct RunArgs {
     /// operator holds `bind` on it and nothing it grants).
     #[arg(long, env = "CLEANROOM_MEMBER_CLUSTER_ROLE", default_value = crate::workspace::access::DEFAULT_MEMBER_CLUSTER_ROLE)]
     pub(super) member_cluster_role: String,
+    /// ClusterRole bound in each workspace to the authorization's reviewers
+    /// (the chart's; the operator holds `bind` on it).
+    #[arg(long, env = "CLEANROOM_REVIEWER_CLUSTER_ROLE", default_value = crate::workspace::access::DEFAULT_REVIEWER_CLUSTER_ROLE)]
+    pub(super) reviewer_cluster_role: String,
     /// Log as JSON lines (for log pipelines) instead of text.
     #[arg(long, env = "CLEANROOM_LOG_JSON")]
     pub(super) log_json: bool,
@@ -69,6 +73,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         agent_image: args.agent_image,
         storage_class: args.storage_class,
         member_role: args.member_cluster_role,
+        reviewer_role: args.reviewer_cluster_role,
         audit_namespace: args.audit_namespace,
         audit_exit_after: args.audit_exit_after,
     };

@@ -7,9 +7,11 @@
 //! Every step can be repeated: the operator may be killed at any instant and
 //! the next run finishes the job.
 
+pub mod airlock;
 pub mod authorization;
 pub mod data;
 pub mod foreign;
+pub mod handover;
 pub mod kube_ops;
 pub mod lifecycle;
 pub mod memo;
@@ -29,7 +31,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{Authorization, Dataset, Scenario};
+use crate::api::{Authorization, Dataset, Export, Review, Scenario};
 use crate::audit::Ledger;
 use crate::http::Health;
 use crate::metrics::Metrics;
@@ -47,6 +49,8 @@ pub struct Settings {
     pub storage_class: Option<String>,
     /// The chart's ClusterRole bound to each workspace's members.
     pub member_role: String,
+    /// The chart's ClusterRole bound to an authorization's reviewers.
+    pub reviewer_role: String,
     /// Namespace of the audit ledger's segments.
     pub audit_namespace: String,
     /// Fault injection for the crash test (see [`crate::audit::Ledger::exit_after`]).
@@ -247,24 +251,68 @@ pub async fn run(
             |s: Scenario| Some(ObjectRef::new(&s.spec.authorization)),
         )
         .shutdown_on_signal()
-        .run(authorization::reconcile, error_policy, ctx)
+        .run(authorization::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "authorization controller");
             }
         });
 
+    let export_loop = export_controller(&client, ctx);
+
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
     let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit));
 
     info!("controllers started");
     let synced = tokio::spawn(synced);
-    futures::join!(scenario_loop, authorization_loop);
+    futures::join!(scenario_loop, authorization_loop, export_loop);
     synced.abort();
     datasets.abort();
     upkeep.abort();
     info!("controllers stopped");
     Ok(())
+}
+
+/// The airlock's controller: Exports, woken by their Reviews and by the
+/// Jobs and claims made for them (labelled with the export and its scenario).
+fn export_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Future<Output = ()> {
+    use crate::workspace::airlock::EXPORT_LABEL;
+    let of_child = |l: &std::collections::BTreeMap<String, String>| {
+        let export = l.get(EXPORT_LABEL)?;
+        let scenario = l.get(labels::SCENARIO)?;
+        let ns = format!("{}{scenario}", crate::api::scenario::NAMESPACE_PREFIX);
+        Some(ObjectRef::<Export>::new(export).within(&ns))
+    };
+    let with_export = watcher::Config::default().labels(EXPORT_LABEL);
+    Controller::new(
+        Api::<Export>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Review>::all(client.clone()),
+        watcher::Config::default(),
+        |r: Review| {
+            let ns = r.namespace()?;
+            Some(ObjectRef::<Export>::new(&r.spec.export).within(&ns))
+        },
+    )
+    .watches(
+        Api::<Job>::all(client.clone()),
+        with_export.clone(),
+        move |j: Job| of_child(j.labels()),
+    )
+    .watches(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        with_export,
+        move |c: PersistentVolumeClaim| of_child(c.labels()),
+    )
+    .shutdown_on_signal()
+    .run(airlock::reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            warn!(error = %e, "export controller");
+        }
+    })
 }
 
 /// Datasets have no reconciler: their creation, each new generation and

@@ -120,12 +120,12 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
     if status.phase == Some(ScenarioPhase::Closed) {
         // Closed is final: the record stays, nothing is recreated.
         if scenario.metadata.deletion_timestamp.is_some() {
-            super::kube_ops::remove_finalizer(&api, scenario).await?;
+            super::kube_ops::remove_finalizer(&api, scenario, super::FINALIZER).await?;
         }
         return Ok(Action::await_change());
     }
     if scenario.metadata.deletion_timestamp.is_none() {
-        ensure_finalizer(&api, scenario).await?;
+        ensure_finalizer(&api, scenario, super::FINALIZER).await?;
     }
 
     let authorization = Api::<Authorization>::all(ctx.client.clone())
@@ -697,8 +697,9 @@ async fn provision(
     let spec = &scenario.spec;
     let quota = isolation::resource_quota(id, spec, &next.data);
     // Sealed: the members' binding is removed, not applied.
-    let binding = access::member_binding(id, &spec.members, &ctx.settings.member_role)
-        .filter(|_| seal_reason.is_none());
+    let role = access::member_role_for(&ctx.settings.member_role, spec.workspace.interactive);
+    let binding =
+        access::member_binding(id, &spec.members, &role).filter(|_| seal_reason.is_none());
     let scratch = scratch_claim(id, spec, ctx.settings.storage_class.as_deref());
     let compute = compute(id, spec, seal_reason.is_none());
     let fingerprint = memo::fingerprint(&[

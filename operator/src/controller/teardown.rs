@@ -91,7 +91,7 @@ pub async fn run(
             if scenario.metadata.deletion_timestamp.is_some()
                 && let Some(fresh) = api.get_opt(&scenario.name_any()).await?
             {
-                remove_finalizer(&api, &fresh).await?;
+                remove_finalizer(&api, &fresh, super::FINALIZER).await?;
             }
             info!(scenario = %id.scenario, reason = end.reason(), wipes = status.wipes.len(), "closed");
             Ok(Action::await_change())
@@ -519,7 +519,7 @@ async fn volumes_released(ctx: &Context, id: &Identity) -> Result<Progress, Erro
     })
 }
 
-enum WipeState {
+pub(crate) enum WipeState {
     Running,
     Attested(WipeAttestation),
     Failed(String),
@@ -527,7 +527,7 @@ enum WipeState {
 
 /// A claim's size: what its volume can hold, and so the most a wipe of it
 /// may have to write (`agent wipe --max-bytes`).
-fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
+pub(crate) fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
     let actual = claim.status.as_ref().and_then(|s| s.capacity.as_ref());
     let requested = claim
         .spec
@@ -545,7 +545,7 @@ fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
 /// the wipe fails visibly instead of running on. A Job of that name that
 /// is not this scenario's is never followed or deleted: its report would
 /// be someone else's word.
-async fn wipe(
+pub(crate) async fn wipe(
     id: &Identity,
     ctx: &Context,
     ns: &str,

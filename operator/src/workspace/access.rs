@@ -39,18 +39,79 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 /// What an analyst may do in a workspace: see and enter its pods, read their
-/// logs, follow its jobs and events. Nothing that could open a path out
-/// (secrets, network policies, services, RBAC) and nothing that changes the
-/// workspace's shape. The chart's member ClusterRole holds exactly these
-/// (its test compares them).
+/// logs, follow its jobs and events, ask for exports (the admission policy
+/// lets each delete only their own) and read their reviews. Nothing that could
+/// open a path out (secrets, network policies, services, RBAC) and nothing
+/// that changes the workspace's shape. The chart's member ClusterRole holds
+/// exactly these (its test compares them).
 pub fn member_rules() -> Vec<PolicyRule> {
-    vec![
+    let mut rules = vec![
         rule(&[""], &["pods", "pods/log"], &["get", "list", "watch"]),
         rule(&[""], &["pods/exec"], &["create", "get"]),
+    ];
+    rules.extend(airlock_rules());
+    rules
+}
+
+/// A non-interactive workspace's members (`workspace.interactive: false`):
+/// no `exec` and no logs, since a session or a log line is a way out too;
+/// results leave only through a reviewed Export. The chart's
+/// `<member role>-noninteractive` ClusterRole holds exactly these.
+pub fn noninteractive_member_rules() -> Vec<PolicyRule> {
+    let mut rules = vec![rule(&[""], &["pods"], &["get", "list", "watch"])];
+    rules.extend(airlock_rules());
+    rules
+}
+
+fn airlock_rules() -> Vec<PolicyRule> {
+    vec![
         rule(&[""], &["events"], &["get", "list", "watch"]),
         rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
         rule(&["batch"], &["jobs"], &["get", "list", "watch"]),
+        rule(
+            &["cleanroom.io"],
+            &["exports"],
+            &["create", "get", "list", "watch", "delete"],
+        ),
+        rule(&["cleanroom.io"], &["reviews"], &["get", "list", "watch"]),
     ]
+}
+
+/// What a reviewer named on the authorization may do in a workspace: read
+/// its exports and make reviews (the admission policy checks who).
+pub fn reviewer_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&["cleanroom.io"], &["exports"], &["get", "list", "watch"]),
+        rule(
+            &["cleanroom.io"],
+            &["reviews"],
+            &["create", "get", "list", "watch"],
+        ),
+    ]
+}
+
+/// The ClusterRole bound to members: `member_role` (the chart's), or its
+/// non-interactive twin.
+pub fn member_role_for(member_role: &str, interactive: bool) -> String {
+    if interactive {
+        member_role.to_string()
+    } else {
+        format!("{member_role}-{NONINTERACTIVE_SUFFIX}")
+    }
+}
+
+/// Suffix of the non-interactive member ClusterRole's name.
+pub const NONINTERACTIVE_SUFFIX: &str = "noninteractive";
+/// The chart's ClusterRole bound to an authorization's reviewers.
+pub const DEFAULT_REVIEWER_CLUSTER_ROLE: &str = "cleanroom-reviewer";
+/// Role binding for the reviewers.
+pub const REVIEWER_BINDING: &str = "workspace-reviewers";
+
+/// Binds the authorization's reviewers to `role` in the workspace.
+pub fn reviewer_binding(id: &Identity, reviewers: &Members, role: &str) -> Option<RoleBinding> {
+    let mut binding = member_binding(id, reviewers, role)?;
+    binding.metadata.name = Some(REVIEWER_BINDING.into());
+    Some(binding)
 }
 
 /// Binds the members to the member ClusterRole `role` in the workspace

@@ -10,8 +10,10 @@
 //! - [`compute`]: the scratch claim and the workspace Deployment or Job.
 //! - [`data`]: the vault preparation of each dataset and its hand-over.
 //! - [`wipe`]: the `agent wipe` Job run over each volume at teardown.
+//! - [`airlock`]: an export's sealed copy, its agent Jobs, the tally of reviews.
 
 pub mod access;
+pub mod airlock;
 pub mod compute;
 pub mod data;
 pub mod isolation;
@@ -182,8 +184,12 @@ pub fn desired(
         to_value(access::service_account(id))?,
     ];
     // Sealed: the members' binding is removed, not applied.
-    if let Some(binding) =
-        access::member_binding(id, &spec.members, member_role).filter(|_| !sealed)
+    if let Some(binding) = access::member_binding(
+        id,
+        &spec.members,
+        &access::member_role_for(member_role, spec.workspace.interactive),
+    )
+    .filter(|_| !sealed)
     {
         out.push(to_value(binding)?);
     }

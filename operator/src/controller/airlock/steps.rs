@@ -1,0 +1,494 @@
+//! The forward steps of an export, one per phase.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::{Outcome, Workspace, draft};
+use crate::api::airlock::{ExportPhase, ExportStatus, ReleasedCopy, SealedCopy};
+use crate::api::dataset::{Classification, VAULT_NAMESPACE};
+use crate::api::{Authorization, Dataset, Export, Review, Time};
+use crate::audit::Action as Audit;
+use crate::audit::record::OPERATOR_ACTOR;
+use crate::controller::handover::{Moved, move_volume};
+use crate::controller::kube_ops::{
+    JobOutcome, apply, delete_if_owned, free_or_owned, job_outcome, termination_message,
+};
+use crate::controller::{Context, Error};
+use crate::workspace::access;
+use crate::workspace::airlock::{
+    self as builders, Excluded, RELEASE_NAMESPACE, REVIEW_ANNOTATION_PREFIX, Tally,
+};
+use crate::workspace::data::claim_for_volume;
+
+/// How often a running agent step is looked at (its Job's watch wakes sooner).
+const RUNNING: Duration = Duration::from_secs(30);
+/// A volume move's next step comes when the target claim binds.
+const MOVING: Duration = Duration::from_secs(3);
+/// Reviews wake the export when made; this is only a safety net.
+const WAITING_FOR_REVIEWS: Duration = Duration::from_secs(300);
+
+fn uid(export: &Export) -> String {
+    export.metadata.uid.clone().unwrap_or_default()
+}
+
+/// First sight: who asked, for what.
+pub(super) fn submit(export: &Export, w: &Workspace, status: &mut ExportStatus) -> Outcome {
+    status.scenario = Some(w.id.scenario.clone());
+    let files: Vec<_> = export
+        .spec
+        .files
+        .iter()
+        .map(|f| json!({"path": f.path, "kind": f.kind}))
+        .collect();
+    let after = json!({"phase": "Submitted", "files": files, "context": export.spec.context, "controls": export.spec.controls});
+    let record = draft(export, w, Audit::Submitted, &export.spec.requester, after);
+    Outcome::Advance(ExportPhase::Submitted, vec![record])
+}
+
+/// Where an agent Job stands: `Ok(None)` while running (or just made).
+async fn run_job(
+    ctx: &Context,
+    w: &Workspace,
+    ns: &str,
+    job: Job,
+) -> Result<Result<Option<String>, String>, Error> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let name = job.name_any();
+    if let Err(why) = free_or_owned(&api, &name, &w.id).await? {
+        return Ok(Err(why));
+    }
+    let Some(found) = api.get_opt(&name).await? else {
+        apply(&api, &job).await?;
+        return Ok(Ok(None));
+    };
+    let message = || termination_message(&ctx.client, ns, &name);
+    Ok(match job_outcome(&found) {
+        JobOutcome::Running => Ok(None),
+        JobOutcome::Succeeded => Ok(Some(message().await?.unwrap_or_default())),
+        JobOutcome::Failed => Err(message()
+            .await?
+            .unwrap_or_else(|| format!("Job {ns}/{name} failed without a message"))),
+    })
+}
+
+/// Submitted: the seal claim and Job in the workspace; their result is the
+/// sealed copy's record.
+pub(super) async fn seal(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &mut ExportStatus,
+    now: &Time,
+) -> Result<Outcome, Error> {
+    let uid = uid(export);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &w.id.namespace);
+    let name = builders::seal_name(&uid);
+    match free_or_owned(&claims, &name, &w.id).await? {
+        Err(why) => return Ok(Outcome::Fail(why)),
+        Ok(false) => {
+            let size = w.scenario.spec.workspace.scratch.0.clone();
+            let claim = builders::seal_claim(
+                &w.id,
+                export,
+                &uid,
+                size,
+                ctx.settings.storage_class.as_deref(),
+            );
+            apply(&claims, &claim).await?;
+        }
+        Ok(true) => {}
+    }
+    let job = builders::seal_job(&w.id, export, &uid, &ctx.settings.agent_image);
+    let message = match run_job(ctx, w, &w.id.namespace, job).await? {
+        Err(why) => {
+            return Ok(Outcome::Fail(format!(
+                "sealing failed: {}",
+                agent_error(&why)
+            )));
+        }
+        Ok(None) => return Ok(Outcome::Wait(RUNNING)),
+        Ok(Some(message)) => message,
+    };
+    let (manifest, files) = match builders::sealed_files(export, &message) {
+        Ok(sealed) => sealed,
+        Err(e) => return Ok(Outcome::Fail(format!("sealing: {e}"))),
+    };
+    let volume = claims
+        .get_opt(&name)
+        .await?
+        .and_then(|c| c.spec?.volume_name);
+    let Some(volume) = volume else {
+        return Ok(Outcome::Fail(format!(
+            "sealing: claim {}/{name} names no volume",
+            w.id.namespace
+        )));
+    };
+    let after = json!({"phase": "Sealed", "manifestSha256": manifest, "files": files});
+    status.sealed = Some(SealedCopy {
+        volume,
+        manifest_sha256: manifest,
+        files,
+        sealed_at: now.clone(),
+    });
+    Ok(Outcome::Advance(
+        ExportPhase::Sealed,
+        vec![draft(export, w, Audit::Sealed, OPERATOR_ACTOR, after)],
+    ))
+}
+
+/// The error an agent reported, else the message as it is.
+fn agent_error(message: &str) -> String {
+    builders::copy_outcome(message)
+        .err()
+        .map_or_else(|| message.to_string(), |e| e.to_string())
+}
+
+/// The sealed volume, only if it is the recorded one and bound to a claim
+/// of this export's name in one of the namespaces it moves through.
+async fn sealed_volume(
+    ctx: &Context,
+    export: &Export,
+    status: &ExportStatus,
+) -> Result<Result<PersistentVolume, String>, Error> {
+    let Some(sealed) = &status.sealed else {
+        return Ok(Err("no sealed copy is recorded".into()));
+    };
+    let Some(pv) = Api::<PersistentVolume>::all(ctx.client.clone())
+        .get_opt(&sealed.volume)
+        .await?
+    else {
+        return Ok(Err(format!("the sealed volume {} is gone", sealed.volume)));
+    };
+    let name = builders::seal_name(&uid(export));
+    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let ours = claim_ref.is_some_and(|r| r.name.as_deref() == Some(name.as_str()));
+    if !ours {
+        return Ok(Err(format!(
+            "volume {} is no longer bound to {name}; nothing is moved",
+            sealed.volume
+        )));
+    }
+    Ok(Ok(pv))
+}
+
+/// Moves the sealed volume to a claim of the same name in `ns`; `Ok(true)`
+/// once bound there.
+async fn move_sealed(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &ExportStatus,
+    ns: &str,
+) -> Result<Result<bool, String>, Error> {
+    let pv = match sealed_volume(ctx, export, status).await? {
+        Ok(pv) => pv,
+        Err(why) => return Ok(Err(why)),
+    };
+    let name = builders::seal_name(&uid(export));
+    let mut meta = w.id.meta(&name);
+    meta.namespace = Some(ns.into());
+    meta.labels = Some(builders::export_labels(&w.id, export));
+    meta.owner_references = None;
+    Ok(
+        match move_volume(&ctx.client, &w.id, &pv, claim_for_volume(meta, &pv)).await? {
+            Moved::Done => Ok(true),
+            Moved::Moving => Ok(false),
+            Moved::Refused(why) => Err(why),
+        },
+    )
+}
+
+/// Sealed: the volume leaves the workspace for the vault; the workspace's
+/// Job and emptied claim go.
+pub(super) async fn to_vault(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &ExportStatus,
+) -> Result<Outcome, Error> {
+    match move_sealed(ctx, export, w, status, VAULT_NAMESPACE).await? {
+        Err(why) => Ok(Outcome::Fail(why)),
+        Ok(false) => Ok(Outcome::Wait(MOVING)),
+        Ok(true) => {
+            let name = builders::seal_name(&uid(export));
+            delete_if_owned(
+                &Api::<Job>::namespaced(ctx.client.clone(), &w.id.namespace),
+                &name,
+                &w.id,
+            )
+            .await?;
+            delete_if_owned(
+                &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &w.id.namespace),
+                &name,
+                &w.id,
+            )
+            .await?;
+            Ok(Outcome::Advance(ExportPhase::Checking, Vec::new()))
+        }
+    }
+}
+
+/// Checking: `agent verify` then `agent scan` on the sealed copy in the vault.
+pub(super) async fn check(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &mut ExportStatus,
+) -> Result<Outcome, Error> {
+    let uid = uid(export);
+    let manifest = status
+        .sealed
+        .as_ref()
+        .map(|s| s.manifest_sha256.clone())
+        .unwrap_or_default();
+    let authorization = authorization(ctx, w).await?;
+    let thresholds = authorization
+        .as_ref()
+        .and_then(|a| a.spec.review.scan.as_ref());
+    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), VAULT_NAMESPACE);
+    apply(
+        &maps,
+        &builders::scan_policy_map(&w.id, export, &uid, builders::scan_policy(thresholds)),
+    )
+    .await?;
+    let job = builders::scan_job(&w.id, export, &uid, &manifest, &ctx.settings.agent_image);
+    let message = match run_job(ctx, w, VAULT_NAMESPACE, job).await? {
+        Err(why) => {
+            return Ok(Outcome::Fail(format!(
+                "the sealed copy did not verify or could not be checked: {}",
+                agent_error(&why)
+            )));
+        }
+        Ok(None) => return Ok(Outcome::Wait(RUNNING)),
+        Ok(Some(message)) => message,
+    };
+    let summary = match builders::scan_summary(&message) {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::Fail(format!("the checks: {e}"))),
+    };
+    let blocked = summary.verdict == "fail";
+    let after = json!({"phase": if blocked { "Blocked" } else { "InReview" }, "manifestSha256": manifest, "scan": summary});
+    let record = draft(export, w, Audit::Checked, OPERATOR_ACTOR, after);
+    status.scan = Some(summary);
+    if blocked {
+        status.message =
+            Some("an automatic check failed: never releasable; withdraw it (delete)".into());
+        return Ok(Outcome::Advance(ExportPhase::Blocked, vec![record]));
+    }
+    let important = uses_important_data(ctx, w).await?;
+    let configured = authorization.as_ref().and_then(|a| a.spec.review.approvals);
+    status.approvals_required = Some(builders::approvals_required(configured, important) as i32);
+    status.approvals = Some(0);
+    Ok(Outcome::Advance(ExportPhase::InReview, vec![record]))
+}
+
+async fn authorization(ctx: &Context, w: &Workspace) -> Result<Option<Authorization>, Error> {
+    Ok(Api::<Authorization>::all(ctx.client.clone())
+        .get_opt(&w.id.authorization)
+        .await?)
+}
+
+/// Whether the scenario reads an `Important` or `Core` dataset (a missing
+/// one counts: the stricter default).
+async fn uses_important_data(ctx: &Context, w: &Workspace) -> Result<bool, Error> {
+    let api: Api<Dataset> = Api::all(ctx.client.clone());
+    for request in &w.scenario.spec.data {
+        let class = api
+            .get_opt(&request.dataset)
+            .await?
+            .map(|d| d.spec.classification);
+        if !matches!(class, Some(Classification::General)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// InReview: the export is open for review (namespace annotations the
+/// admission policy reads), and the reviews are tallied.
+pub(super) async fn review(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &mut ExportStatus,
+) -> Result<Outcome, Error> {
+    let Some(authorization) = authorization(ctx, w).await? else {
+        return Ok(Outcome::Fail(format!(
+            "authorization {} is gone",
+            w.id.authorization
+        )));
+    };
+    open_for_review(ctx, export, w, &authorization).await?;
+    let reviews = Api::<Review>::namespaced(ctx.client.clone(), &w.id.namespace)
+        .list(&ListParams::default())
+        .await?;
+    let excluded = Excluded {
+        requester: &export.spec.requester,
+        members: &authorization.spec.members,
+        reviewers: &authorization.spec.review.reviewers,
+    };
+    let required = status.approvals_required.unwrap_or(1).max(1) as usize;
+    let (counted, tally) = builders::tally(&export.name_any(), &reviews.items, &excluded, required);
+    let drafts: Vec<_> = counted
+        .iter()
+        .filter(|r| !status.reviews.contains(r))
+        .map(|r| {
+            draft(
+                export,
+                w,
+                Audit::Reviewed,
+                &r.reviewer,
+                json!({"review": r.name, "decision": r.decision}),
+            )
+        })
+        .collect();
+    status.reviews = counted;
+    if authorization.spec.review.reviewers.is_empty() {
+        status.message = Some(format!(
+            "authorization {} names no reviewers (spec.review.reviewers)",
+            w.id.authorization
+        ));
+    }
+    let (phase, message) = match tally {
+        Tally::Waiting { approvals } => {
+            status.approvals = Some(approvals as i32);
+            return Ok(Outcome::Note(drafts, WAITING_FOR_REVIEWS));
+        }
+        Tally::Approved { approvals } => {
+            status.approvals = Some(approvals as i32);
+            (
+                ExportPhase::Approved,
+                format!("approved by {approvals} reviewers"),
+            )
+        }
+        Tally::Rejected(r) => (ExportPhase::Rejected, format!("rejected by {}", r.reviewer)),
+        Tally::Returned(r) => (
+            ExportPhase::Returned,
+            format!(
+                "returned by {}: change the files and submit a new export",
+                r.reviewer
+            ),
+        ),
+    };
+    status.message = Some(message);
+    Ok(Outcome::Advance(phase, drafts))
+}
+
+/// Writes on the workspace namespace what the Review policy checks: this
+/// export's requester, and the authorization's members and reviewers.
+async fn open_for_review(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    a: &Authorization,
+) -> Result<(), Error> {
+    let join = |v: &[String]| v.join(",");
+    let key = format!("{REVIEW_ANNOTATION_PREFIX}{}", export.name_any());
+    let patch = json!({"metadata": {"annotations": {
+        key: export.spec.requester,
+        builders::MEMBERS_ANNOTATION: join(&a.spec.members.users),
+        builders::MEMBER_GROUPS_ANNOTATION: join(&a.spec.members.groups),
+        builders::REVIEWERS_ANNOTATION: join(&a.spec.review.reviewers.users),
+        builders::REVIEWER_GROUPS_ANNOTATION: join(&a.spec.review.reviewers.groups),
+    }}});
+    Api::<Namespace>::all(ctx.client.clone())
+        .patch(
+            &w.id.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    let role = &ctx.settings.reviewer_role;
+    if let Some(binding) = access::reviewer_binding(&w.id, &a.spec.review.reviewers, role) {
+        apply(
+            &Api::<RoleBinding>::namespaced(ctx.client.clone(), &w.id.namespace),
+            &binding,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Approved: the volume moves to the release namespace and is copied to the
+/// authorization's release claim, every hash checked on arrival.
+pub(super) async fn release(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &mut ExportStatus,
+    now: &Time,
+) -> Result<Outcome, Error> {
+    let uid = uid(export);
+    ensure_release_claim(ctx, w).await?;
+    match move_sealed(ctx, export, w, status, RELEASE_NAMESPACE).await? {
+        Err(why) => return Ok(Outcome::Fail(why)),
+        Ok(false) => return Ok(Outcome::Wait(MOVING)),
+        Ok(true) => {}
+    }
+    let manifest = status
+        .sealed
+        .as_ref()
+        .map(|s| s.manifest_sha256.clone())
+        .unwrap_or_default();
+    let job = builders::release_job(&w.id, export, &uid, &manifest, &ctx.settings.agent_image);
+    let message = match run_job(ctx, w, RELEASE_NAMESPACE, job).await? {
+        Err(why) => {
+            return Ok(Outcome::Fail(format!(
+                "the release copy failed: {}",
+                agent_error(&why)
+            )));
+        }
+        Ok(None) => return Ok(Outcome::Wait(RUNNING)),
+        Ok(Some(message)) => message,
+    };
+    match builders::copy_outcome(&message) {
+        Ok(o) if o.manifest_sha256 == manifest => {}
+        Ok(_) => {
+            return Ok(Outcome::Fail(
+                "the released copy's manifest differs from the sealed one".into(),
+            ));
+        }
+        Err(e) => return Ok(Outcome::Fail(format!("the release copy: {e}"))),
+    }
+    let released = ReleasedCopy {
+        claim: format!(
+            "{RELEASE_NAMESPACE}/{}",
+            builders::release_claim_name(&w.id.authorization)
+        ),
+        path: builders::release_dir(export),
+        released_at: now.clone(),
+    };
+    let after = json!({"phase": "Released", "manifestSha256": manifest, "claim": released.claim, "path": released.path});
+    status.released = Some(released);
+    status.message = Some("released".into());
+    Ok(Outcome::Advance(
+        ExportPhase::Released,
+        vec![draft(export, w, Audit::Released, OPERATOR_ACTOR, after)],
+    ))
+}
+
+/// The authorization's release claim, made once, as large as its storage quota.
+async fn ensure_release_claim(ctx: &Context, w: &Workspace) -> Result<(), Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), RELEASE_NAMESPACE);
+    let name = builders::release_claim_name(&w.id.authorization);
+    if claims.get_metadata_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let size = authorization(ctx, w)
+        .await?
+        .map(|a| a.spec.quota.storage.0)
+        .unwrap_or_else(|| w.scenario.spec.workspace.scratch.0.clone());
+    let claim = builders::release_claim(
+        &w.id.authorization,
+        size,
+        ctx.settings.storage_class.as_deref(),
+    );
+    apply(&claims, &claim).await?;
+    Ok(())
+}
