@@ -1,5 +1,5 @@
-//! The cleanroom data-plane agent, run inside Jobs: `wipe` and
-//! `desensitize` (and later `scan`). The logic lives here so it is
+//! The cleanroom data-plane agent, run inside Jobs: `wipe`, `desensitize`
+//! and `scan`. The logic lives here so it is
 //! unit-tested; the binary only parses arguments and reports.
 
 pub mod desensitize;
@@ -9,4 +9,5 @@ pub mod recognize;
 pub mod report;
 pub mod rules;
 pub mod sample;
+pub mod scan;
 pub mod wipe;
