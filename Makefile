@@ -28,8 +28,12 @@ cluster-up: controlplane ## start the local control plane on 127.0.0.1 (idempote
 cluster-down: ## stop the local control plane and remove its state
 	$(CLUSTER) down
 
+.PHONY: python-tools
+python-tools: ## pinned ACRO, DuckDB and pandas in target/pyvenv (ACRO parity test, benchmarks); skipped without Python or the package index
+	agent/python/venv.sh
+
 .PHONY: unit
-unit: ## unit and integration tests that need no cluster (every crate but the e2e suite)
+unit: python-tools ## unit and integration tests that need no cluster (every crate but the e2e suite)
 	$(CARGO) test --workspace --exclude cleanroom-e2e
 	$(CARGO) test -p cleanroom-e2e --lib --bins
 

@@ -1,5 +1,5 @@
 //! The cleanroom data-plane agent, run inside Jobs: `wipe`, `desensitize`,
-//! and the airlock's `seal`, `verify` and `release`. The logic lives here so it is
+//! `scan`, and the airlock's `seal`, `verify` and `release`. The logic lives here so it is
 //! unit-tested; the binary only parses arguments and reports.
 
 pub mod airlock;
@@ -10,4 +10,5 @@ pub mod recognize;
 pub mod report;
 pub mod rules;
 pub mod sample;
+pub mod scan;
 pub mod wipe;

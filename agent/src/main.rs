@@ -1,10 +1,11 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cleanroom_agent::airlock;
 use cleanroom_agent::desensitize::{self, Format};
 use cleanroom_agent::plan::Plan;
+use cleanroom_agent::scan;
 use cleanroom_agent::wipe;
 
 /// The cleanroom data-plane agent.
@@ -100,6 +101,29 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
         termination_log: PathBuf,
     },
+    /// Check every file of a sealed export (identifiers, pseudonyms, raw
+    /// values, ACRO's table rules, k-anonymity, file types and limits) and
+    /// print a verdict per file as one JSON line. Exits 0 whenever the scan
+    /// ran, whatever the verdicts.
+    Scan {
+        /// The export's manifest; the files are in `files/` beside it.
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// The policy (JSON, camelCase, every field optional; `{}` is the defaults).
+        #[arg(long, value_name = "POLICY.json")]
+        policy: PathBuf,
+        /// Where the full report is written.
+        #[arg(long, value_name = "OUT.json")]
+        report: PathBuf,
+        /// A raw dataset to match against: its format, its desensitization
+        /// plan (which columns are personal, which quasi-identifiers) and the file.
+        #[arg(long, value_name = "FORMAT:PLAN:FILE")]
+        raw: Vec<String>,
+        /// Where the summary is also written for Kubernetes (skipped when
+        /// its directory does not exist).
+        #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -145,30 +169,56 @@ fn main() -> ExitCode {
             let outcome = airlock::release(&from, &to, &manifest_sha256).map_err(|e| e.to_string());
             finish("release", outcome, &termination_log)
         }
+        Command::Scan {
+            manifest,
+            policy,
+            report,
+            raw,
+            termination_log,
+        } => run_scan(manifest, &policy, &report, &raw, &termination_log),
     }
 }
 
-/// Prints an airlock command's outcome (or error) as one JSON line and
-/// leaves it in the termination log.
-fn finish(
-    command: &str,
-    outcome: Result<airlock::Outcome, String>,
-    termination_log: &std::path::Path,
+fn scan_options(manifest: PathBuf, policy: &Path, raw: &[String]) -> Result<scan::Options, String> {
+    let text = std::fs::read_to_string(policy)
+        .map_err(|e| format!("cannot read the policy {}: {e}", policy.display()))?;
+    Ok(scan::Options {
+        manifest,
+        policy: scan::policy::Policy::from_json(&text)?,
+        raw: raw
+            .iter()
+            .map(|r| scan::raw::RawSpec::parse(r))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn run_scan(
+    manifest: PathBuf,
+    policy: &Path,
+    report_path: &Path,
+    raw: &[String],
+    termination_log: &Path,
 ) -> ExitCode {
-    let (json, code) = match outcome.map(|o| serde_json::to_string(&o)) {
-        Ok(Ok(json)) => {
-            println!("{json}");
-            (json, ExitCode::SUCCESS)
+    let outcome = scan_options(manifest, policy, raw).and_then(|opts| {
+        let report = scan::run(&opts)?;
+        let full = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(report_path, full)
+            .map_err(|e| format!("cannot write the report {}: {e}", report_path.display()))?;
+        Ok(report.summary_json())
+    });
+    let (json, code) = match outcome {
+        Ok(summary) => {
+            println!("{summary}");
+            (summary, ExitCode::SUCCESS)
         }
-        Ok(Err(e)) => (wipe::error_json(&e.to_string()), ExitCode::FAILURE),
         Err(e) => {
-            eprintln!("agent {command}: {e}");
-            (wipe::error_json(&e), ExitCode::FAILURE)
+            eprintln!("agent scan: {e}");
+            (wipe::error_json(&e), ExitCode::from(2))
         }
     };
     if let Err(e) = wipe::write_termination_log(termination_log, &json) {
         eprintln!(
-            "agent {command}: cannot write {}: {e}",
+            "agent scan: cannot write {}: {e}",
             termination_log.display()
         );
     }
@@ -249,6 +299,33 @@ fn run_wipe(
     if let Err(e) = wipe::write_termination_log(termination_log, &json) {
         eprintln!(
             "agent wipe: cannot write {}: {e}",
+            termination_log.display()
+        );
+    }
+    code
+}
+
+/// Prints an airlock command's outcome (or error) as one JSON line and
+/// leaves it in the termination log.
+fn finish(
+    command: &str,
+    outcome: Result<airlock::Outcome, String>,
+    termination_log: &std::path::Path,
+) -> ExitCode {
+    let (json, code) = match outcome.map(|o| serde_json::to_string(&o)) {
+        Ok(Ok(json)) => {
+            println!("{json}");
+            (json, ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => (wipe::error_json(&e.to_string()), ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("agent {command}: {e}");
+            (wipe::error_json(&e), ExitCode::FAILURE)
+        }
+    };
+    if let Err(e) = wipe::write_termination_log(termination_log, &json) {
+        eprintln!(
+            "agent {command}: cannot write {}: {e}",
             termination_log.display()
         );
     }

@@ -1,0 +1,87 @@
+//! Checks on single values: identifiers (the recognizers of
+//! `recognize.rs`), pseudonyms (`p_` + hex) and raw personal values.
+
+use super::raw::Matcher;
+use super::report::{Checks, Position, Verdict};
+use crate::recognize::{self, Kind};
+
+/// Hex digits after `p_` for a value to count as a pseudonym (`hash`
+/// writes 32).
+pub const PSEUDONYM_MIN_HEX: usize = 16;
+
+pub fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::ResidentId => "resident-id",
+        Kind::Mobile => "mobile",
+        Kind::CreditCode => "credit-code",
+        Kind::BankCard => "bank-card",
+        Kind::Plate => "plate",
+        Kind::Email => "email",
+    }
+}
+
+/// `p_` followed by at least [`PSEUDONYM_MIN_HEX`] lower-case hex digits,
+/// not glued to a word before it.
+pub fn has_pseudonym(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = s[from..].find("p_").map(|i| i + from) {
+        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        let hex = b[i + 2..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+            .count();
+        if boundary && hex >= PSEUDONYM_MIN_HEX {
+            return true;
+        }
+        from = i + 2;
+    }
+    false
+}
+
+/// Run every value check on one value.
+pub fn check_value(checks: &mut Checks, at: Position, value: &str, raw: Option<&Matcher>) {
+    if let Some(k) = recognize::find(value) {
+        checks.hit_kind("identifier", Verdict::Fail, at.clone(), kind_name(k));
+    }
+    if has_pseudonym(value) {
+        checks.hit("pseudonym", Verdict::Review, at.clone());
+    }
+    if raw.is_some_and(|m| m.is_raw_value(value)) {
+        checks.hit("raw-value", Verdict::Fail, at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_by_shape() {
+        assert!(has_pseudonym("p_0123456789abcdef0123456789abcdef"));
+        assert!(has_pseudonym("id p_0123456789abcdef, next"));
+        assert!(!has_pseudonym("p_0123456789abcde"));
+        assert!(!has_pseudonym("map_0123456789abcdef0123"));
+        assert!(!has_pseudonym("p_0123456789ABCDEF0123"));
+        assert!(!has_pseudonym("p_"));
+    }
+
+    #[test]
+    fn values_fire_the_right_checks() {
+        let mut c = Checks::default();
+        check_value(&mut c, Position::at(0, 1), "电话13812345678", None);
+        check_value(
+            &mut c,
+            Position::at(1, 1),
+            "p_0123456789abcdef0123456789abcdef",
+            None,
+        );
+        check_value(&mut c, Position::at(2, 1), "138****5678", None);
+        let id = c.get("identifier").expect("fired");
+        assert_eq!((id.count, id.verdict), (1, Verdict::Fail));
+        assert!(id.kinds.contains("mobile"));
+        assert_eq!(id.positions, vec![Position::at(0, 1)]);
+        assert_eq!(c.get("pseudonym").map(|p| p.verdict), Some(Verdict::Review));
+        assert_eq!(c.verdict(), Verdict::Fail);
+    }
+}

@@ -1,0 +1,392 @@
+//! What the scan knows of the raw data, as keyed hashes only: the values
+//! of every personal column, and the quasi-identifier combinations that
+//! occur exactly once in the raw rows. The key is random and lives only as
+//! long as the scan, so the digests mean nothing outside it.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+use std::path::PathBuf;
+
+use super::filetype::FileType;
+use super::records::{self, Visitor};
+use super::report::RawSummary;
+use crate::plan::{Plan, Sensitivity};
+use crate::rules::Hmac;
+
+/// A keyed digest, cut to 16 bytes (a collision needs ~2^64 values).
+pub type Digest = [u8; 16];
+
+/// Hashes a [`Digest`] by its first 8 bytes: it is already uniform.
+#[derive(Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+}
+
+pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
+type DigestCounts = HashMap<Digest, u8, BuildHasherDefault<DigestHasher>>;
+
+/// Raw values shorter than this (in characters) are not matched: a single
+/// character is not a person.
+pub const MIN_VALUE_CHARS: usize = 2;
+
+/// One `--raw FORMAT:PLAN:FILE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSpec {
+    pub format: FileType,
+    pub plan: PathBuf,
+    pub file: PathBuf,
+}
+
+impl RawSpec {
+    pub fn parse(s: &str) -> Result<RawSpec, String> {
+        let mut parts = s.splitn(3, ':');
+        let (Some(f), Some(plan), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("--raw {s:?}: expected FORMAT:PLAN:FILE"));
+        };
+        let format = match f {
+            "csv" => FileType::Csv,
+            "jsonl" => FileType::Jsonl,
+            "parquet" => FileType::Parquet,
+            _ => return Err(format!("--raw: format {f:?} is not csv, jsonl or parquet")),
+        };
+        Ok(RawSpec {
+            format,
+            plan: plan.into(),
+            file: file.into(),
+        })
+    }
+}
+
+/// The keyed hash of one value, trimmed.
+pub fn digest(hmac: &Hmac, value: &str) -> Digest {
+    let mac = hmac.mac(value.trim().as_bytes());
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&mac[..16]);
+    d
+}
+
+/// The keyed hash of a combination of values (null is its own marker).
+pub fn combination<'a>(
+    hmac: &Hmac,
+    buf: &mut Vec<u8>,
+    values: impl Iterator<Item = Option<&'a str>>,
+) -> Digest {
+    buf.clear();
+    for v in values {
+        match v {
+            Some(v) => buf.extend_from_slice(v.trim().as_bytes()),
+            None => buf.push(0x1e),
+        }
+        buf.push(0x1f);
+    }
+    let mac = hmac.mac(buf);
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&mac[..16]);
+    d
+}
+
+/// The quasi-identifiers of one raw dataset and its unique combinations.
+#[derive(Debug, Default)]
+pub struct QuasiSet {
+    pub names: Vec<String>,
+    pub unique: DigestSet,
+}
+
+/// Everything learnt from the raw datasets.
+#[derive(Debug)]
+pub struct RawIndex {
+    pub hmac: Hmac,
+    pub personal: DigestSet,
+    pub quasi: Vec<QuasiSet>,
+    /// Names of every `QuasiIdentifier` column of the raw plans.
+    pub quasi_names: Vec<String>,
+    pub summaries: Vec<RawSummary>,
+}
+
+/// 32 random bytes from the kernel.
+pub fn random_key() -> Result<[u8; 32], String> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| format!("cannot read random bytes for the scan's key: {e}"))?;
+    Ok(key)
+}
+
+impl RawIndex {
+    pub fn new(key: &[u8]) -> Self {
+        RawIndex {
+            hmac: Hmac::new(key),
+            personal: DigestSet::default(),
+            quasi: Vec::new(),
+            quasi_names: Vec::new(),
+            summaries: Vec::new(),
+        }
+    }
+
+    /// Read one raw dataset through its plan; `Err` when it cannot be read.
+    pub fn add(&mut self, spec: &RawSpec) -> Result<(), String> {
+        let text = std::fs::read_to_string(&spec.plan)
+            .map_err(|e| format!("cannot read the plan {}: {e}", spec.plan.display()))?;
+        let plan = Plan::from_json(&text)?;
+        let mut loader = Loader::new(self, &plan, spec.format);
+        records::read(&spec.file, spec.format, &mut loader)
+            .map_err(|e| format!("raw file {}: {e}", spec.file.display()))?;
+        loader.finish()
+    }
+}
+
+/// Feeds one raw file into the index.
+struct Loader<'a> {
+    index: &'a mut RawIndex,
+    personal_names: Vec<String>,
+    quasi_names: Vec<String>,
+    personal_at: Vec<usize>,
+    quasi_at: Vec<usize>,
+    counts: DigestCounts,
+    buf: Vec<u8>,
+    summary: RawSummary,
+    missing: Option<String>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(index: &'a mut RawIndex, plan: &Plan, format: FileType) -> Self {
+        let personal = |s: Sensitivity| s.is_personal() || s == Sensitivity::CreditCode;
+        let names = |f: &dyn Fn(Sensitivity) -> bool| -> Vec<String> {
+            plan.columns
+                .iter()
+                .filter(|c| f(c.sensitivity))
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let personal_names = names(&personal);
+        let quasi_names = names(&|s| s == Sensitivity::QuasiIdentifier);
+        Loader {
+            index,
+            summary: RawSummary {
+                format: format.name().into(),
+                personal_columns: personal_names.clone(),
+                quasi_identifiers: quasi_names.clone(),
+                ..RawSummary::default()
+            },
+            personal_names,
+            quasi_names,
+            personal_at: Vec::new(),
+            quasi_at: Vec::new(),
+            counts: DigestCounts::default(),
+            buf: Vec::new(),
+            missing: None,
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        if let Some(m) = self.missing {
+            return Err(m);
+        }
+        let mut summary = self.summary;
+        if !self.quasi_names.is_empty() {
+            let unique: DigestSet = self
+                .counts
+                .into_iter()
+                .filter(|(_, n)| *n == 1)
+                .map(|(d, _)| d)
+                .collect();
+            summary.unique_combinations = unique.len() as u64;
+            for n in &self.quasi_names {
+                if !self.index.quasi_names.contains(n) {
+                    self.index.quasi_names.push(n.clone());
+                }
+            }
+            self.index.quasi.push(QuasiSet {
+                names: self.quasi_names,
+                unique,
+            });
+        }
+        summary.personal_values = self.index.personal.len() as u64;
+        self.index.summaries.push(summary);
+        Ok(())
+    }
+}
+
+fn positions(header: &[String], wanted: &[String]) -> Result<Vec<usize>, String> {
+    wanted
+        .iter()
+        .map(|w| {
+            header
+                .iter()
+                .position(|h| h == w)
+                .ok_or_else(|| format!("column {w:?} of the plan is not in the raw file"))
+        })
+        .collect()
+}
+
+impl Visitor for Loader<'_> {
+    fn header(&mut self, names: &[String]) {
+        let found = positions(names, &self.personal_names)
+            .and_then(|p| positions(names, &self.quasi_names).map(|q| (p, q)));
+        match found {
+            Ok((p, q)) => (self.personal_at, self.quasi_at) = (p, q),
+            Err(e) => self.missing = Some(e),
+        }
+    }
+
+    fn row(&mut self, _: u64, _: u64, cells: &[Option<&str>]) {
+        self.summary.rows += 1;
+        for &i in &self.personal_at {
+            if let Some(v) = cells[i].filter(|v| v.trim().chars().count() >= MIN_VALUE_CHARS) {
+                self.index.personal.insert(digest(&self.index.hmac, v));
+            }
+        }
+        if !self.quasi_at.is_empty() {
+            let values = self.quasi_at.iter().map(|&i| cells[i]);
+            let d = combination(&self.index.hmac, &mut self.buf, values);
+            let n = self.counts.entry(d).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+    }
+
+    fn malformed(&mut self, _: u64, _: String) {
+        self.summary.malformed += 1;
+    }
+}
+
+/// Where a product's columns meet the raw data.
+pub struct Matcher<'a> {
+    index: &'a RawIndex,
+    /// For each raw dataset whose quasi-identifiers are all in the file,
+    /// their positions in the file, in the raw plan's order.
+    quasi: Vec<(usize, Vec<usize>)>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn new(index: &'a RawIndex, header: &[String]) -> Self {
+        let quasi = index
+            .quasi
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| positions(header, &q.names).ok().map(|p| (i, p)))
+            .collect();
+        Matcher {
+            index,
+            quasi,
+            buf: Vec::new(),
+        }
+    }
+
+    /// A raw personal value.
+    pub fn is_raw_value(&self, value: &str) -> bool {
+        !self.index.personal.is_empty()
+            && value.trim().chars().count() >= MIN_VALUE_CHARS
+            && self
+                .index
+                .personal
+                .contains(&digest(&self.index.hmac, value))
+    }
+
+    /// The row holds a quasi-identifier combination unique in the raw data.
+    pub fn unique_combination(&mut self, cells: &[Option<&str>]) -> bool {
+        let index = self.index;
+        self.quasi.iter().any(|(i, at)| {
+            let d = combination(&index.hmac, &mut self.buf, at.iter().map(|&c| cells[c]));
+            index.quasi[*i].unique.contains(&d)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    const PLAN: &str = r#"{"columns":[
+        {"name":"id","type":"string","sensitivity":"ResidentId","rule":{"kind":"hash"}},
+        {"name":"name","type":"string","sensitivity":"Name","rule":{"kind":"redact"}},
+        {"name":"age","type":"integer","sensitivity":"QuasiIdentifier","rule":{"kind":"generalize","bucket":10}},
+        {"name":"zip","type":"string","sensitivity":"QuasiIdentifier","rule":{"kind":"keep"}},
+        {"name":"income","type":"decimal","sensitivity":"None","rule":{"kind":"keep"}}]}"#;
+
+    fn index(dir: &Path) -> RawIndex {
+        let plan = write(dir, "plan.json", PLAN);
+        let file = write(
+            dir,
+            "raw.csv",
+            "id,name,age,zip,income\nA1,张三,34,100,5\nA2,李四,34,100,6\nA3,王五,71,200,7\n",
+        );
+        let mut idx = RawIndex::new(&random_key().expect("key"));
+        let spec = format!("csv:{}:{}", plan.display(), file.display());
+        idx.add(&RawSpec::parse(&spec).expect("spec")).expect("add");
+        idx
+    }
+
+    #[test]
+    fn raw_values_and_unique_combinations_are_found_by_digest_only() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let idx = index(dir.path());
+        assert_eq!(idx.summaries[0].rows, 3);
+        assert_eq!(idx.summaries[0].personal_values, 6);
+        assert_eq!(idx.summaries[0].unique_combinations, 1);
+        let header = vec!["zip".to_string(), "age".to_string(), "x".to_string()];
+        let mut m = Matcher::new(&idx, &header);
+        assert!(m.is_raw_value("张三"));
+        assert!(m.is_raw_value(" A2 "));
+        assert!(!m.is_raw_value("张"));
+        assert!(!m.is_raw_value("赵六"));
+        // (71, 200) occurs once in the raw data, (34, 100) twice.
+        assert!(m.unique_combination(&[Some("200"), Some("71"), None]));
+        assert!(!m.unique_combination(&[Some("100"), Some("34"), None]));
+        assert!(!m.unique_combination(&[Some("200"), Some("70"), None]));
+    }
+
+    #[test]
+    fn a_file_without_the_quasi_identifiers_is_not_matched() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let idx = index(dir.path());
+        let mut m = Matcher::new(&idx, &["age".to_string()]);
+        assert!(!m.unique_combination(&[Some("71")]));
+    }
+
+    #[test]
+    fn bad_specs_and_missing_columns_are_errors() {
+        assert!(RawSpec::parse("xml:a:b").is_err());
+        assert!(RawSpec::parse("csv:a").is_err());
+        let s = RawSpec::parse("csv:p.json:/data/a:b.csv").expect("ok");
+        assert_eq!(s.file, PathBuf::from("/data/a:b.csv"));
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let plan = write(dir.path(), "plan.json", PLAN);
+        let file = write(dir.path(), "raw.csv", "id,age\n1,2\n");
+        let mut idx = RawIndex::new(b"0123456789abcdef");
+        let e = idx
+            .add(&RawSpec {
+                format: FileType::Csv,
+                plan,
+                file,
+            })
+            .expect_err("missing column");
+        assert!(e.contains("\"name\""), "{e}");
+    }
+
+    #[test]
+    fn two_keys_give_unrelated_digests() {
+        let a = Hmac::new(b"key-one-0123456789");
+        let b = Hmac::new(b"key-two-0123456789");
+        assert_ne!(digest(&a, "张三"), digest(&b, "张三"));
+        assert_eq!(digest(&a, "张三"), digest(&a, " 张三\n"));
+    }
+}

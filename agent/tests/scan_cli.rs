@@ -1,0 +1,367 @@
+//! The `agent scan` binary as the operator runs it: a sealed export
+//! (`manifest.json` and `files/`), a policy, optionally the raw data.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+/// A sealed export being put together.
+struct Export {
+    dir: TempDir,
+    files: Vec<Value>,
+}
+
+impl Export {
+    fn new() -> Self {
+        let dir = TempDir::new().expect("tempdir");
+        fs::create_dir_all(dir.path().join("files")).expect("mkdir");
+        Export {
+            dir,
+            files: Vec::new(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Seal a file with its true size and digest.
+    fn add(&mut self, name: &str, kind: &str, bytes: &[u8], columns: Option<Value>) {
+        let p = self.path("files").join(name);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, bytes).expect("write");
+        let mut entry = json!({"name": name, "kind": kind, "size": bytes.len(),
+            "sha256": hex::encode(Sha256::digest(bytes))});
+        if let Some(c) = columns {
+            entry["columns"] = c;
+        }
+        self.files.push(entry);
+    }
+
+    fn seal(&self) -> PathBuf {
+        let m = self.path("manifest.json");
+        let body = json!({"version": 1, "files": self.files});
+        fs::write(&m, body.to_string()).expect("manifest");
+        m
+    }
+
+    fn scan(&self, policy: &str, raw: &[String]) -> (Output, Value, Value) {
+        let manifest = self.seal();
+        let policy_path = self.path("policy.json");
+        fs::write(&policy_path, policy).expect("policy");
+        let report = self.path("report.json");
+        let log = self.path("termination-log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
+        cmd.arg("scan")
+            .arg("--manifest")
+            .arg(&manifest)
+            .arg("--policy")
+            .arg(&policy_path)
+            .arg("--report")
+            .arg(&report)
+            .arg("--termination-log")
+            .arg(&log);
+        for r in raw {
+            cmd.arg("--raw").arg(r);
+        }
+        let out = cmd.output().expect("run agent");
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let full: Value = fs::read(&report)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (out, summary, full)
+    }
+}
+
+fn file<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["files"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["name"] == name))
+        .unwrap_or_else(|| panic!("{name} not in {report}"))
+}
+
+fn checks(report: &Value, name: &str) -> Vec<String> {
+    file(report, name)["checks"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn check<'a>(report: &'a Value, name: &str, check: &str) -> &'a Value {
+    file(report, name)["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == check))
+        .unwrap_or_else(|| panic!("{check} did not fire on {name}"))
+}
+
+fn big_table(n: u32) -> String {
+    let mut s = String::from("district,n\n");
+    for (d, c) in [("东城", n), ("西城", 40)] {
+        s.push_str(&format!("{d},{c}\n"));
+    }
+    s
+}
+
+#[test]
+fn a_clean_export_passes_and_the_summary_is_written_twice() {
+    let mut e = Export::new();
+    e.add("by-district.csv", "Table", big_table(10).as_bytes(), None);
+    e.add(
+        "notes/summary.md",
+        "Report",
+        "# 结论\n\n老年人口占比上升。\n".as_bytes(),
+        None,
+    );
+    let (out, summary, full) = e.scan("{}", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary["verdict"], "pass", "{summary}");
+    assert_eq!(summary["policyVersion"], "cleanroom-scan/1");
+    assert_eq!(summary["files"].as_array().map(Vec::len), Some(2));
+    let log = fs::read_to_string(e.path("termination-log")).expect("log");
+    assert_eq!(log.trim(), String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(full["policy"]["threshold"], 10);
+    assert_eq!(file(&full, "by-district.csv")["detectedType"], "csv");
+}
+
+#[test]
+fn a_cell_of_nine_fails_and_the_scan_still_exits_zero() {
+    let mut e = Export::new();
+    e.add("by-district.csv", "Table", big_table(9).as_bytes(), None);
+    let (out, summary, full) = e.scan("{}", &[]);
+    assert!(out.status.success());
+    assert_eq!(summary["verdict"], "fail");
+    assert_eq!(summary["files"][0]["checks"], json!(["threshold"]));
+    let t = check(&full, "by-district.csv", "threshold");
+    assert_eq!(t["positions"], json!([{"row": 0, "column": 1}]));
+    // A looser policy within bounds lets it through.
+    let (_, summary, _) = e.scan(r#"{"threshold": 5}"#, &[]);
+    assert_eq!(summary["verdict"], "pass");
+}
+
+#[test]
+fn identifiers_and_pseudonyms_are_found_and_never_quoted() {
+    let mut e = Export::new();
+    let csv = "区,备注\n东城,回访电话13812345678\n西城,p_0123456789abcdef0123456789abcdef\n";
+    e.add("list.csv", "Report", csv.as_bytes(), None);
+    e.add(
+        "only-pseudonyms.jsonl",
+        "Report",
+        b"{\"id\":\"p_0123456789abcdef0123456789abcdef\"}\n",
+        None,
+    );
+    let (out, summary, full) = e.scan("{}", &[]);
+    assert!(out.status.success());
+    assert_eq!(file(&full, "list.csv")["verdict"], "fail");
+    assert_eq!(
+        check(&full, "list.csv", "identifier")["positions"],
+        json!([{"row": 0, "column": 1}])
+    );
+    assert_eq!(
+        check(&full, "list.csv", "identifier")["kinds"],
+        json!(["mobile"])
+    );
+    assert_eq!(file(&full, "only-pseudonyms.jsonl")["verdict"], "review");
+    let all = format!("{summary}{full}");
+    assert!(
+        !all.contains("13812345678"),
+        "a value leaked into the report"
+    );
+    assert!(
+        !all.contains("0123456789abcdef"),
+        "a value leaked into the report"
+    );
+}
+
+#[test]
+fn file_types_limits_and_the_seal_are_enforced() {
+    let mut e = Export::new();
+    e.add("data.csv", "Report", b"PK\x03\x04 a zip named csv", None);
+    e.add("tool", "Other", b"\x7fELF\x02\x01\x01", None);
+    e.add(
+        "chart.png",
+        "Report",
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+        None,
+    );
+    e.add("model.pkl", "Model", b"\x80\x04\x95 weights", None);
+    e.add("big.txt", "Report", &vec![b'a'; 2048], None);
+    e.add("table.md", "Table", b"# not a table\n", None);
+    e.add("rows.csv", "Table", b"k,n\na,11\nb,12\nc,13\n", None);
+    e.add("broken.csv", "Report", b"a,b\n1,2\n3\n4,5\n", None);
+    e.add("tampered.csv", "Report", b"a,b\n1,2\n", None);
+    fs::write(e.path("files/tampered.csv"), b"a,b\n1,3\n").expect("tamper");
+    fs::write(e.path("files/smuggled.csv"), b"a,b\n1,2\n").expect("smuggle");
+    e.files
+        .push(json!({"name": "../escape.csv", "kind": "Report", "size": 1, "sha256": "00"}));
+    let (out, summary, full) = e.scan(r#"{"maxFileBytes": 1024, "maxTableRows": 2}"#, &[]);
+    assert!(out.status.success());
+    assert_eq!(summary["verdict"], "fail");
+    let want = [
+        ("data.csv", "fail", "file-type"),
+        ("tool", "fail", "file-type"),
+        ("chart.png", "review", "unchecked-content"),
+        ("model.pkl", "review", "model"),
+        ("big.txt", "fail", "max-file-bytes"),
+        ("table.md", "fail", "file-type"),
+        ("rows.csv", "fail", "max-table-rows"),
+        ("broken.csv", "fail", "malformed"),
+        ("tampered.csv", "fail", "sha256"),
+        ("smuggled.csv", "fail", "manifest"),
+        ("../escape.csv", "fail", "manifest"),
+    ];
+    for (name, verdict, fired) in want {
+        assert_eq!(
+            file(&full, name)["verdict"],
+            verdict,
+            "{name}: {}",
+            file(&full, name)
+        );
+        assert!(
+            checks(&full, name).contains(&fired.to_string()),
+            "{name}: {:?}",
+            checks(&full, name)
+        );
+    }
+    assert_eq!(
+        check(&full, "broken.csv", "malformed")["positions"],
+        json!([{"line": 3}])
+    );
+    assert!(
+        file(&full, "model.pkl")["notChecked"]
+            .as_array()
+            .is_some_and(|n| !n.is_empty())
+    );
+}
+
+#[test]
+fn raw_values_and_unique_quasi_identifiers_are_matched() {
+    let mut e = Export::new();
+    let raw = e.path("raw.csv");
+    let mut body = String::from("身份证号,姓名,年龄,街道,收入\n");
+    for i in 0..20 {
+        body.push_str(&format!(
+            "1101051949123100{i:02},居民{i:02},{},东街,{}\n",
+            30 + i % 2,
+            1000 + i
+        ));
+    }
+    body.push_str("110105194912310099,欧阳娜娜,97,西街,500\n");
+    fs::write(&raw, body).expect("raw");
+    let plan = e.path("plan.json");
+    fs::write(
+        &plan,
+        r#"{"columns":[
+        {"name":"身份证号","type":"string","sensitivity":"ResidentId","rule":{"kind":"hash"}},
+        {"name":"姓名","type":"string","sensitivity":"Name","rule":{"kind":"redact"}},
+        {"name":"年龄","type":"integer","sensitivity":"QuasiIdentifier","rule":{"kind":"generalize","bucket":10}},
+        {"name":"街道","type":"string","sensitivity":"QuasiIdentifier","rule":{"kind":"keep"}},
+        {"name":"收入","type":"decimal","sensitivity":"None","rule":{"kind":"keep"}}]}"#,
+    )
+    .expect("plan");
+    e.add(
+        "names.csv",
+        "Report",
+        "序号,称呼\n1,欧阳娜娜\n2,某人\n".as_bytes(),
+        None,
+    );
+    e.add(
+        "people.csv",
+        "Microdata",
+        "年龄,街道,收入\n97,西街,500\n30,东街,1000\n".as_bytes(),
+        None,
+    );
+    let spec = format!("csv:{}:{}", plan.display(), raw.display());
+    let (out, _, full) = e.scan("{}", &[spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        check(&full, "names.csv", "raw-value")["positions"],
+        json!([{"row": 0, "column": 1}])
+    );
+    let qi = check(&full, "people.csv", "raw-qi-combination");
+    assert_eq!(qi["positions"], json!([{"row": 0}]));
+    assert_eq!(qi["verdict"], "review");
+    // The raw plan's quasi-identifiers reach the file: k-anonymity runs on them.
+    let stats = &file(&full, "people.csv")["microdata"];
+    assert_eq!(stats["quasiIdentifiers"], json!(["年龄", "街道"]));
+    assert_eq!(stats["smallestClass"], 1);
+    assert_eq!(file(&full, "people.csv")["verdict"], "fail");
+    assert_eq!(full["raw"][0]["rows"], 21);
+    assert!(!full.to_string().contains("欧阳娜娜"));
+}
+
+#[test]
+fn microdata_k_anonymity_with_declared_columns() {
+    let mut e = Export::new();
+    let mut body = String::from("age,district,diagnosis\n");
+    for i in 0..5 {
+        body.push_str(&format!("30,东城,{}\n", ["A", "B"][i % 2]));
+    }
+    e.add(
+        "ok.csv",
+        "Microdata",
+        body.as_bytes(),
+        Some(json!({"quasiIdentifiers": ["age", "district"], "sensitive": ["diagnosis"]})),
+    );
+    let (_, summary, full) = e.scan("{}", &[]);
+    assert_eq!(summary["verdict"], "pass", "{full}");
+    let stats = &file(&full, "ok.csv")["microdata"];
+    assert_eq!(
+        (
+            stats["smallestClass"].clone(),
+            stats["prosecutorRisk"].clone()
+        ),
+        (json!(5), json!(0.2))
+    );
+    let (_, summary, _) = e.scan(r#"{"k": 6}"#, &[]);
+    assert_eq!(summary["files"][0]["checks"], json!(["k-anonymity"]));
+}
+
+#[test]
+fn the_scan_refuses_to_run_without_a_valid_manifest_or_policy() {
+    let mut e = Export::new();
+    e.add("a.csv", "Report", b"a,b\n1,2\n", None);
+    let (out, _, _) = e.scan(r#"{"k": 2}"#, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("k 2 is looser"));
+    let log: Value =
+        serde_json::from_str(&fs::read_to_string(e.path("termination-log")).expect("log"))
+            .expect("json");
+    assert!(
+        log["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("policy refused"))
+    );
+    let (out, _, _) = e.scan(r#"{"threshold": 3}"#, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    fs::write(e.path("manifest.json"), "{").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["scan", "--policy"])
+        .arg(e.path("policy.json"))
+        .arg("--manifest")
+        .arg(Path::new("/nonexistent/manifest.json"))
+        .arg("--report")
+        .arg(e.path("r.json"))
+        .arg("--termination-log")
+        .arg(e.path("no-dir/log"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
