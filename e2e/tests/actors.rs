@@ -18,11 +18,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use cleanroom::api::{Authorization, Dataset};
+use cleanroom::api::{Authorization, AuthorizationPhase, Dataset, Scenario};
 use cleanroom::audit::Action;
 use cleanroom_e2e::harness::{cluster_dir, meta, unique_name};
 use common::{
-    ALICE, T, cleanroom_binary, client_as, dataset_spec, records_of, refusal, with_fixture,
+    ALICE, T, cleanroom_binary, client_as, dataset_spec, records_of, refusal, scenario_spec,
+    with_fixture,
 };
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -141,6 +142,21 @@ async fn a_change_stamped_with_another_users_name_is_refused_naming_the_policy()
             "nothing of the refused change was kept: {:?}",
             after.metadata.annotations
         );
+
+        // The same on a Scenario, with the stamp alone.
+        let scenario = unique_name("e2e-actors");
+        fx.create_scenario(&scenario, scenario_spec(&name)).await?;
+        refused_by_the_policy(
+            Api::<Scenario>::all(alice.clone())
+                .patch(
+                    &scenario,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {CHANGED_BY: BOB}}})),
+                )
+                .await
+                .map_err(anyhow::Error::from),
+            "alice stamping a scenario with bob's name",
+        )?;
 
         // Stamped in another's name when it is made.
         let dataset = unique_name("e2e-actors");
@@ -265,6 +281,13 @@ async fn a_change_made_with_the_cli_is_recorded_under_the_user_the_api_server_vo
             "the verb stamps the user the API server reports: {:?}",
             stamped.metadata.annotations
         );
+
+        // The policy leaves the status subresource alone: the operator
+        // still writes the phase.
+        fx.wait_for_authorization(&name, "phase Suspended", |a| {
+            a.status.as_ref().and_then(|s| s.phase) == Some(AuthorizationPhase::Suspended)
+        })
+        .await?;
 
         // The operator records the suspension under that user.
         let deadline = Instant::now() + T;
