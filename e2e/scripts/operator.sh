@@ -48,7 +48,8 @@ alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 kubectl_() { "$(cat "$CLUSTER_DIR/bin-dir")/kubectl" "$@"; }
 
 # The chart's templates the operator needs beside it: its namespaces, service
-# account, RBAC (with the member ClusterRole it binds) and admission policies.
+# account, RBAC (with the member ClusterRole it binds) and admission policies
+# (the actors policy among them: the ledger's actors are the API server's word).
 # Not its Deployment (the operator runs here as a process), NetworkPolicies
 # (no network plugin enforces them) or Service.
 render_chart() {
@@ -58,7 +59,7 @@ render_chart() {
       --namespace "$RELEASE_NAMESPACE" \
       --show-only templates/namespaces.yaml --show-only templates/serviceaccount.yaml \
       --show-only templates/rbac.yaml --show-only templates/admission-policies.yaml \
-      --show-only templates/admission-airlock.yaml )
+      --show-only templates/admission-airlock.yaml --show-only templates/admission-actors.yaml )
 }
 
 # A kubeconfig for the operator's service account: a fresh token, the same
