@@ -119,6 +119,10 @@ enum Command {
         /// plan (which columns are personal, which quasi-identifiers) and the file.
         #[arg(long, value_name = "FORMAT:PLAN:FILE")]
         raw: Vec<String>,
+        /// First check that the sealed copy beside the manifest is exactly
+        /// what was sealed (`agent verify`): the manifest's recorded SHA-256.
+        #[arg(long, value_name = "HEX")]
+        sealed_sha256: Option<String>,
         /// Where the summary is also written for Kubernetes (skipped when
         /// its directory does not exist).
         #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
@@ -174,8 +178,15 @@ fn main() -> ExitCode {
             policy,
             report,
             raw,
+            sealed_sha256,
             termination_log,
-        } => run_scan(manifest, &policy, &report, &raw, &termination_log),
+        } => {
+            let dir = manifest.parent().unwrap_or(Path::new("."));
+            if let Some(Err(e)) = sealed_sha256.map(|h| airlock::verify(dir, &h)) {
+                return finish("scan", Err(e.to_string()), &termination_log);
+            }
+            run_scan(manifest, &policy, &report, &raw, &termination_log)
+        }
     }
 }
 

@@ -788,6 +788,7 @@ fn event_of(r: &Record, line: &str) -> (Event, ObjectReference) {
             | Action::Expired
             | Action::Suspended
             | Action::IsolationBreach
+            | Action::Failed
     );
     (
         Event {
@@ -805,12 +806,19 @@ fn event_of(r: &Record, line: &str) -> (Event, ObjectReference) {
     )
 }
 
-/// What an Event about one of our objects points at.
+/// What an Event about one of our objects points at. A namespaced object
+/// (an Export) is recorded as `<namespace>/<name>`; its Event goes to that
+/// namespace.
 fn reference_to(kind: &str, name: &str, uid: &str) -> ObjectReference {
+    let (namespace, name) = match name.split_once('/') {
+        Some((ns, n)) => (Some(ns.to_string()), n),
+        None => (None, name),
+    };
     ObjectReference {
         api_version: Some(format!("{}/{}", crate::api::GROUP, crate::api::VERSION)),
         kind: Some(kind.into()),
         name: Some(name.into()),
+        namespace,
         uid: Some(uid.into()),
         ..ObjectReference::default()
     }

@@ -241,17 +241,11 @@ pub fn scan_policy_map(id: &Identity, export: &Export, uid: &str, policy: String
 /// report is written beside the sealed copy.
 pub fn scan_job(id: &Identity, export: &Export, uid: &str, manifest: &str, image: &str) -> Job {
     let name = scan_name(uid);
-    let verify = vec![
-        "agent".into(),
-        "verify".into(),
-        "--dir".into(),
-        SEALED_MOUNT.into(),
-        "--manifest-sha256".into(),
-        manifest.into(),
-    ];
     let scan = vec![
         "agent".into(),
         "scan".into(),
+        "--sealed-sha256".into(),
+        manifest.into(),
         "--manifest".into(),
         format!("{SEALED_MOUNT}/manifest.json"),
         "--policy".into(),
@@ -259,53 +253,24 @@ pub fn scan_job(id: &Identity, export: &Export, uid: &str, manifest: &str, image
         "--report".into(),
         format!("{SEALED_MOUNT}/scan.json"),
     ];
-    let mut job = agent_job(
+    let mounts = vec![
+        mount("sealed", SEALED_MOUNT, false),
+        mount("policy", POLICY_MOUNT, true),
+    ];
+    let policy = Volume {
+        name: "policy".into(),
+        config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+            name: name.clone(),
+            ..Default::default()
+        }),
+        ..Volume::default()
+    };
+    agent_job(
         export_meta(id, export, &name, crate::api::dataset::VAULT_NAMESPACE),
-        agent(
-            "scan",
-            image,
-            scan,
-            vec![
-                mount("sealed", SEALED_MOUNT, false),
-                mount("policy", POLICY_MOUNT, true),
-            ],
-        ),
-        vec![
-            claim_volume("sealed", &seal_name(uid), false),
-            Volume {
-                name: "policy".into(),
-                config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
-                    name: name.clone(),
-                    ..Default::default()
-                }),
-                ..Volume::default()
-            },
-        ],
+        agent("scan", image, scan, mounts),
+        vec![claim_volume("sealed", &seal_name(uid), false), policy],
         STEP_SECONDS,
-    );
-    let first = agent(
-        "verify",
-        image,
-        verify,
-        vec![mount("sealed", SEALED_MOUNT, true)],
-    );
-    add_init_container(&mut job, first);
-    job
-}
-
-/// Runs `first` before the Job's container, with the same security context.
-fn add_init_container(job: &mut Job, first: Container) {
-    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
-        let security = pod
-            .containers
-            .first()
-            .and_then(|c| c.security_context.clone());
-        pod.init_containers = Some(vec![Container {
-            security_context: security,
-            termination_message_policy: Some("FallbackToLogsOnError".into()),
-            ..first
-        }]);
-    }
+    )
 }
 
 /// The Job, in the release namespace, that copies the sealed copy to the

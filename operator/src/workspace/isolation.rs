@@ -73,9 +73,15 @@ fn q(s: &str) -> Quantity {
 
 /// The workspace may use what the scenario asked for and no more: one compute
 /// pod plus one agent pod at a time, one scratch claim plus one per dataset.
+///
+/// Beside the workspace itself there is room for one export being sealed at
+/// a time (see [`super::airlock`]): its claim, as large as the scratch
+/// volume, and its agent pod at the LimitRange's defaults. A second export
+/// waits for the first seal to move out.
 pub fn resource_quota(id: &Identity, spec: &ScenarioSpec, data: &[PreparedData]) -> ResourceQuota {
     let ws = &spec.workspace;
-    let claims = 1 + spec.data.len();
+    let claims = 2 + spec.data.len();
+    let (agent_cpu, agent_memory) = agent_defaults(spec);
     // Scratch, plus each prepared dataset's volume once it is on its way in.
     let storage = quantity::parse(&ws.scratch.0.0)
         .ok()
@@ -89,9 +95,16 @@ pub fn resource_quota(id: &Identity, spec: &ScenarioSpec, data: &[PreparedData])
             || ws.scratch.0.clone(),
             |sum| q(&sum.units_ceil().to_string()),
         );
+    let storage = plus(&storage, &ws.scratch.0);
     let hard = BTreeMap::from([
-        ("limits.cpu".to_string(), ws.resources.cpu.0.clone()),
-        ("limits.memory".to_string(), ws.resources.memory.0.clone()),
+        (
+            "limits.cpu".to_string(),
+            plus(&ws.resources.cpu.0, &agent_cpu),
+        ),
+        (
+            "limits.memory".to_string(),
+            plus(&ws.resources.memory.0, &agent_memory),
+        ),
         ("requests.storage".to_string(), storage),
         ("persistentvolumeclaims".to_string(), q(&claims.to_string())),
         ("pods".to_string(), q("4")),
@@ -117,6 +130,28 @@ fn at_most(preferred: &str, ceiling: &Quantity) -> Quantity {
     }
 }
 
+/// CPU and memory of a container that does not say (agent pods): small, and
+/// never above the workspace's own size.
+fn agent_defaults(spec: &ScenarioSpec) -> (Quantity, Quantity) {
+    let ws = &spec.workspace.resources;
+    (at_most("100m", &ws.cpu.0), at_most("128Mi", &ws.memory.0))
+}
+
+/// `a + b`, exactly (in the smallest unit either needs); `a` when either
+/// cannot be read.
+fn plus(a: &Quantity, b: &Quantity) -> Quantity {
+    match (quantity::parse(&a.0), quantity::parse(&b.0)) {
+        (Ok(x), Ok(y)) => x.checked_add(y).map_or_else(
+            || a.clone(),
+            |sum| match sum.millis_ceil() {
+                m if m % 1000 == 0 => q(&(m / 1000).to_string()),
+                m => q(&format!("{m}m")),
+            },
+        ),
+        _ => a.clone(),
+    }
+}
+
 /// Defaults for any container that does not say (agent pods), so the quota
 /// above can always be evaluated, and a ceiling equal to the workspace's size.
 pub fn limit_range(id: &Identity, spec: &ScenarioSpec) -> LimitRange {
@@ -124,9 +159,10 @@ pub fn limit_range(id: &Identity, spec: &ScenarioSpec) -> LimitRange {
         &spec.workspace.resources.cpu.0,
         &spec.workspace.resources.memory.0,
     );
+    let (agent_cpu, agent_memory) = agent_defaults(spec);
     let defaults = BTreeMap::from([
-        ("cpu".to_string(), at_most("100m", cpu)),
-        ("memory".to_string(), at_most("128Mi", memory)),
+        ("cpu".to_string(), agent_cpu),
+        ("memory".to_string(), agent_memory),
     ]);
     let max = BTreeMap::from([
         ("cpu".to_string(), cpu.clone()),
@@ -194,13 +230,19 @@ mod tests {
     }
 
     #[test]
-    fn quota_is_the_scenarios_size_with_one_claim_per_dataset_plus_scratch() {
+    fn quota_is_the_scenarios_size_with_one_claim_per_dataset_plus_scratch_and_one_seal() {
         let rq = resource_quota(&identity(), &spec(), &[]);
         let hard = rq.spec.unwrap().hard.unwrap();
-        assert_eq!(hard["limits.cpu"].0, "2");
-        assert_eq!(hard["limits.memory"].0, "4Gi");
-        assert_eq!(hard["requests.storage"].0, "10Gi");
-        assert_eq!(hard["persistentvolumeclaims"].0, "2");
+        // The workspace's 2 CPUs and 4Gi, and a seal's agent pod (100m, 128Mi).
+        assert_eq!(hard["limits.cpu"].0, "2100m");
+        assert_eq!(
+            hard["limits.memory"].0,
+            ((4u64 << 30) + (128 << 20)).to_string()
+        );
+        // Scratch and a seal claim as large.
+        assert_eq!(hard["requests.storage"].0, (20u64 << 30).to_string());
+        // Scratch, one dataset, one seal.
+        assert_eq!(hard["persistentvolumeclaims"].0, "3");
         assert_eq!(hard["services.loadbalancers"].0, "0");
     }
 
@@ -218,8 +260,8 @@ mod tests {
         };
         let rq = resource_quota(&identity(), &spec(), &[record("1Gi"), record("512Mi")]);
         let hard = rq.spec.unwrap().hard.unwrap();
-        // 10Gi + 1Gi + 512Mi, in bytes.
-        assert_eq!(hard["requests.storage"].0, (23u64 << 29).to_string());
+        // 10Gi + 1Gi + 512Mi, in bytes, and a seal claim of 10Gi.
+        assert_eq!(hard["requests.storage"].0, (43u64 << 29).to_string());
     }
 
     #[test]

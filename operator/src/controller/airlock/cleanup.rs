@@ -101,6 +101,12 @@ pub(super) async fn wipe_sealed(
         else {
             continue;
         };
+        if claim.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
+            // Left behind by a move (the volume is bound elsewhere) or never
+            // provisioned: it holds nothing to wipe.
+            delete(&claims, &name).await?;
+            continue;
+        }
         let size = capacity(&claim);
         match wipe(&w.id, ctx, ns, &name, size.as_deref(), now).await? {
             WipeState::Running => return Ok(Wiped::Pending(Duration::from_secs(10))),

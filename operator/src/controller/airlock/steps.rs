@@ -100,7 +100,14 @@ pub(super) async fn seal(
                 size,
                 ctx.settings.storage_class.as_deref(),
             );
-            apply(&claims, &claim).await?;
+            if let Err(e) = apply(&claims, &claim).await {
+                if !exceeds_quota(&e) {
+                    return Err(e);
+                }
+                // The workspace has room for one seal at a time.
+                status.message = Some("waiting for another export's seal to finish".into());
+                return Ok(Outcome::Note(Vec::new(), RUNNING));
+            }
         }
         Ok(true) => {}
     }
@@ -140,6 +147,10 @@ pub(super) async fn seal(
         ExportPhase::Sealed,
         vec![draft(export, w, Audit::Sealed, OPERATOR_ACTOR, after)],
     ))
+}
+
+fn exceeds_quota(e: &Error) -> bool {
+    matches!(e, Error::Kube(kube::Error::Api(s)) if s.code == 403 && s.message.contains("exceeded quota"))
 }
 
 /// The error an agent reported, else the message as it is.
@@ -285,6 +296,10 @@ pub(super) async fn check(
     let configured = authorization.as_ref().and_then(|a| a.spec.review.approvals);
     status.approvals_required = Some(builders::approvals_required(configured, important) as i32);
     status.approvals = Some(0);
+    // Reviews are admitted from the moment the status says InReview.
+    if let Some(a) = &authorization {
+        open_for_review(ctx, export, w, a).await?;
+    }
     Ok(Outcome::Advance(ExportPhase::InReview, vec![record]))
 }
 
@@ -429,7 +444,12 @@ pub(super) async fn release(
     match move_sealed(ctx, export, w, status, RELEASE_NAMESPACE).await? {
         Err(why) => return Ok(Outcome::Fail(why)),
         Ok(false) => return Ok(Outcome::Wait(MOVING)),
-        Ok(true) => {}
+        Ok(true) => {
+            // The vault's claim is empty now: the volume is the release's.
+            let claims =
+                Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), VAULT_NAMESPACE);
+            delete_if_owned(&claims, &builders::seal_name(&uid), &w.id).await?;
+        }
     }
     let manifest = status
         .sealed

@@ -173,10 +173,8 @@ fn the_scan_verifies_the_sealed_copy_first_and_the_release_checks_the_manifest()
     let e = export(&["a.csv"]);
     let scan = scan_job(&identity(), &e, "e-1", "abc", "agent:1");
     let pod = scan.spec.unwrap().template.spec.unwrap();
-    let init = &pod.init_containers.unwrap()[0];
-    assert_eq!(init.command.clone().unwrap()[..2], ["agent", "verify"]);
-    assert!(init.command.clone().unwrap().contains(&"abc".to_string()));
-    assert!(init.security_context.is_some());
+    let command = pod.containers[0].command.clone().unwrap();
+    assert_eq!(command[..4], ["agent", "scan", "--sealed-sha256", "abc"]);
     let release = release_job(&identity(), &e, "e-1", "abc", "agent:1");
     assert_eq!(
         release.metadata.namespace.as_deref(),
