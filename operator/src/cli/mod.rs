@@ -7,6 +7,9 @@
 mod audit;
 mod common;
 mod crd;
+mod export;
+mod export_spec;
+mod export_view;
 mod render;
 mod renew;
 mod report;
@@ -59,6 +62,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents.
     Report(report::ReportArgs),
+    /// The airlock: ask for files to leave a workspace, follow and withdraw the request.
+    Export(export::ExportArgs),
 }
 
 impl Cli {
@@ -75,6 +80,7 @@ impl Cli {
             Command::Render(args) => render::run(args),
             Command::Audit(args) => audit::run(args),
             Command::Report(args) => report::run(args),
+            Command::Export(args) => export::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
