@@ -14,6 +14,7 @@ mod render;
 mod renew;
 mod report;
 mod resume;
+mod review;
 mod revoke;
 mod run;
 mod status;
@@ -64,6 +65,8 @@ enum Command {
     Report(report::ReportArgs),
     /// The airlock: ask for files to leave a workspace, follow and withdraw the request.
     Export(export::ExportArgs),
+    /// The airlock: approve, reject or return an export as one of its reviewers.
+    Review(review::ReviewArgs),
 }
 
 impl Cli {
@@ -81,6 +84,7 @@ impl Cli {
             Command::Audit(args) => audit::run(args),
             Command::Report(args) => report::run(args),
             Command::Export(args) => export::run(args),
+            Command::Review(args) => review::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
