@@ -13,6 +13,7 @@ mod export_view;
 mod render;
 mod renew;
 mod report;
+mod report_exports;
 mod resume;
 mod review;
 mod revoke;
@@ -61,7 +62,7 @@ enum Command {
     Render(render::RenderArgs),
     /// The audit ledger: verify its hash chain, show its records.
     Audit(audit::AuditArgs),
-    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents.
+    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents, exports.
     Report(report::ReportArgs),
     /// The airlock: ask for files to leave a workspace, follow and withdraw the request.
     Export(export::ExportArgs),
