@@ -104,3 +104,5 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_airlock;
