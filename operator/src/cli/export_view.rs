@@ -134,7 +134,7 @@ impl ExportView {
         let _ = writeln!(out, "  files:");
         let _ = writeln!(
             out,
-            "    {:<28}{:<10}{:>12}  {:<66}{:<8}CHECKS",
+            "    {:<27} {:<9} {:>12}  {:<65} {:<7} CHECKS",
             "PATH", "KIND", "BYTES", "SHA256", "VERDICT"
         );
         for f in &self.files {
@@ -149,7 +149,7 @@ impl ExportView {
             let checks = verdict.map(|v| v.checks.join(", ")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "    {:<28}{:<10}{:>12}  {:<66}{:<8}{}",
+                "    {:<27} {:<9} {:>12}  {:<65} {:<7} {}",
                 f.path,
                 format!("{:?}", f.kind),
                 dash(sealed.map(|s| s.size)),
@@ -206,13 +206,13 @@ pub fn list_table(views: &[ExportView], output: Output) -> anyhow::Result<String
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24}{:<28}{:<11}{:<28}{:<8}{:<10}FILES",
+        "{:<23} {:<27} {:<10} {:<27} {:<7} {:<9} FILES",
         "SCENARIO", "NAME", "PHASE", "REQUESTER", "VERDICT", "APPROVALS"
     );
     for v in views {
         let _ = writeln!(
             out,
-            "{:<24}{:<28}{:<11}{:<28}{:<8}{:<10}{}",
+            "{:<23} {:<27} {:<10} {:<27} {:<7} {:<9} {}",
             v.scenario,
             v.name,
             dash(v.phase.as_ref()),
