@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::common::{
     Exit, Output, OutputArg, block_on, caller, create_error, print, workspace_namespace,
 };
-use super::export_spec::check_name;
+use super::export_spec::{OUTBOX_DIR, check_name};
 use crate::api::Review;
 use crate::api::airlock::{Decision, FileNote, ReviewSpec};
 
@@ -87,7 +87,10 @@ pub(super) fn parse_note(s: &str) -> Result<FileNote, String> {
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: a file note is NAME=NOTE"))?;
     let name = name.trim();
-    let name = name.strip_prefix("/work/outbox/").unwrap_or(name);
+    let name = name
+        .strip_prefix(OUTBOX_DIR)
+        .and_then(|n| n.strip_prefix('/'))
+        .unwrap_or(name);
     if name.is_empty() || name.len() > 255 || comment.chars().count() > MAX_TEXT {
         return Err(format!(
             "{s:?}: NAME is a file of the export, NOTE at most {MAX_TEXT} characters"

@@ -488,3 +488,19 @@ fn the_report_tells_each_export_from_its_ledger_records() {
     assert_eq!(q2.phase, "Released", "a released product stays released");
     assert_eq!(q2.released_path.as_deref(), Some("cr-census.q2"));
 }
+
+#[test]
+fn without_an_answer_from_the_api_server_the_caller_is_not_guessed() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let err = runtime.block_on(async {
+        // Nothing listens on port 1.
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("uri"));
+        let client = kube::Client::try_from(config).expect("client");
+        super::common::caller(&client).await.expect_err("no server")
+    });
+    let text = format!("{err:#}");
+    assert!(text.starts_with("cannot tell who you are"), "{text}");
+}
