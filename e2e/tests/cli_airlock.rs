@@ -31,13 +31,9 @@ const CAROL: &str = "carol@bureau.example";
 const TABLE: &[u8] = b"district,n\nGulou,120\nTaijiang,87\nCangshan,64\n";
 const FILE: &str = "by-district.csv";
 
-/// An admin kubeconfig that acts as `user` (the `as` field): the binary
-/// then talks to the API server as that user, as a person's own would.
-fn kubeconfig_as(user: &str) -> Result<PathBuf> {
-    kubeconfig_as_in(user, &[])
-}
-
-/// [`kubeconfig_as`], in `groups` too.
+/// An admin kubeconfig that acts as `user` in `groups` (the `as` and
+/// `as-groups` fields): the binary then talks to the API server as that
+/// user, as a person's own kubeconfig would.
 fn kubeconfig_as_in(user: &str, groups: &[&str]) -> Result<PathBuf> {
     let admin = cluster_dir().join("kubeconfig");
     let mut config: Value = serde_yaml::from_str(&std::fs::read_to_string(&admin)?)?;
@@ -51,11 +47,11 @@ fn kubeconfig_as_in(user: &str, groups: &[&str]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Runs `cleanroom ARGS` as `user`.
-fn cleanroom_as(user: &str, args: &[&str]) -> Result<Output> {
+/// Runs `cleanroom ARGS` as `user` in `groups`.
+fn cleanroom_as(user: &str, groups: &[&str], args: &[&str]) -> Result<Output> {
     std::process::Command::new(cleanroom_binary())
         .args(args)
-        .env("KUBECONFIG", kubeconfig_as(user)?)
+        .env("KUBECONFIG", kubeconfig_as_in(user, groups)?)
         .output()
         .with_context(|| format!("running cleanroom {args:?} as {user}"))
 }
@@ -66,7 +62,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs a verb that must succeed as `user` and returns its stdout.
 fn ok_as(user: &str, args: &[&str]) -> Result<String> {
-    let out = cleanroom_as(user, args)?;
+    let out = cleanroom_as(user, &[], args)?;
     ensure!(
         out.status.success(),
         "cleanroom {args:?} as {user} exited {:?}: {}",
@@ -78,7 +74,12 @@ fn ok_as(user: &str, args: &[&str]) -> Result<String> {
 
 /// Runs a verb that must fail as `user` with `code`; returns its stderr.
 fn refused_as(user: &str, args: &[&str], code: i32) -> Result<String> {
-    let out = cleanroom_as(user, args)?;
+    refused_in(user, &[], args, code)
+}
+
+/// [`refused_as`], in `groups` too.
+fn refused_in(user: &str, groups: &[&str], args: &[&str], code: i32) -> Result<String> {
+    let out = cleanroom_as(user, groups, args)?;
     let stderr = text(&out.stderr);
     ensure!(
         out.status.code() == Some(code),
@@ -96,7 +97,7 @@ fn json_of(stdout: &str) -> Result<Value> {
 /// An authorization with ALICE and BOB as members and CAROL as reviewer
 /// (ALICE too, by mistake: the API server still refuses her own exports'
 /// reviews), and a Ready scenario both members enter, with a table in its
-/// outbox. Returns the scenario.
+/// outbox. Returns the authorization and the scenario.
 async fn workspace_with_a_table(fx: &Fixture) -> Result<(String, String)> {
     let authz = unique_name("e2e-authz");
     let mut spec = authorization_spec(&[])?;
@@ -305,10 +306,10 @@ async fn review_verbs(fx: &Fixture, scenario: &str, export: &str) -> Result<()> 
         open_as_the_operator(scenario, export).await?;
     }
     let args = ["review", "approve", export, "--scenario", scenario];
-    let own = refused(ALICE, &[MASTERS], &args)?;
+    let own = refused_in(ALICE, &[MASTERS], &args, 1)?;
     let want = format!("the requester of export {export} may not review it");
     ensure!(own.contains(&want), "{own}");
-    let member = refused(BOB, &[MASTERS], &args)?;
+    let member = refused_in(BOB, &[MASTERS], &args, 1)?;
     let want = format!("{BOB} is a member of the authorization and may not review its exports");
     ensure!(member.contains(&want), "{member}");
     if opened {
@@ -319,20 +320,6 @@ async fn review_verbs(fx: &Fixture, scenario: &str, export: &str) -> Result<()> 
 
 /// Cluster admins: allowed by RBAC, so only the admission policy stands.
 const MASTERS: &str = "system:masters";
-
-fn refused(user: &str, groups: &[&str], args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(cleanroom_binary())
-        .args(args)
-        .env("KUBECONFIG", kubeconfig_as_in(user, groups)?)
-        .output()?;
-    let stderr = text(&out.stderr);
-    ensure!(
-        out.status.code() == Some(1),
-        "{args:?} as {user} exited {:?}: {stderr}",
-        out.status.code()
-    );
-    Ok(stderr)
-}
 
 /// What the operator writes on the namespace when it opens an export for
 /// review (the policy reads it there).
