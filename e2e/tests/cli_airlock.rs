@@ -156,6 +156,7 @@ async fn export_verbs_record_the_caller_and_show_what_the_api_server_refuses() -
         let stored = exports(&fx, &scenario).get(&export).await?;
         ensure!(stored.spec.requester == ALICE, "{:?}", stored.spec);
 
+        no_workspace_exits_3()?;
         crafted_requester_is_refused(&scenario).await?;
         withdraw_by_another_member_is_refused(&fx, &scenario, &export).await?;
         list_and_show_parse(&scenario, &export)?;
@@ -179,6 +180,35 @@ async fn export_verbs_record_the_caller_and_show_what_the_api_server_refuses() -
         the_report_lists_the_export(&authz, &scenario, &export)
     })
     .await
+}
+
+/// An export for a scenario without a workspace names the missing
+/// namespace and exits 3 (as the admin, whom no RBAC rule stops first).
+fn no_workspace_exits_3() -> Result<()> {
+    let missing = unique_name("no-such");
+    let args = [
+        "export",
+        "create",
+        "x",
+        "--scenario",
+        &missing,
+        "--file",
+        "a.csv:Table",
+        "--context",
+        "c",
+        "--controls",
+        "k",
+    ];
+    let out = common::run_cleanroom(&args)?;
+    let stderr = text(&out.stderr);
+    ensure!(
+        out.status.code() == Some(3),
+        "{:?}: {stderr}",
+        out.status.code()
+    );
+    let want = format!("scenario {missing:?} has no workspace (namespace cr-{missing} not found)");
+    ensure!(stderr.contains(&want), "{stderr}");
+    Ok(())
 }
 
 /// A request in someone else's name, made without the CLI (which always
