@@ -114,6 +114,19 @@ pub fn api_error(e: kube::Error, kind: &str, name: &str) -> anyhow::Error {
     }
 }
 
+/// A refused create in a scenario's workspace: a missing namespace is a
+/// scenario without a workspace (exit 3); anything else is the API
+/// server's message as it is (an admission policy's names who and why).
+pub fn create_error(e: kube::Error, kind: &str, name: &str, scenario: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => Exit::not_found(format!(
+            "scenario {scenario:?} has no workspace (namespace {} not found)",
+            workspace_namespace(scenario)
+        )),
+        e => api_error(e, kind, name),
+    }
+}
+
 /// What `status` (and every verb, after its change) shows of an object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -287,6 +300,13 @@ pub async fn patch_spec(client: &Client, target: &Target, spec: Value) -> anyhow
 /// The caller's user name as the API server sees it (a SelfSubjectReview);
 /// `None` if the server does not say.
 pub async fn whoami(client: &Client) -> Option<String> {
+    caller(client).await.ok()
+}
+
+/// The caller's user name as the API server sees it, or why it is not
+/// known: for the verbs that must name the caller (the airlock's requester
+/// and reviewer), where a guess would only be refused.
+pub async fn caller(client: &Client) -> anyhow::Result<String> {
     use k8s_openapi::api::authentication::v1::SelfSubjectReview;
     let review = Api::<SelfSubjectReview>::all(client.clone())
         .create(
@@ -294,8 +314,26 @@ pub async fn whoami(client: &Client) -> Option<String> {
             &SelfSubjectReview::default(),
         )
         .await
-        .ok()?;
-    review.status?.user_info?.username
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot tell who you are: the API server did not answer a SelfSubjectReview \
+                 (authentication.k8s.io/v1, Kubernetes 1.28 or later): {e}"
+            )
+        })?;
+    review
+        .status
+        .and_then(|s| s.user_info?.username)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot tell who you are: the API server's SelfSubjectReview names no user"
+            )
+        })
+}
+
+/// The workspace namespace of a scenario.
+pub fn workspace_namespace(scenario: &str) -> String {
+    format!("{}{scenario}", crate::api::scenario::NAMESPACE_PREFIX)
 }
 
 /// RFC 7386 merge of `patch` into `target`.

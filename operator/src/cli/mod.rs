@@ -7,10 +7,15 @@
 mod audit;
 mod common;
 mod crd;
+mod export;
+mod export_spec;
+mod export_view;
 mod render;
 mod renew;
 mod report;
+mod report_exports;
 mod resume;
+mod review;
 mod revoke;
 mod run;
 mod status;
@@ -57,8 +62,12 @@ enum Command {
     Render(render::RenderArgs),
     /// The audit ledger: verify its hash chain, show its records.
     Audit(audit::AuditArgs),
-    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents.
+    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents, exports.
     Report(report::ReportArgs),
+    /// The airlock: ask for files to leave a workspace, follow and withdraw the request.
+    Export(export::ExportArgs),
+    /// The airlock: approve, reject or return an export as one of its reviewers.
+    Review(review::ReviewArgs),
 }
 
 impl Cli {
@@ -75,6 +84,8 @@ impl Cli {
             Command::Render(args) => render::run(args),
             Command::Audit(args) => audit::run(args),
             Command::Report(args) => report::run(args),
+            Command::Export(args) => export::run(args),
+            Command::Review(args) => review::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -93,3 +104,5 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_airlock;

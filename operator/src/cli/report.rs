@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::audit::{LedgerArg, parse_when, read, records};
 use super::common::{Output, OutputArg, block_on, print};
+use super::report_exports::{self, ExportLine};
 use crate::api::{Authorization, Scenario, Time};
 use crate::audit::store::PREFIX;
 use crate::audit::{Action, Record, verify};
@@ -70,6 +71,8 @@ pub struct AuthorizationReport {
     pub wipes: u64,
     pub wiped_bytes: i64,
     pub incidents: Vec<Incident>,
+    /// The airlock's exports with a record in the period.
+    pub exports: Vec<ExportLine>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,6 +122,7 @@ pub fn build(
                 wipes: 0,
                 wiped_bytes: 0,
                 incidents: Vec::new(),
+                exports: Vec::new(),
             },
         );
     }
@@ -135,7 +139,12 @@ pub fn build(
         wipes: 0,
         wiped_bytes: 0,
         incidents: Vec::new(),
+        exports: Vec::new(),
     };
+    for (a, lines) in report_exports::exports(ledger, since) {
+        let entry = by_name.entry(a.clone()).or_insert_with(|| deleted(&a));
+        entry.exports = lines;
+    }
     for r in ledger.iter().filter(|r| r.time.0 >= since) {
         let Some(a) = &r.authorization else { continue };
         let entry = by_name.entry(a.clone()).or_insert_with(|| deleted(a));
@@ -151,6 +160,11 @@ pub fn build(
                     .and_then(serde_json::Value::as_i64)
                     .unwrap_or(0);
             }
+            Action::Failed => entry.incidents.push(Incident {
+                time: Some(r.time.clone()),
+                object: format!("{}/{}", r.kind, r.name),
+                what: format!("failed: {}", r.reason.clone().unwrap_or_default()),
+            }),
             Action::Rejected => entry.incidents.push(Incident {
                 time: Some(r.time.clone()),
                 object: format!("{}/{}", r.kind, r.name),
@@ -256,6 +270,10 @@ impl Report {
                     i.object,
                     i.what
                 );
+            }
+            let _ = writeln!(out, "  exports:      {}", a.exports.len());
+            for e in &a.exports {
+                let _ = writeln!(out, "{}", report_exports::table_line(e));
             }
         }
         out
