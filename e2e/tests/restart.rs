@@ -253,3 +253,88 @@ async fn hand_over_drill(fx: &Fixture) -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn killing_the_operator_between_seal_and_release_loses_and_duplicates_nothing() -> Result<()>
+{
+    let _one = OPERATOR.lock().await;
+    let _comes_back = OperatorComesBack;
+    operator("start")?;
+    with_fixture(|fx| async move {
+        let result = release_drill(&fx).await;
+        if result.is_err() {
+            let _ = operator("start");
+        }
+        result
+    })
+    .await
+}
+
+/// Approves an export while the operator is down, then kills it as soon as
+/// the release starts and again once it is recorded: one copy, one record.
+async fn release_drill(fx: &Fixture) -> Result<()> {
+    use cleanroom::api::airlock::ExportPhase;
+    use common::airlock::*;
+    let authz = reviewed_authorization(fx, 1).await?;
+    let name = fx.ready_scenario(&authz, |_| {}).await?.name_any();
+    let ns = namespace_of(&name);
+    put_in_outbox(&fx.client, &name, "by-district.csv", CLEAN_TABLE).await?;
+    let alice = common::client_as(common::ALICE, &["system:authenticated"]).await?;
+    let export = submit(
+        &alice,
+        &ns,
+        &table_export(common::ALICE, "by-district.csv")?,
+    )
+    .await?;
+    wait_export(&fx.client, &ns, &export, "InReview", |e| {
+        in_phase(e, &[ExportPhase::InReview])
+    })
+    .await?;
+
+    operator("kill")?;
+    review(CAROL, &ns, &export, CAROL, "Approve").await?;
+    operator("start")?;
+    // As soon as the operator has acted on the approval.
+    wait_export(&fx.client, &ns, &export, "Approved", |e| {
+        in_phase(e, &[ExportPhase::Approved, ExportPhase::Released])
+    })
+    .await?;
+    crash_and_restart()?;
+    let released = wait_export(&fx.client, &ns, &export, "Released", |e| {
+        in_phase(e, &[ExportPhase::Released, ExportPhase::Failed])
+    })
+    .await?;
+    ensure!(
+        in_phase(&released, &[ExportPhase::Released]),
+        "{:?}",
+        released.status
+    );
+    crash_and_restart()?;
+    let done = wait_export(&fx.client, &ns, &export, "wiped", |e| {
+        e.status.as_ref().is_some_and(|s| s.wipe.is_some())
+    })
+    .await?;
+
+    let root = release_dir(&fx.client, &authz).await?;
+    let mut entries: Vec<String> = std::fs::read_dir(&root)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    entries.sort();
+    ensure!(
+        entries == [format!("{ns}.{export}")],
+        "the release claim holds {entries:?}"
+    );
+    let copied = std::fs::read_to_string(root.join(&entries[0]).join("by-district.csv"))?;
+    ensure!(
+        copied == CLEAN_TABLE,
+        "the released file differs: {copied:?}"
+    );
+    let uid = done.metadata.uid.clone().unwrap_or_default();
+    let seen = actions(&common::records_of(&fx.client, &uid).await?);
+    let count = |a: &str| seen.iter().filter(|s| s.starts_with(a)).count();
+    ensure!(
+        count("released:") == 1 && count("wiped:") == 1 && count("sealed:") == 1,
+        "{seen:?}"
+    );
+    delete_release_claim(&fx.client, &authz).await
+}

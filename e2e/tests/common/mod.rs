@@ -9,6 +9,8 @@
 //! Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod airlock;
+
 use std::future::Future;
 use std::io::Write;
 use std::os::unix::fs::chown;

@@ -184,13 +184,19 @@ async fn workspace_of(ctx: &Context, ns: &str) -> Result<Option<Workspace>, Erro
     let Some(name) = ns.strip_prefix(crate::api::scenario::NAMESPACE_PREFIX) else {
         return Ok(None);
     };
-    let Some(scenario) = ctx
+    // A cache that has not synced yet (the operator just started) knows no
+    // scenario: never conclude from it that there is none.
+    let cached = ctx
         .scenarios
         .state()
         .into_iter()
-        .find(|s| s.name_any() == name)
-    else {
-        return Ok(None);
+        .find(|s| s.name_any() == name);
+    let scenario = match cached {
+        Some(s) => s,
+        None => match Api::<Scenario>::all(ctx.client.clone()).get_opt(name).await? {
+            Some(s) => Arc::new(s),
+            None => return Ok(None),
+        },
     };
     let Some(id) = Identity::of(&scenario) else {
         return Ok(None);
