@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 mod common;
+use cleanroom_e2e::harness::unique_name;
 use common::airlock::*;
 use common::*;
 
@@ -304,6 +305,58 @@ async fn a_non_interactive_workspace_gives_its_members_no_exec_and_no_logs() -> 
         ensure!(
             may(ALICE, &closed_ns, "create", "exports", None).await?,
             "members of a non-interactive workspace cannot export"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn raw_records_copied_into_a_product_are_blocked_with_the_raw_data_mounted_read_only()
+-> Result<()> {
+    with_fixture(|f| async move {
+        let (_, _, dataset, authz) = f.population(POPULATION_CSV.as_bytes()).await?;
+        let name = unique_name("e2e");
+        f.create_scenario(&name, data_scenario(&authz, &dataset))
+            .await?;
+        f.wait_scenario(&name, "Ready=True", T, |s| has_condition(s, "Ready", true))
+            .await?;
+        let ns = namespace_of(&name);
+        // Three raw records, as if recovered: identifiers and all.
+        let leak: String = POPULATION_CSV
+            .lines()
+            .take(4)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        put_in_outbox(&f.client, &name, "residents.csv", &leak).await?;
+        let alice = client_as(ALICE, &["system:authenticated"]).await?;
+        let mut export = table_export(ALICE, "residents.csv")?;
+        export.spec.files[0].kind = cleanroom::api::ProductKind::Microdata;
+        export.spec.files[0].columns = None;
+        let export = submit(&alice, &ns, &export).await?;
+        let e = wait_export(&f.client, &ns, &export, "checked", |e| {
+            in_phase(
+                e,
+                &[
+                    ExportPhase::Blocked,
+                    ExportPhase::Failed,
+                    ExportPhase::InReview,
+                ],
+            )
+        })
+        .await?;
+        let status = e.status.clone().context("status")?;
+        ensure!(status.phase == Some(ExportPhase::Blocked), "{status:?}");
+        let scan = status.scan.context("no verdict")?;
+        ensure!(scan.verdict == "fail", "{scan:?}");
+        // Matched against the raw file itself, not only by the shape of
+        // identifiers: the scan had the raw dataset mounted and named.
+        let checks = &scan.files[0].checks;
+        ensure!(checks.iter().any(|c| c == "raw-value"), "{checks:?}");
+        let records = records_of(&f.client, &e.metadata.uid.clone().context("uid")?).await?;
+        ensure!(
+            records.iter().any(|r| r.action.as_str() == "checked"),
+            "no checked record"
         );
         Ok(())
     })

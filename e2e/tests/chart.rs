@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use cleanroom::workspace::access::member_rules;
+use cleanroom::workspace::access::{member_rules, noninteractive_member_rules, reviewer_rules};
 use cleanroom_e2e::harness::{E2E_LABEL, run_kubectl, unique_name, with_namespace};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, PostParams};
@@ -173,7 +173,7 @@ fn cluster_role_rules(name: &str) -> Result<Vec<Value>> {
 }
 
 #[test]
-fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> Result<()> {
+fn operator_cluster_role_is_least_privilege_and_binds_only_the_roles_it_grants() -> Result<()> {
     let rules = cluster_role_rules("cleanroom-operator")?;
     for r in &rules {
         for key in ["apiGroups", "resources", "verbs"] {
@@ -189,14 +189,20 @@ fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> 
                 "{forbidden} granted: {r}"
             );
         }
-        // `bind` only on the member ClusterRole, by name.
+        // `bind` only on the ClusterRoles it grants (members, non-interactive
+        // members, reviewers), by name.
         if verbs.iter().any(|v| v == "bind") {
             ensure!(
                 r["verbs"] == json!(["bind"])
                     && r["apiGroups"] == json!(["rbac.authorization.k8s.io"])
                     && r["resources"] == json!(["clusterroles"])
-                    && r["resourceNames"] == json!(["cleanroom-member"]),
-                "bind reaches further than the member ClusterRole: {r}"
+                    && r["resourceNames"]
+                        == json!([
+                            "cleanroom-member",
+                            "cleanroom-member-noninteractive",
+                            "cleanroom-reviewer"
+                        ]),
+                "bind reaches further than the roles the operator grants: {r}"
             );
         }
         let resources = r["resources"].as_array().context("resources")?;
@@ -271,16 +277,26 @@ fn operator_cluster_role_is_least_privilege_and_binds_only_the_member_role() -> 
 
 #[test]
 fn member_cluster_role_grants_what_members_do_and_the_operator_is_told_its_name() -> Result<()> {
-    // Exactly what the operator's code says members get (one list, two places).
-    let rules = cluster_role_rules("cleanroom-member")?;
-    let want = serde_json::to_value(member_rules())?;
-    ensure!(
-        Value::Array(rules.clone()) == want,
-        "the chart's member ClusterRole differs from workspace::access::member_rules():\n\
-         chart: {}\ncode: {}",
-        serde_json::to_string_pretty(&rules)?,
-        serde_json::to_string_pretty(&want)?
-    );
+    // Exactly what the operator's code says members and reviewers get (one
+    // list, two places).
+    for (role, want) in [
+        ("cleanroom-member", member_rules()),
+        (
+            "cleanroom-member-noninteractive",
+            noninteractive_member_rules(),
+        ),
+        ("cleanroom-reviewer", reviewer_rules()),
+    ] {
+        let rules = cluster_role_rules(role)?;
+        let want = serde_json::to_value(want)?;
+        ensure!(
+            Value::Array(rules.clone()) == want,
+            "the chart's ClusterRole {role} differs from workspace::access:\n\
+             chart: {}\ncode: {}",
+            serde_json::to_string_pretty(&rules)?,
+            serde_json::to_string_pretty(&want)?
+        );
+    }
     let deployment = objects(&template(&["--show-only", "templates/deployment.yaml"])?)?;
     let text = serde_json::to_string(&deployment)?;
     ensure!(

@@ -76,12 +76,18 @@ mod tests {
     }
 
     #[test]
-    fn crds_are_cluster_scoped_in_one_group_with_status_and_printer_columns() {
+    fn crds_are_in_one_group_with_status_and_printer_columns() {
         let crds = api::crds();
-        assert_eq!(crds.len(), 3);
+        assert_eq!(crds.len(), 5);
         for crd in &crds {
             assert_eq!(crd.spec.group, api::GROUP);
-            assert_eq!(crd.spec.scope, "Cluster", "{}", crd.spec.names.kind);
+            // The airlock's kinds live in the workspace namespace, where RBAC
+            // decides who may ask and who may review.
+            let scope = match crd.spec.names.kind.as_str() {
+                "Export" | "Review" => "Namespaced",
+                _ => "Cluster",
+            };
+            assert_eq!(crd.spec.scope, scope, "{}", crd.spec.names.kind);
             assert_eq!(
                 crd.spec.names.categories.as_deref(),
                 Some(&["cleanroom".to_string()][..])
@@ -90,11 +96,14 @@ mod tests {
             let version = &crd.spec.versions[0];
             assert_eq!(version.name, api::VERSION);
             assert!(version.served && version.storage);
-            assert!(
+            // A Review is a decision: it has no status of its own.
+            let has_status = crd.spec.names.kind != "Review";
+            assert_eq!(
                 version
                     .subresources
                     .as_ref()
                     .is_some_and(|s| s.status.is_some()),
+                has_status,
                 "status subresource on {}",
                 crd.spec.names.kind
             );
@@ -104,7 +113,8 @@ mod tests {
                 .flatten()
                 .map(|c| c.name.as_str())
                 .collect();
-            assert_eq!(columns.first(), Some(&"Phase"));
+            let first = if has_status { "Phase" } else { "Export" };
+            assert_eq!(columns.first(), Some(&first));
             assert_eq!(columns.last(), Some(&"Age"));
         }
         let short = |i: usize| crds[i].spec.names.short_names.clone().unwrap_or_default();
@@ -275,7 +285,9 @@ mod tests {
             [
                 "cleanroom.io_datasets.yaml",
                 "cleanroom.io_authorizations.yaml",
-                "cleanroom.io_scenarios.yaml"
+                "cleanroom.io_scenarios.yaml",
+                "cleanroom.io_exports.yaml",
+                "cleanroom.io_reviews.yaml"
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);

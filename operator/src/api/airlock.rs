@@ -126,23 +126,23 @@ pub enum ProductKind {
 pub struct ColumnRoles {
     /// Key (grouping) columns of a table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub keys: Vec<String>,
     /// Count columns of a table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub counts: Vec<String>,
     /// Magnitude (sum) columns of a table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub magnitudes: Vec<String>,
     /// Quasi-identifier columns of microdata.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub quasi_identifiers: Vec<String>,
     /// Sensitive columns of microdata (l-diversity).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub sensitive: Vec<String>,
 }
 

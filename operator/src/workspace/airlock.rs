@@ -49,6 +49,7 @@ const OUTBOX_MOUNT: &str = "/scratch";
 const SEALED_MOUNT: &str = "/sealed";
 const RELEASE_MOUNT: &str = "/release";
 const POLICY_MOUNT: &str = "/policy";
+const RAW_MOUNT: &str = "/raw";
 /// How long an agent step may run.
 const STEP_SECONDS: i64 = 3600;
 
@@ -222,26 +223,100 @@ pub fn scan_policy(thresholds: Option<&crate::api::authorization::ScanThresholds
     policy.to_string()
 }
 
-/// The scan policy ConfigMap in the vault.
-pub fn scan_policy_map(id: &Identity, export: &Export, uid: &str, policy: String) -> ConfigMap {
+/// A raw dataset the scan matches products against, in the vault: its
+/// claim and file, its format, and the plan that reached the workspace
+/// (which columns are personal, which quasi-identifiers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawSource {
+    pub dataset: String,
+    pub claim: String,
+    pub file: String,
+    pub format: &'static str,
+    pub plan: String,
+}
+
+impl RawSource {
+    /// The raw side of one dataset the scenario reads.
+    pub fn of(dataset: &crate::api::Dataset, request: &crate::api::DataRequest) -> RawSource {
+        RawSource {
+            dataset: request.dataset.clone(),
+            claim: dataset.spec.source.claim_name.clone(),
+            file: dataset.spec.source.path.clone(),
+            format: super::data::format_arg(dataset.spec.format),
+            plan: super::data::plan(dataset, request).to_string(),
+        }
+    }
+
+    fn plan_key(&self) -> String {
+        format!("plan-{}.json", self.dataset)
+    }
+}
+
+/// The scan's ConfigMap in the vault: the policy, and each raw dataset's plan.
+pub fn scan_policy_map(
+    id: &Identity,
+    export: &Export,
+    uid: &str,
+    policy: String,
+    raw: &[RawSource],
+) -> ConfigMap {
+    let mut data = BTreeMap::from([("policy.json".to_string(), policy)]);
+    for r in raw {
+        data.insert(r.plan_key(), r.plan.clone());
+    }
+    let vault = crate::api::dataset::VAULT_NAMESPACE;
     ConfigMap {
-        metadata: export_meta(
-            id,
-            export,
-            &scan_name(uid),
-            crate::api::dataset::VAULT_NAMESPACE,
-        ),
-        data: Some(BTreeMap::from([("policy.json".into(), policy)])),
+        metadata: export_meta(id, export, &scan_name(uid), vault),
+        data: Some(data),
         ..ConfigMap::default()
     }
 }
 
+/// The raw claims, each mounted once read-only at `/raw/<n>`, and the
+/// scan's `--raw FORMAT:PLAN:FILE` arguments.
+fn raw_mounts(raw: &[RawSource]) -> (Vec<Volume>, Vec<VolumeMount>, Vec<String>) {
+    let mut claims: Vec<&str> = raw.iter().map(|r| r.claim.as_str()).collect();
+    claims.sort_unstable();
+    claims.dedup();
+    let index = |claim: &str| claims.iter().position(|c| *c == claim).unwrap_or_default();
+    let name = |i: usize| format!("raw-{i}");
+    let volumes = claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| claim_volume(&name(i), c, true))
+        .collect();
+    let mounts = (0..claims.len())
+        .map(|i| mount(&name(i), &format!("{RAW_MOUNT}/{i}"), true))
+        .collect();
+    let args = raw
+        .iter()
+        .flat_map(|r| {
+            let (plan, at) = (r.plan_key(), index(&r.claim));
+            let arg = format!(
+                "{}:{POLICY_MOUNT}/{plan}:{RAW_MOUNT}/{at}/{}",
+                r.format, r.file
+            );
+            ["--raw".to_string(), arg]
+        })
+        .collect();
+    (volumes, mounts, args)
+}
+
 /// The Job, in the vault, that first verifies the sealed copy against the
-/// recorded manifest hash, then runs the automatic checks on it; the whole
-/// report is written beside the sealed copy.
-pub fn scan_job(id: &Identity, export: &Export, uid: &str, manifest: &str, image: &str) -> Job {
+/// recorded manifest hash, then runs the automatic checks on it, matching it
+/// against the raw data of the scenario's datasets (mounted read-only); the
+/// whole report is written beside the sealed copy.
+pub fn scan_job(
+    id: &Identity,
+    export: &Export,
+    uid: &str,
+    manifest: &str,
+    image: &str,
+    raw: &[RawSource],
+) -> Job {
     let name = scan_name(uid);
-    let scan = vec![
+    let (raw_volumes, raw_mounts, raw_args) = raw_mounts(raw);
+    let mut scan: Vec<String> = vec![
         "agent".into(),
         "scan".into(),
         "--sealed-sha256".into(),
@@ -253,10 +328,12 @@ pub fn scan_job(id: &Identity, export: &Export, uid: &str, manifest: &str, image
         "--report".into(),
         format!("{SEALED_MOUNT}/scan.json"),
     ];
-    let mounts = vec![
+    scan.extend(raw_args);
+    let mut mounts = vec![
         mount("sealed", SEALED_MOUNT, false),
         mount("policy", POLICY_MOUNT, true),
     ];
+    mounts.extend(raw_mounts);
     let policy = Volume {
         name: "policy".into(),
         config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
@@ -265,10 +342,14 @@ pub fn scan_job(id: &Identity, export: &Export, uid: &str, manifest: &str, image
         }),
         ..Volume::default()
     };
+    let volumes = [claim_volume("sealed", &seal_name(uid), false), policy]
+        .into_iter()
+        .chain(raw_volumes)
+        .collect();
     agent_job(
         export_meta(id, export, &name, crate::api::dataset::VAULT_NAMESPACE),
         agent("scan", image, scan, mounts),
-        vec![claim_volume("sealed", &seal_name(uid), false), policy],
+        volumes,
         STEP_SECONDS,
     )
 }

@@ -183,7 +183,8 @@ pub fn output_claim(
     super::compute::rwo_claim(meta, size, storage_class)
 }
 
-fn format_arg(format: DataFormat) -> &'static str {
+/// The agent's `--format` (or `--raw FORMAT:...`) spelling of a format.
+pub fn format_arg(format: DataFormat) -> &'static str {
     match format {
         DataFormat::Csv => "csv",
         DataFormat::JsonLines => "jsonl",

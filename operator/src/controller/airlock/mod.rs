@@ -193,7 +193,10 @@ async fn workspace_of(ctx: &Context, ns: &str) -> Result<Option<Workspace>, Erro
         .find(|s| s.name_any() == name);
     let scenario = match cached {
         Some(s) => s,
-        None => match Api::<Scenario>::all(ctx.client.clone()).get_opt(name).await? {
+        None => match Api::<Scenario>::all(ctx.client.clone())
+            .get_opt(name)
+            .await?
+        {
             Some(s) => Arc::new(s),
             None => return Ok(None),
         },

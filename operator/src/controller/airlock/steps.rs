@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Outcome, Workspace, draft};
 use crate::api::airlock::{ExportPhase, ExportStatus, ReleasedCopy, SealedCopy};
 use crate::api::dataset::{Classification, VAULT_NAMESPACE};
-use crate::api::{Authorization, Dataset, Export, Review, Time};
+use crate::api::{Authorization, DataRequest, Dataset, Export, Review, Time};
 use crate::audit::Action as Audit;
 use crate::audit::record::OPERATOR_ACTOR;
 use crate::controller::handover::{Moved, move_volume};
@@ -262,13 +262,22 @@ pub(super) async fn check(
     let thresholds = authorization
         .as_ref()
         .and_then(|a| a.spec.review.scan.as_ref());
+    let datasets = datasets_of(ctx, w).await?;
+    // Products are matched against the raw data of every dataset the
+    // workspace received (a missing dataset has no raw side to match).
+    let raw: Vec<_> = datasets
+        .iter()
+        .filter_map(|(d, r)| Some(builders::RawSource::of(d.as_ref()?, r)))
+        .collect();
+    let policy = builders::scan_policy(thresholds);
     let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), VAULT_NAMESPACE);
     apply(
         &maps,
-        &builders::scan_policy_map(&w.id, export, &uid, builders::scan_policy(thresholds)),
+        &builders::scan_policy_map(&w.id, export, &uid, policy, &raw),
     )
     .await?;
-    let job = builders::scan_job(&w.id, export, &uid, &manifest, &ctx.settings.agent_image);
+    let image = &ctx.settings.agent_image;
+    let job = builders::scan_job(&w.id, export, &uid, &manifest, image, &raw);
     let message = match run_job(ctx, w, VAULT_NAMESPACE, job).await? {
         Err(why) => {
             return Ok(Outcome::Fail(format!(
@@ -292,7 +301,13 @@ pub(super) async fn check(
             Some("an automatic check failed: never releasable; withdraw it (delete)".into());
         return Ok(Outcome::Advance(ExportPhase::Blocked, vec![record]));
     }
-    let important = uses_important_data(ctx, w).await?;
+    // A dataset gone from the catalogue counts as important: the stricter default.
+    let important = datasets.iter().any(|(d, _)| {
+        !matches!(
+            d.as_ref().map(|d| d.spec.classification),
+            Some(Classification::General)
+        )
+    });
     let configured = authorization.as_ref().and_then(|a| a.spec.review.approvals);
     status.approvals_required = Some(builders::approvals_required(configured, important) as i32);
     status.approvals = Some(0);
@@ -309,20 +324,18 @@ async fn authorization(ctx: &Context, w: &Workspace) -> Result<Option<Authorizat
         .await?)
 }
 
-/// Whether the scenario reads an `Important` or `Core` dataset (a missing
-/// one counts: the stricter default).
-async fn uses_important_data(ctx: &Context, w: &Workspace) -> Result<bool, Error> {
+/// Each dataset the scenario reads, as the catalogue has it now (`None`
+/// when it is gone), with the scenario's request.
+async fn datasets_of(
+    ctx: &Context,
+    w: &Workspace,
+) -> Result<Vec<(Option<Dataset>, DataRequest)>, Error> {
     let api: Api<Dataset> = Api::all(ctx.client.clone());
+    let mut out = Vec::new();
     for request in &w.scenario.spec.data {
-        let class = api
-            .get_opt(&request.dataset)
-            .await?
-            .map(|d| d.spec.classification);
-        if !matches!(class, Some(Classification::General)) {
-            return Ok(true);
-        }
+        out.push((api.get_opt(&request.dataset).await?, request.clone()));
     }
-    Ok(false)
+    Ok(out)
 }
 
 /// InReview: the export is open for review (namespace annotations the

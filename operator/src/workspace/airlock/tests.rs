@@ -171,7 +171,7 @@ fn the_seal_job_reads_the_outbox_read_only_and_names_the_files() {
 #[test]
 fn the_scan_verifies_the_sealed_copy_first_and_the_release_checks_the_manifest() {
     let e = export(&["a.csv"]);
-    let scan = scan_job(&identity(), &e, "e-1", "abc", "agent:1");
+    let scan = scan_job(&identity(), &e, "e-1", "abc", "agent:1", &[]);
     let pod = scan.spec.unwrap().template.spec.unwrap();
     let command = pod.containers[0].command.clone().unwrap();
     assert_eq!(command[..4], ["agent", "scan", "--sealed-sha256", "abc"]);
@@ -200,4 +200,44 @@ fn the_scan_policy_carries_only_the_authorizations_overrides() {
         k: None,
     };
     assert_eq!(scan_policy(Some(&t)), r#"{"threshold":20}"#);
+}
+
+#[test]
+fn the_scan_mounts_each_raw_claim_once_read_only_and_names_each_dataset() {
+    let e = export(&["a.csv"]);
+    let raw = |dataset: &str, claim: &str| RawSource {
+        dataset: dataset.into(),
+        claim: claim.into(),
+        file: format!("{dataset}/2024.csv"),
+        format: "csv",
+        plan: "{}".into(),
+    };
+    let sources = [
+        raw("population", "raw-a"),
+        raw("income", "raw-a"),
+        raw("firms", "raw-b"),
+    ];
+    let job = scan_job(&identity(), &e, "e-1", "abc", "agent:1", &sources);
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let volumes = serde_json::to_value(pod.volumes.unwrap()).unwrap();
+    let claims: Vec<_> = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["persistentVolumeClaim"].as_object())
+        .collect();
+    assert_eq!(claims.len(), 3, "sealed, raw-a and raw-b: {volumes}");
+    assert!(claims[1..].iter().all(|c| c["readOnly"] == true));
+    let command = pod.containers[0].command.clone().unwrap();
+    let arg = |s: &str| command.contains(&s.to_string());
+    assert!(
+        arg("csv:/policy/plan-income.json:/raw/0/income/2024.csv"),
+        "{command:?}"
+    );
+    assert!(
+        arg("csv:/policy/plan-firms.json:/raw/1/firms/2024.csv"),
+        "{command:?}"
+    );
+    let map = scan_policy_map(&identity(), &e, "e-1", "{}".into(), &sources);
+    assert_eq!(map.data.unwrap().len(), 4);
 }
