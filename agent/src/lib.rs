@@ -4,6 +4,7 @@
 
 pub mod desensitize;
 pub mod formats;
+pub mod parallel;
 pub mod plan;
 pub mod recognize;
 pub mod report;
