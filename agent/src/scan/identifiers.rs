@@ -39,16 +39,54 @@ pub fn has_pseudonym(s: &str) -> bool {
     false
 }
 
-/// Run every value check on one value.
-pub fn check_value(checks: &mut Checks, at: Position, value: &str, raw: Option<&Matcher>) {
+/// One check that fired on a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub check: &'static str,
+    pub verdict: Verdict,
+    pub kind: Option<&'static str>,
+}
+
+/// Every value check on one value; what fires is pushed to `out`.
+pub fn hits(value: &str, raw: Option<&Matcher>, out: &mut Vec<Hit>) {
     if let Some(k) = recognize::find(value) {
-        checks.hit_kind("identifier", Verdict::Fail, at.clone(), kind_name(k));
+        let kind = Some(kind_name(k));
+        out.push(Hit {
+            check: "identifier",
+            verdict: Verdict::Fail,
+            kind,
+        });
     }
     if has_pseudonym(value) {
-        checks.hit("pseudonym", Verdict::Review, at.clone());
+        out.push(Hit {
+            check: "pseudonym",
+            verdict: Verdict::Review,
+            kind: None,
+        });
     }
     if raw.is_some_and(|m| m.is_raw_value(value)) {
-        checks.hit("raw-value", Verdict::Fail, at);
+        out.push(Hit {
+            check: "raw-value",
+            verdict: Verdict::Fail,
+            kind: None,
+        });
+    }
+}
+
+/// Record a hit at a position.
+pub fn record(checks: &mut Checks, at: Position, h: Hit) {
+    match h.kind {
+        Some(k) => checks.hit_kind(h.check, h.verdict, at, k),
+        None => checks.hit(h.check, h.verdict, at),
+    }
+}
+
+/// Run every value check on one value.
+pub fn check_value(checks: &mut Checks, at: Position, value: &str, raw: Option<&Matcher>) {
+    let mut found = Vec::new();
+    hits(value, raw, &mut found);
+    for h in found {
+        record(checks, at.clone(), h);
     }
 }
 

@@ -266,7 +266,6 @@ pub struct Matcher<'a> {
     /// For each raw dataset whose quasi-identifiers are all in the file,
     /// their positions in the file, in the raw plan's order.
     quasi: Vec<(usize, Vec<usize>)>,
-    buf: Vec<u8>,
 }
 
 impl<'a> Matcher<'a> {
@@ -277,11 +276,7 @@ impl<'a> Matcher<'a> {
             .enumerate()
             .filter_map(|(i, q)| positions(header, &q.names).ok().map(|p| (i, p)))
             .collect();
-        Matcher {
-            index,
-            quasi,
-            buf: Vec::new(),
-        }
+        Matcher { index, quasi }
     }
 
     /// A raw personal value.
@@ -295,11 +290,11 @@ impl<'a> Matcher<'a> {
     }
 
     /// The row holds a quasi-identifier combination unique in the raw data.
-    pub fn unique_combination(&mut self, cells: &[Option<&str>]) -> bool {
-        let index = self.index;
+    pub fn unique_combination(&self, cells: &[Option<&str>]) -> bool {
+        let mut buf = Vec::new();
         self.quasi.iter().any(|(i, at)| {
-            let d = combination(&index.hmac, &mut self.buf, at.iter().map(|&c| cells[c]));
-            index.quasi[*i].unique.contains(&d)
+            let d = combination(&self.index.hmac, &mut buf, at.iter().map(|&c| cells[c]));
+            self.index.quasi[*i].unique.contains(&d)
         })
     }
 }
@@ -343,7 +338,7 @@ mod tests {
         assert_eq!(idx.summaries[0].personal_values, 6);
         assert_eq!(idx.summaries[0].unique_combinations, 1);
         let header = vec!["zip".to_string(), "age".to_string(), "x".to_string()];
-        let mut m = Matcher::new(&idx, &header);
+        let m = Matcher::new(&idx, &header);
         assert!(m.is_raw_value("张三"));
         assert!(m.is_raw_value(" A2 "));
         assert!(!m.is_raw_value("张"));
@@ -358,7 +353,7 @@ mod tests {
     fn a_file_without_the_quasi_identifiers_is_not_matched() {
         let dir = tempfile::TempDir::new().expect("tempdir");
         let idx = index(dir.path());
-        let mut m = Matcher::new(&idx, &["age".to_string()]);
+        let m = Matcher::new(&idx, &["age".to_string()]);
         assert!(!m.unique_combination(&[Some("71")]));
     }
 
