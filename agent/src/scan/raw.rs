@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use super::filetype::FileType;
 use super::records::{self, Visitor};
 use super::report::RawSummary;
+use crate::parallel;
 use crate::plan::{Plan, Sensitivity};
 use crate::rules::Hmac;
 
@@ -140,10 +141,35 @@ impl RawIndex {
             .map_err(|e| format!("cannot read the plan {}: {e}", spec.plan.display()))?;
         let plan = Plan::from_json(&text)?;
         let mut loader = Loader::new(self, &plan, spec.format);
-        records::read(&spec.file, spec.format, &mut loader)
-            .map_err(|e| format!("raw file {}: {e}", spec.file.display()))?;
+        let read = if spec.format == FileType::Parquet {
+            records::read(&spec.file, spec.format, &mut loader)
+        } else {
+            loader.read_parallel(spec)
+        };
+        read.map_err(|e| format!("raw file {}: {e}", spec.file.display()))?;
         loader.finish()
     }
+}
+
+/// The digests of one raw row: its personal values, and its combination.
+type RowDigests = (Vec<Digest>, Option<Digest>);
+
+fn row_digests(
+    hmac: &Hmac,
+    personal: &[usize],
+    quasi: &[usize],
+    cells: &[Option<&str>],
+) -> RowDigests {
+    let values = personal
+        .iter()
+        .filter_map(|&i| cells[i].filter(|v| v.trim().chars().count() >= MIN_VALUE_CHARS))
+        .map(|v| digest(hmac, v))
+        .collect();
+    let combo = (!quasi.is_empty()).then(|| {
+        let mut buf = Vec::new();
+        combination(hmac, &mut buf, quasi.iter().map(|&i| cells[i]))
+    });
+    (values, combo)
 }
 
 /// Feeds one raw file into the index.
@@ -154,12 +180,47 @@ struct Loader<'a> {
     personal_at: Vec<usize>,
     quasi_at: Vec<usize>,
     counts: DigestCounts,
-    buf: Vec<u8>,
     summary: RawSummary,
     missing: Option<String>,
 }
 
 impl<'a> Loader<'a> {
+    /// CSV and JSON Lines: the keyed hashes on every core.
+    fn read_parallel(&mut self, spec: &RawSpec) -> Result<(), String> {
+        let head = records::header(&spec.file, spec.format)?;
+        self.header(&head.names);
+        if let Some(m) = self.missing.take() {
+            return Err(m);
+        }
+        let (hmac, personal, quasi) = (
+            self.index.hmac.clone(),
+            self.personal_at.clone(),
+            self.quasi_at.clone(),
+        );
+        let prepare = |cells: &[Option<&str>]| row_digests(&hmac, &personal, &quasi, cells);
+        let threads = parallel::threads();
+        records::read_parallel(
+            &spec.file,
+            spec.format,
+            &head,
+            threads,
+            &prepare,
+            &mut |item| match item {
+                records::Item::Row(_, found) => self.add_row(found),
+                records::Item::Malformed(..) => self.summary.malformed += 1,
+            },
+        )
+    }
+
+    fn add_row(&mut self, (values, combo): RowDigests) {
+        self.summary.rows += 1;
+        self.index.personal.extend(values);
+        if let Some(d) = combo {
+            let n = self.counts.entry(d).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+    }
+
     fn new(index: &'a mut RawIndex, plan: &Plan, format: FileType) -> Self {
         let personal = |s: Sensitivity| s.is_personal() || s == Sensitivity::CreditCode;
         let names = |f: &dyn Fn(Sensitivity) -> bool| -> Vec<String> {
@@ -184,7 +245,6 @@ impl<'a> Loader<'a> {
             personal_at: Vec::new(),
             quasi_at: Vec::new(),
             counts: DigestCounts::default(),
-            buf: Vec::new(),
             missing: None,
         }
     }
@@ -241,18 +301,8 @@ impl Visitor for Loader<'_> {
     }
 
     fn row(&mut self, _: u64, _: u64, cells: &[Option<&str>]) {
-        self.summary.rows += 1;
-        for &i in &self.personal_at {
-            if let Some(v) = cells[i].filter(|v| v.trim().chars().count() >= MIN_VALUE_CHARS) {
-                self.index.personal.insert(digest(&self.index.hmac, v));
-            }
-        }
-        if !self.quasi_at.is_empty() {
-            let values = self.quasi_at.iter().map(|&i| cells[i]);
-            let d = combination(&self.index.hmac, &mut self.buf, values);
-            let n = self.counts.entry(d).or_insert(0);
-            *n = n.saturating_add(1);
-        }
+        let found = row_digests(&self.index.hmac, &self.personal_at, &self.quasi_at, cells);
+        self.add_row(found);
     }
 
     fn malformed(&mut self, _: u64, _: String) {
