@@ -24,19 +24,14 @@ pub fn kind_name(k: Kind) -> &'static str {
 /// not glued to a word before it.
 pub fn has_pseudonym(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(i) = s[from..].find("p_").map(|i| i + from) {
-        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-        let hex = b[i + 2..]
+    memchr::memchr_iter(b'_', b).any(|u| {
+        let boundary = u < 2 || !b[u - 2].is_ascii_alphanumeric();
+        let hex = b[u + 1..]
             .iter()
             .take_while(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
             .count();
-        if boundary && hex >= PSEUDONYM_MIN_HEX {
-            return true;
-        }
-        from = i + 2;
-    }
-    false
+        u >= 1 && b[u - 1] == b'p' && boundary && hex >= PSEUDONYM_MIN_HEX
+    })
 }
 
 /// One check that fired on a value.

@@ -43,11 +43,6 @@ pub struct Options {
 
 /// Run the scan; `Err` only when it cannot run at all.
 pub fn run(opts: &Options) -> Result<ScanReport, String> {
-    let text = std::fs::read_to_string(&opts.manifest)
-        .map_err(|e| format!("cannot read the manifest {}: {e}", opts.manifest.display()))?;
-    let manifest = Manifest::from_json(&text)?;
-    let dir = opts.manifest.parent().unwrap_or(Path::new("."));
-    let files_dir = dir.join("files");
     let raw = if opts.raw.is_empty() {
         None
     } else {
@@ -57,11 +52,24 @@ pub fn run(opts: &Options) -> Result<ScanReport, String> {
         }
         Some(index)
     };
-    let files = scan_all(&manifest, &files_dir, &opts.policy, raw.as_ref());
+    run_with(&opts.manifest, &opts.policy, raw)
+}
+
+/// Run the scan against raw data already indexed.
+pub fn run_with(
+    manifest: &Path,
+    policy: &Policy,
+    raw: Option<RawIndex>,
+) -> Result<ScanReport, String> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("cannot read the manifest {}: {e}", manifest.display()))?;
+    let m = Manifest::from_json(&text)?;
+    let files_dir = manifest.parent().unwrap_or(Path::new(".")).join("files");
+    let files = scan_all(&m, &files_dir, policy, raw.as_ref());
     Ok(ScanReport {
         verdict: files.iter().map(|f| f.verdict).max().unwrap_or_default(),
         policy_version: POLICY_VERSION,
-        policy: opts.policy.clone(),
+        policy: policy.clone(),
         files,
         raw: raw.map(|r| r.summaries).unwrap_or_default(),
     })

@@ -3,8 +3,9 @@
 //! occur exactly once in the raw rows. The key is random and lives only as
 //! long as the scan, so the digests mean nothing outside it.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -104,11 +105,69 @@ pub struct QuasiSet {
     pub unique: DigestSet,
 }
 
+/// Bits in the prefilter: 16 per raw value, rounded up to a power of two
+/// (about 6 % false hits), so it stays small enough for the CPU's cache;
+/// at least 1 Mi bits, at most 2 Gi bits (256 MiB).
+fn filter_bits(values: u64) -> u64 {
+    (values.max(1) * 16)
+        .next_power_of_two()
+        .clamp(1 << 20, 1 << 31)
+}
+
+/// A bitmap of fast keyed hashes (SipHash under this process's random
+/// keys) of the raw personal values: a product value that is not one is
+/// told apart with one fast hash, and only the rest pay for an HMAC.
+#[derive(Debug)]
+pub struct Prefilter {
+    bits: Vec<u64>,
+    /// Hashes of the values while the raw data is read.
+    hashes: Vec<u64>,
+    state: RandomState,
+}
+
+impl Prefilter {
+    fn new() -> Self {
+        Prefilter {
+            bits: Vec::new(),
+            hashes: Vec::new(),
+            state: Default::default(),
+        }
+    }
+
+    /// Build the bitmap from the hashes gathered so far (every raw dataset).
+    fn build(&mut self) {
+        let n = filter_bits(self.hashes.len() as u64);
+        self.bits = vec![0; (n / 64) as usize];
+        for &h in &self.hashes {
+            let h = h & (n - 1);
+            self.bits[(h / 64) as usize] |= 1 << (h % 64);
+        }
+    }
+
+    fn may_contain(&self, h: u64) -> bool {
+        let n = self.bits.len() as u64 * 64;
+        let h = h & n.wrapping_sub(1);
+        n > 0 && self.bits[(h / 64) as usize] & (1 << (h % 64)) != 0
+    }
+}
+
+/// The prefilter's bit for a value.
+fn fast_hash(state: &RandomState, value: &str) -> u64 {
+    state.hash_one(value)
+}
+
+/// Long enough to be matched ([`MIN_VALUE_CHARS`]), trimmed.
+fn matchable(value: &str) -> Option<&str> {
+    let v = value.trim();
+    v.chars().nth(MIN_VALUE_CHARS - 1).map(|_| v)
+}
+
 /// Everything learnt from the raw datasets.
 #[derive(Debug)]
 pub struct RawIndex {
     pub hmac: Hmac,
     pub personal: DigestSet,
+    pub filter: Prefilter,
     pub quasi: Vec<QuasiSet>,
     /// Names of every `QuasiIdentifier` column of the raw plans.
     pub quasi_names: Vec<String>,
@@ -129,6 +188,7 @@ impl RawIndex {
         RawIndex {
             hmac: Hmac::new(key),
             personal: DigestSet::default(),
+            filter: Prefilter::new(),
             quasi: Vec::new(),
             quasi_names: Vec::new(),
             summaries: Vec::new(),
@@ -151,25 +211,32 @@ impl RawIndex {
     }
 }
 
-/// The digests of one raw row: its personal values, and its combination.
-type RowDigests = (Vec<Digest>, Option<Digest>);
+/// The digests of one raw row: its personal values (with their prefilter
+/// hashes), and its combination.
+type RowDigests = (Vec<(u64, Digest)>, Option<Digest>);
 
-fn row_digests(
-    hmac: &Hmac,
-    personal: &[usize],
-    quasi: &[usize],
-    cells: &[Option<&str>],
-) -> RowDigests {
-    let values = personal
-        .iter()
-        .filter_map(|&i| cells[i].filter(|v| v.trim().chars().count() >= MIN_VALUE_CHARS))
-        .map(|v| digest(hmac, v))
-        .collect();
-    let combo = (!quasi.is_empty()).then(|| {
-        let mut buf = Vec::new();
-        combination(hmac, &mut buf, quasi.iter().map(|&i| cells[i]))
-    });
-    (values, combo)
+/// What the workers need to hash raw rows.
+struct RowHasher<'a> {
+    hmac: &'a Hmac,
+    state: &'a RandomState,
+    personal: &'a [usize],
+    quasi: &'a [usize],
+}
+
+impl RowHasher<'_> {
+    fn digests(&self, cells: &[Option<&str>]) -> RowDigests {
+        let values = self
+            .personal
+            .iter()
+            .filter_map(|&i| cells[i].and_then(matchable))
+            .map(|v| (fast_hash(self.state, v), digest(self.hmac, v)))
+            .collect();
+        let combo = (!self.quasi.is_empty()).then(|| {
+            let mut buf = Vec::new();
+            combination(self.hmac, &mut buf, self.quasi.iter().map(|&i| cells[i]))
+        });
+        (values, combo)
+    }
 }
 
 /// Feeds one raw file into the index.
@@ -192,12 +259,15 @@ impl<'a> Loader<'a> {
         if let Some(m) = self.missing.take() {
             return Err(m);
         }
-        let (hmac, personal, quasi) = (
-            self.index.hmac.clone(),
-            self.personal_at.clone(),
-            self.quasi_at.clone(),
-        );
-        let prepare = |cells: &[Option<&str>]| row_digests(&hmac, &personal, &quasi, cells);
+        let (personal, quasi) = (self.personal_at.clone(), self.quasi_at.clone());
+        let (hmac, state) = (self.index.hmac.clone(), self.index.filter.state.clone());
+        let hasher = RowHasher {
+            hmac: &hmac,
+            state: &state,
+            personal: &personal,
+            quasi: &quasi,
+        };
+        let prepare = |cells: &[Option<&str>]| hasher.digests(cells);
         let threads = parallel::threads();
         records::read_parallel(
             &spec.file,
@@ -214,7 +284,10 @@ impl<'a> Loader<'a> {
 
     fn add_row(&mut self, (values, combo): RowDigests) {
         self.summary.rows += 1;
-        self.index.personal.extend(values);
+        for (h, d) in values {
+            self.index.filter.hashes.push(h);
+            self.index.personal.insert(d);
+        }
         if let Some(d) = combo {
             let n = self.counts.entry(d).or_insert(0);
             *n = n.saturating_add(1);
@@ -253,6 +326,7 @@ impl<'a> Loader<'a> {
         if let Some(m) = self.missing {
             return Err(m);
         }
+        self.index.filter.build();
         let mut summary = self.summary;
         if !self.quasi_names.is_empty() {
             let unique: DigestSet = self
@@ -301,7 +375,14 @@ impl Visitor for Loader<'_> {
     }
 
     fn row(&mut self, _: u64, _: u64, cells: &[Option<&str>]) {
-        let found = row_digests(&self.index.hmac, &self.personal_at, &self.quasi_at, cells);
+        let (hmac, state) = (&self.index.hmac, &self.index.filter.state);
+        let hasher = RowHasher {
+            hmac,
+            state,
+            personal: &self.personal_at,
+            quasi: &self.quasi_at,
+        };
+        let found = hasher.digests(cells);
         self.add_row(found);
     }
 
@@ -331,12 +412,12 @@ impl<'a> Matcher<'a> {
 
     /// A raw personal value.
     pub fn is_raw_value(&self, value: &str) -> bool {
-        !self.index.personal.is_empty()
-            && value.trim().chars().count() >= MIN_VALUE_CHARS
-            && self
-                .index
-                .personal
-                .contains(&digest(&self.index.hmac, value))
+        let index = self.index;
+        !index.personal.is_empty()
+            && matchable(value).is_some_and(|v| {
+                index.filter.may_contain(fast_hash(&index.filter.state, v))
+                    && index.personal.contains(&digest(&index.hmac, v))
+            })
     }
 
     /// The row holds a quasi-identifier combination unique in the raw data.

@@ -169,6 +169,7 @@ fn csv_chunk<P>(
         .from_reader(chunk.data.as_slice());
     let mut record = ::csv::ByteRecord::new();
     let mut items = Vec::new();
+    let mut spare: Vec<Option<&str>> = Vec::with_capacity(ncols);
     loop {
         let line_of =
             |p: Option<&::csv::Position>| chunk.first_line + p.map_or(1, |p| p.line()) - 1;
@@ -190,11 +191,19 @@ fn csv_chunk<P>(
             items.push(Item::Malformed(line, "not valid UTF-8".into()));
             continue;
         };
-        let cells: Vec<Option<&str>> = (0..record.len())
-            .map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty()))
-            .collect();
+        let mut cells = recycle(std::mem::take(&mut spare));
+        cells.extend(
+            (0..record.len()).map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty())),
+        );
         items.push(Item::Row(line, prepare(&cells)));
+        spare = recycle(cells);
     }
+}
+
+/// The same allocation, emptied, for borrows of another record.
+fn recycle<'b>(mut v: Vec<Option<&str>>) -> Vec<Option<&'b str>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
 }
 
 /// The kind of a CSV error, never the data.
