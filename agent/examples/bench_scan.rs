@@ -12,7 +12,8 @@
 //! 200 000 rows (`table/files/contrib.csv`, also read by
 //! e2e/bench/tables_acro.py). Each step runs in a child process so its
 //! peak RSS is its own, and prints wall time, CPU time (user + system,
-//! every thread) and MB/s per CPU second.
+//! every thread) and MB/s per CPU second. Loading the raw index is a step
+//! of its own; the scan step's figures leave it out.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -347,7 +348,7 @@ fn main() -> Result<(), String> {
         "scan",
         &dir,
         product_mb,
-        "scan of the product against the raw data",
+        "scan of the product against the raw index",
     )?;
     run_child(
         "kanon",

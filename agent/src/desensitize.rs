@@ -284,6 +284,16 @@ impl Engine {
         !matches!(plan.sampling, Some(crate::plan::Sampling::Rows { .. }))
     }
 
+    /// Whether a row's output depends on its index (noise, sampling): a
+    /// chunk must then know where its rows start before it runs.
+    pub fn needs_row_index(plan: &Plan) -> bool {
+        plan.sampling.is_some()
+            || plan
+                .columns
+                .iter()
+                .any(|c| matches!(c.rule, Rule::Noise { .. }))
+    }
+
     /// A chunk's encoded rows and report: `rows_in` counted from the base
     /// the chunk engine started at.
     pub fn into_chunk(mut self, base: u64) -> (Vec<u8>, Report) {

@@ -7,12 +7,19 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Noise and sampling: each chunk needs its first row's index.
 const PLAN: &str = r#"{"columns":[
  {"name":"id","type":"string","sensitivity":"ResidentId","rule":{"kind":"hash"}},
  {"name":"phone","type":"string","sensitivity":"Mobile","rule":{"kind":"mask","keepFirst":3,"keepLast":4}},
  {"name":"note","type":"string","sensitivity":"FreeText","rule":{"kind":"keep"}},
  {"name":"income","type":"decimal","sensitivity":"None","rule":{"kind":"noise","bound":50}}],
  "sampling":{"fraction":0.7,"seed":9}}"#;
+
+/// Neither: chunks stream without waiting for each other.
+const PLAN_STREAMED: &str = r#"{"columns":[
+ {"name":"id","type":"string","sensitivity":"ResidentId","rule":{"kind":"hash"}},
+ {"name":"phone","type":"string","sensitivity":"Mobile","rule":{"kind":"mask","keepFirst":3,"keepLast":4}},
+ {"name":"note","type":"string","sensitivity":"FreeText","rule":{"kind":"keep"}}]}"#;
 
 fn input(malformed: bool) -> String {
     let mut s = String::from("id,phone,note,income\n");
@@ -56,13 +63,24 @@ fn run(dir: &Path, threads: &str, chunk: &str, tag: &str) -> (Vec<u8>, Value) {
 
 #[test]
 fn chunks_on_several_threads_give_the_single_thread_result() {
-    for malformed in [false, true] {
+    for (malformed, plan) in [
+        (false, PLAN),
+        (true, PLAN),
+        (false, PLAN_STREAMED),
+        (true, PLAN_STREAMED),
+    ] {
         let dir = tempfile::TempDir::new().expect("tempdir");
         std::fs::write(dir.path().join("in.csv"), input(malformed)).expect("input");
-        std::fs::write(dir.path().join("plan.json"), PLAN).expect("plan");
+        std::fs::write(dir.path().join("plan.json"), plan).expect("plan");
         std::fs::write(dir.path().join("key"), "0123456789abcdef0123").expect("key");
         let (one, r1) = run(dir.path(), "1", "1000000", "one");
         assert!(r1["rowsOut"].as_u64().is_some_and(|n| n > 200), "{r1}");
+        let sampled = plan == PLAN;
+        assert_eq!(
+            r1["rowsOut"].as_u64().is_some_and(|n| n < 400),
+            sampled,
+            "{r1}"
+        );
         for (threads, chunk) in [("2", "64"), ("3", "1"), ("4", "777")] {
             let (many, r) = run(dir.path(), threads, chunk, threads);
             assert_eq!(r, r1, "{threads} threads, {chunk}-byte chunks");

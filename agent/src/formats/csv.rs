@@ -231,7 +231,15 @@ impl CsvReader {
         let chunks = parallel::Chunker::with_size(file, true, pos.line(), parallel::chunk_size());
         let bases = parallel::RowBases::default();
         let hmac = opts.key.as_deref().map(Hmac::new);
+        let indexed = Engine::needs_row_index(&opts.plan);
         let work = |seq: usize, chunk: parallel::Chunk| {
+            let sink = Box::new(ChunkSink(Vec::with_capacity(chunk.data.len())));
+            if !indexed {
+                // Rows do not depend on their index: stream the chunk.
+                let mut e = Engine::new(&opts.plan, hmac.clone(), sink, Report::default());
+                stream_chunk(&chunk, &mut e, &self.idx, self.ncols)?;
+                return Ok(e.into_chunk(0));
+            }
             let (records, parsed) = parse_chunk(&chunk.data);
             let base = bases.base(seq, records.len() as u64);
             parsed?;
@@ -239,12 +247,7 @@ impl CsvReader {
                 rows_in: base,
                 ..Report::default()
             };
-            let mut e = Engine::new(
-                &opts.plan,
-                hmac.clone(),
-                Box::new(ChunkSink::default()),
-                report,
-            );
+            let mut e = Engine::new(&opts.plan, hmac.clone(), sink, report);
             for r in &records {
                 let line = chunk.first_line + r.position().map_or(1, |p| p.line()) - 1;
                 process_record(&mut e, r, line, &self.idx, self.ncols)?;
@@ -261,6 +264,25 @@ impl CsvReader {
         let chunks = chunks.map(|c| c.map_err(read_error));
         parallel::ordered(chunks, threads, work, consume)
     }
+}
+
+/// Every record of a chunk through the engine, one reused record.
+fn stream_chunk(
+    chunk: &parallel::Chunk,
+    engine: &mut Engine,
+    idx: &[usize],
+    ncols: usize,
+) -> Result<(), String> {
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(chunk.data.as_slice());
+    let mut record = ::csv::ByteRecord::new();
+    while reader.read_byte_record(&mut record).map_err(read_error)? {
+        let line = chunk.first_line + record.position().map_or(1, |p| p.line()) - 1;
+        process_record(engine, &record, line, idx, ncols)?;
+    }
+    Ok(())
 }
 
 /// Every record of a chunk; the error, if any, after the records before it.
