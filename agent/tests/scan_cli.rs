@@ -427,3 +427,43 @@ fn the_report_is_the_same_on_one_thread_and_many() {
         );
     }
 }
+
+/// A Parquet file with a text and an integer column.
+fn parquet_table(districts: &[&str], counts: &[i64]) -> Vec<u8> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let d: ArrayRef = Arc::new(StringArray::from(districts.to_vec()));
+    let n: ArrayRef = Arc::new(Int64Array::from(counts.to_vec()));
+    let batch = RecordBatch::try_from_iter([("district", d), ("n", n)]).expect("batch");
+    let mut out = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    out
+}
+
+#[test]
+fn parquet_tables_get_the_same_checks() {
+    let mut e = Export::new();
+    e.add(
+        "t.parquet",
+        "Table",
+        &parquet_table(&["东城", "西城", "13812345678"], &[10, 9, 40]),
+        None,
+    );
+    let (out, _, full) = e.scan("{}", &[]);
+    assert!(out.status.success());
+    assert_eq!(file(&full, "t.parquet")["detectedType"], "parquet");
+    assert_eq!(file(&full, "t.parquet")["rows"], 3);
+    assert_eq!(
+        check(&full, "t.parquet", "threshold")["positions"],
+        json!([{"row": 1, "column": 1}])
+    );
+    assert_eq!(
+        check(&full, "t.parquet", "identifier")["positions"],
+        json!([{"row": 2, "column": 0}])
+    );
+    assert_eq!(file(&full, "t.parquet")["verdict"], "fail");
+}
