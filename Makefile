@@ -65,16 +65,30 @@ bench: ## figures: 300 scenarios at once (time to Ready, RSS, teardown after exp
 	$(MAKE) bench-agent
 
 .PHONY: bench-agent
-bench-agent: ## figures: agent desensitize on a generated CSV (BENCH_MB, default 1024) beside the csv-crate floor and pandas
+bench-agent: python-tools ## figures: agent desensitize on a generated CSV (BENCH_MB, default 1024), 1 and 2 threads, beside the csv-crate floor, DuckDB and pandas
 	dir=$$(mktemp -d "$(CURDIR)/target/bench-agent.XXXXXX"); \
 	  trap 'rm -rf "$$dir"' EXIT; \
+	  py=python3; [ -x target/pyvenv/bin/python ] && py=target/pyvenv/bin/python; \
 	  $(CARGO) run -q -p cleanroom-agent --release --example bench_desensitize -- $${BENCH_MB:-1024} "$$dir" && \
-	  if ! python3 -c 'import pandas' 2>/dev/null; then \
-	    echo "pandas: not installed, its comparison skipped (pip install pandas)"; \
+	  if ! $$py -c 'import duckdb' 2>/dev/null; then \
+	    echo "duckdb: not installed, its comparison skipped (make python-tools)"; \
+	  else $$py e2e/bench/desensitize_duckdb.py "$$dir"; fi && \
+	  if ! $$py -c 'import pandas' 2>/dev/null; then \
+	    echo "pandas: not installed, its comparison skipped (make python-tools)"; \
 	  elif [ -x /usr/bin/time ]; then \
 	    /usr/bin/time -f 'pandas: %e s wall, %U s user, %S s sys, %M KiB peak RSS' \
-	      python3 e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; \
-	  else time python3 e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; fi
+	      $$py e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; \
+	  else time $$py e2e/bench/desensitize_pandas.py "$$dir/input.csv" "$$dir/pandas.csv"; fi
+
+.PHONY: bench-scan
+bench-scan: python-tools ## figures: agent scan of a generated 1 GB CSV (BENCH_MB) against 1 M raw rows, k-anonymity on 1 M rows, table checks beside ACRO
+	dir=$$(mktemp -d "$(CURDIR)/target/bench-scan.XXXXXX"); \
+	  trap 'rm -rf "$$dir"' EXIT; \
+	  py=python3; [ -x target/pyvenv/bin/python ] && py=target/pyvenv/bin/python; \
+	  $(CARGO) run -q -p cleanroom-agent --release --example bench_scan -- $${BENCH_MB:-1024} "$$dir" && \
+	  if ! $$py -c 'import acro' 2>/dev/null; then \
+	    echo "acro: not installed, its comparison skipped (make python-tools)"; \
+	  else $$py e2e/bench/tables_acro.py "$$dir"; fi
 
 .PHONY: bench-audit
 bench-audit: ## figures of the audit ledger: records/s, bytes per record, verify time for 100,000 records

@@ -14,7 +14,9 @@
 //! megabytes per CPU second, which stays honest if work moves to another
 //! thread, and is less disturbed than wall time on a shared machine. The
 //! agent's line ends with the output's SHA-256 from its report, to check
-//! that a faster build still writes the same bytes.
+//! that a faster build still writes the same bytes. The agent runs on one
+//! worker thread, then on two; `DIR/times.json` keeps both wall times for
+//! the DuckDB comparison that `make bench-agent` runs next.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -25,6 +27,9 @@ use std::time::Instant;
 use cleanroom_agent::desensitize::{self, Format, Options};
 use cleanroom_agent::plan::Plan;
 use cleanroom_agent::sample::SplitMix64;
+
+mod common;
+use common::{cpu_seconds, peak_rss_mib, resident_id};
 
 const SURNAMES: &[&str] = &[
     "张", "王", "李", "赵", "刘", "陈", "杨", "黄", "欧阳", "司马",
@@ -57,18 +62,6 @@ const PLAN: &str = r#"{"columns":[
  {"name":"收入","type":"decimal","sensitivity":"None","rule":{"kind":"keep"}},
  {"name":"备注","type":"string","sensitivity":"FreeText","rule":{"kind":"keep"}}
 ]}"#;
-
-fn resident_id(region: &str, y: u64, m: u64, d: u64, seq: u64) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("{region}{y:04}{m:02}{d:02}{seq:03}");
-    let sum: u32 = body
-        .bytes()
-        .zip(W)
-        .map(|(b, w)| u32::from(b - b'0') * w)
-        .sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{body}{check}")
-}
 
 fn generate(path: &Path, bytes: u64) -> std::io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
@@ -125,35 +118,6 @@ fn floor(input: &Path, output: &Path) -> Result<u64, String> {
     Ok(rows)
 }
 
-fn peak_rss_mib() -> f64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// User and system CPU seconds of this process so far (every thread).
-fn cpu_seconds() -> (f64, f64) {
-    // Clock ticks per second: 100 on every Linux this runs on
-    // (`getconf CLK_TCK`); std does not expose sysconf.
-    const TICKS: f64 = 100.0;
-    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces), from field 3 on.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let field = |n: usize| -> f64 {
-        rest.split_whitespace()
-            .nth(n - 3)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    (field(14) / TICKS, field(15) / TICKS)
-}
-
 /// Child mode: run one step and print
 /// `rows seconds peak_rss_mib user_s system_s [output_sha256]`.
 fn child(step: &str, dir: &Path) -> Result<(), String> {
@@ -182,13 +146,16 @@ fn child(step: &str, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run_child(step: &str, dir: &Path, input_mb: f64) -> Result<(), String> {
+/// Run one step in a child process on `threads` worker threads (the
+/// agent's default when `None`); returns its wall seconds.
+fn run_child(step: &str, threads: Option<usize>, dir: &Path, input_mb: f64) -> Result<f64, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out = Command::new(exe)
-        .args(["--child", step])
-        .arg(dir)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--child", step]).arg(dir);
+    if let Some(t) = threads {
+        cmd.env("AGENT_THREADS", t.to_string());
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
     let words: Vec<&str> = text.split_whitespace().collect();
     let parts: Vec<f64> = words.iter().filter_map(|p| p.parse().ok()).collect();
@@ -200,8 +167,12 @@ fn run_child(step: &str, dir: &Path, input_mb: f64) -> Result<(), String> {
         ));
     };
     let cpu = user + system;
+    let step = match threads {
+        Some(t) => format!("{step}/{t}t"),
+        None => step.to_string(),
+    };
     println!(
-        "{step:<6} {rows:>10} rows  {secs:>6.2} s wall  {:>6.1} MB/s  {:>9.0} rows/s  \
+        "{step:<9} {rows:>10} rows  {secs:>6.2} s wall  {:>6.1} MB/s  {:>9.0} rows/s  \
          | CPU {user:.2} user + {system:.2} sys: {:>6.1} MB/s {:>9.0} rows/s per core  \
          | peak RSS {rss:.1} MiB",
         input_mb / secs,
@@ -210,9 +181,9 @@ fn run_child(step: &str, dir: &Path, input_mb: f64) -> Result<(), String> {
         rows / cpu,
     );
     if let Some(digest) = words.get(5) {
-        println!("       output sha256 {digest}");
+        println!("          output sha256 {digest}");
     }
-    Ok(())
+    Ok(secs)
 }
 
 fn main() -> Result<(), String> {
@@ -243,8 +214,12 @@ fn main() -> Result<(), String> {
         start.elapsed().as_secs_f64()
     );
     println!("MB/s is input megabytes (10^6 bytes) per second of wall time, then per CPU second");
-    run_child("floor", &dir, input_mb)?;
-    run_child("agent", &dir, input_mb)?;
+    run_child("floor", None, &dir, input_mb)?;
+    let one = run_child("agent", Some(1), &dir, input_mb)?;
+    let two = run_child("agent", Some(2), &dir, input_mb)?;
     let _ = fs::remove_file(dir.join("floor.csv"));
+    // For the comparisons run after this one (e2e/bench/desensitize_duckdb.py).
+    let times = format!(r#"{{"agent1":{one},"agent2":{two},"inputMb":{input_mb},"rows":{rows}}}"#);
+    fs::write(dir.join("times.json"), times).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -141,6 +141,14 @@ pub type Out = HashingWriter<File>;
 /// Where processed rows go (one implementation per format).
 pub trait Sink {
     fn write_row(&mut self, cells: &[Cell]) -> Result<(), String>;
+    /// Bytes already encoded in this format (a chunk written by a worker).
+    fn write_encoded(&mut self, _bytes: &[u8]) -> Result<(), String> {
+        Err("this format takes rows, not encoded bytes".into())
+    }
+    /// The encoded bytes a chunk sink holds (empty for file sinks).
+    fn take_encoded(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
     /// Flush everything and give the output file back.
     fn finish(self: Box<Self>) -> Result<Out, String>;
 }
@@ -268,6 +276,46 @@ impl Engine {
                         .as_str()
                         .is_some_and(|s| !s.is_empty() && recognize::find(s).is_some());
         }
+    }
+
+    /// Whether rows are decided one by one, independently of the rows
+    /// before them (no reservoir): chunks can then run in parallel.
+    pub fn stateless(plan: &Plan) -> bool {
+        !matches!(plan.sampling, Some(crate::plan::Sampling::Rows { .. }))
+    }
+
+    /// Whether a row's output depends on its index (noise, sampling): a
+    /// chunk must then know where its rows start before it runs.
+    pub fn needs_row_index(plan: &Plan) -> bool {
+        plan.sampling.is_some()
+            || plan
+                .columns
+                .iter()
+                .any(|c| matches!(c.rule, Rule::Noise { .. }))
+    }
+
+    /// A chunk's encoded rows and report: `rows_in` counted from the base
+    /// the chunk engine started at.
+    pub fn into_chunk(mut self, base: u64) -> (Vec<u8>, Report) {
+        let bytes = self.sink.take_encoded();
+        self.report.rows_in -= base;
+        (bytes, self.report)
+    }
+
+    /// Append a chunk processed by a worker, in input order.
+    pub fn merge_chunk(&mut self, bytes: &[u8], chunk: Report) -> Result<(), String> {
+        self.sink.write_encoded(bytes)?;
+        let r = &mut self.report;
+        r.rows_in += chunk.rows_in;
+        r.rows_out += chunk.rows_out;
+        r.malformed += chunk.malformed;
+        let room = MAX_MALFORMED_LISTED.saturating_sub(r.malformed_lines.len());
+        r.malformed_lines
+            .extend(chunk.malformed_lines.into_iter().take(room));
+        for (c, d) in r.columns.iter_mut().zip(chunk.columns) {
+            c.leaks += d.leaks;
+        }
+        Ok(())
     }
 
     /// Write the reservoir and close the sink.

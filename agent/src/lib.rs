@@ -5,6 +5,7 @@
 pub mod airlock;
 pub mod desensitize;
 pub mod formats;
+pub mod parallel;
 pub mod plan;
 pub mod recognize;
 pub mod report;

@@ -128,15 +128,11 @@ fn write_case(dir: &Path, name: &str, rows: &Rows) {
 }
 
 type Cells = BTreeSet<(usize, usize)>;
+/// Per ACRO check name: flagged cells of the count table and of the sum table.
+type Flagged = [(&'static str, Cells, Cells); 4];
 
 /// Our flagged cells per ACRO check name, and the tables' verdicts.
-fn ours(
-    rows: &Rows,
-) -> (
-    Vec<Vec<String>>,
-    [(&'static str, Cells, Cells); 4],
-    [&'static str; 2],
-) {
+fn ours(rows: &Rows) -> (Vec<Vec<String>>, Flagged, [&'static str; 2]) {
     let table: Vec<(u64, Vec<Option<String>>)> = rows
         .iter()
         .enumerate()

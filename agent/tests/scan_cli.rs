@@ -365,3 +365,105 @@ fn the_scan_refuses_to_run_without_a_valid_manifest_or_policy() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn the_report_is_the_same_on_one_thread_and_many() {
+    let mut e = Export::new();
+    let mut csv = String::from("年龄,街道,备注\n");
+    let mut jsonl = String::new();
+    for i in 0..300 {
+        let note = match i % 7 {
+            0 => "\"回访\n电话13812345678\"".to_string(),
+            3 => "p_0123456789abcdef0123456789abcdef".to_string(),
+            _ => format!("第{i}条"),
+        };
+        csv.push_str(&format!("{},{},{note}\n", 20 + i % 50, ["东", "西"][i % 2]));
+        jsonl.push_str(&format!(
+            "{{\"n\":{i},\"t\":\"{}\"}}\n",
+            if i % 11 == 0 { "a@b.cn" } else { "x" }
+        ));
+        if i % 101 == 5 {
+            csv.push_str("bad row\n");
+            jsonl.push_str("{broken\n");
+        }
+    }
+    let qi = json!({"quasiIdentifiers": ["年龄", "街道"]});
+    e.add("people.csv", "Microdata", csv.as_bytes(), Some(qi));
+    e.add("events.jsonl", "Report", jsonl.as_bytes(), None);
+    let manifest = e.seal();
+    fs::write(e.path("policy.json"), "{}").expect("policy");
+    let run = |threads: &str, chunk: &str| -> Value {
+        let report = e.path(&format!("report-{threads}.json"));
+        let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+            .arg("scan")
+            .arg("--manifest")
+            .arg(&manifest)
+            .arg("--policy")
+            .arg(e.path("policy.json"))
+            .arg("--report")
+            .arg(&report)
+            .arg("--termination-log")
+            .arg(e.path("none/log"))
+            .env("AGENT_THREADS", threads)
+            .env("AGENT_CHUNK_BYTES", chunk)
+            .output()
+            .expect("run");
+        assert!(out.status.success());
+        serde_json::from_slice(&fs::read(&report).expect("report")).expect("json")
+    };
+    let one = run("1", "1000000");
+    assert_eq!(check(&one, "people.csv", "identifier")["count"], 43);
+    assert_eq!(
+        check(&one, "people.csv", "malformed")["positions"][0],
+        json!({"line": 9})
+    );
+    assert_eq!(check(&one, "events.jsonl", "identifier")["count"], 28);
+    assert_eq!(file(&one, "people.csv")["microdata"]["classes"], 50);
+    for (threads, chunk) in [("2", "50"), ("3", "1"), ("4", "333")] {
+        assert_eq!(
+            run(threads, chunk),
+            one,
+            "{threads} threads, {chunk}-byte chunks"
+        );
+    }
+}
+
+/// A Parquet file with a text and an integer column.
+fn parquet_table(districts: &[&str], counts: &[i64]) -> Vec<u8> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let d: ArrayRef = Arc::new(StringArray::from(districts.to_vec()));
+    let n: ArrayRef = Arc::new(Int64Array::from(counts.to_vec()));
+    let batch = RecordBatch::try_from_iter([("district", d), ("n", n)]).expect("batch");
+    let mut out = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    out
+}
+
+#[test]
+fn parquet_tables_get_the_same_checks() {
+    let mut e = Export::new();
+    e.add(
+        "t.parquet",
+        "Table",
+        &parquet_table(&["东城", "西城", "13812345678"], &[10, 9, 40]),
+        None,
+    );
+    let (out, _, full) = e.scan("{}", &[]);
+    assert!(out.status.success());
+    assert_eq!(file(&full, "t.parquet")["detectedType"], "parquet");
+    assert_eq!(file(&full, "t.parquet")["rows"], 3);
+    assert_eq!(
+        check(&full, "t.parquet", "threshold")["positions"],
+        json!([{"row": 1, "column": 1}])
+    );
+    assert_eq!(
+        check(&full, "t.parquet", "identifier")["positions"],
+        json!([{"row": 2, "column": 0}])
+    );
+    assert_eq!(file(&full, "t.parquet")["verdict"], "fail");
+}

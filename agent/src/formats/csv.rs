@@ -1,12 +1,13 @@
 //! CSV (RFC 4180, UTF-8, header row) in and out, record by record.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 
 use super::{Reader, read_error, write_error};
 use crate::desensitize::{CellError, Engine, Options, Out, Sink};
+use crate::parallel;
 use crate::report::Report;
-use crate::rules::{Cell, Input};
+use crate::rules::{Cell, Hmac, Input};
 
 /// Read and write buffers: large enough that system calls are rare.
 const BUFFER: usize = 1 << 20;
@@ -30,28 +31,7 @@ impl CsvSink {
     }
 
     fn record<'a>(&mut self, fields: impl ExactSizeIterator<Item = &'a [u8]>) -> io::Result<()> {
-        let n = fields.len();
-        for (i, f) in fields.enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            if n == 1 && f.is_empty() {
-                // An empty line would read back as no record at all.
-                self.buf.extend_from_slice(b"\"\"");
-            } else if needs_quotes(f) {
-                self.buf.push(b'"');
-                for (k, part) in f.split(|&b| b == b'"').enumerate() {
-                    if k > 0 {
-                        self.buf.extend_from_slice(b"\"\"");
-                    }
-                    self.buf.extend_from_slice(part);
-                }
-                self.buf.push(b'"');
-            } else {
-                self.buf.extend_from_slice(f);
-            }
-        }
-        self.buf.push(b'\n');
+        write_record(&mut self.buf, fields);
         if self.buf.len() >= BUFFER {
             self.flush()?;
         }
@@ -63,6 +43,32 @@ impl CsvSink {
         self.buf.clear();
         Ok(())
     }
+}
+
+/// Append one record to `buf` as `csv::Writer` writes it.
+fn write_record<'a>(buf: &mut Vec<u8>, fields: impl ExactSizeIterator<Item = &'a [u8]>) {
+    let n = fields.len();
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        if n == 1 && f.is_empty() {
+            // An empty line would read back as no record at all.
+            buf.extend_from_slice(b"\"\"");
+        } else if needs_quotes(f) {
+            buf.push(b'"');
+            for (k, part) in f.split(|&b| b == b'"').enumerate() {
+                if k > 0 {
+                    buf.extend_from_slice(b"\"\"");
+                }
+                buf.extend_from_slice(part);
+            }
+            buf.push(b'"');
+        } else {
+            buf.extend_from_slice(f);
+        }
+    }
+    buf.push(b'\n');
 }
 
 /// Bytes that make the csv crate's writer quote a field.
@@ -79,9 +85,36 @@ impl Sink for CsvSink {
             .map_err(write_error)
     }
 
+    fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= BUFFER {
+            self.flush().map_err(write_error)?;
+        }
+        Ok(())
+    }
+
     fn finish(mut self: Box<Self>) -> Result<Out, String> {
         self.flush().map_err(write_error)?;
         Ok(self.out)
+    }
+}
+
+/// A worker's sink: the chunk's records, encoded, in memory.
+#[derive(Default)]
+struct ChunkSink(Vec<u8>);
+
+impl Sink for ChunkSink {
+    fn write_row(&mut self, cells: &[Cell]) -> Result<(), String> {
+        write_record(&mut self.0, cells.iter().map(|c| c.text.as_bytes()));
+        Ok(())
+    }
+
+    fn take_encoded(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Out, String> {
+        Err("a chunk sink has no output file".into())
     }
 }
 
@@ -138,8 +171,11 @@ impl Reader for CsvReader {
         Ok((CsvReader { reader, idx, ncols }, Box::new(sink)))
     }
 
-    fn rows(mut self, _: &Options, engine: &mut Engine) -> Result<(), String> {
-        let (idx, ncols) = (&self.idx, self.ncols);
+    fn rows(mut self, opts: &Options, engine: &mut Engine) -> Result<(), String> {
+        let threads = parallel::threads();
+        if threads > 1 && Engine::stateless(&opts.plan) {
+            return self.rows_parallel(opts, engine, threads);
+        }
         let mut record = ::csv::ByteRecord::new();
         while self
             .reader
@@ -147,26 +183,122 @@ impl Reader for CsvReader {
             .map_err(read_error)?
         {
             let line = record.position().map_or(0, |p| p.line());
-            if record.len() != ncols {
-                let reason = format!("expected {ncols} fields, found {}", record.len());
-                engine.malformed(line, reason);
-                continue;
-            }
-            let r = &record;
-            // One validation of the whole record (fields split at ASCII
-            // delimiters stay valid); field by field only when it fails, so
-            // that bad bytes in a column the plan drops do not matter.
-            let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
-            engine.row(line, |j| {
-                let field = idx[j];
-                match (whole, r.range(field)) {
-                    (Some(w), Some(range)) => w.get(range).map(Input::Text),
-                    _ => simdutf8::basic::from_utf8(&r[field]).ok().map(Input::Text),
-                }
-                .ok_or(CellError::NotUtf8)
-            })?;
+            process_record(engine, &record, line, &self.idx, self.ncols)?;
         }
         Ok(())
+    }
+}
+
+/// One record through the engine (a wrong field count is malformed).
+fn process_record(
+    engine: &mut Engine,
+    r: &::csv::ByteRecord,
+    line: u64,
+    idx: &[usize],
+    ncols: usize,
+) -> Result<(), String> {
+    if r.len() != ncols {
+        let reason = format!("expected {ncols} fields, found {}", r.len());
+        engine.malformed(line, reason);
+        return Ok(());
+    }
+    // One validation of the whole record (fields split at ASCII
+    // delimiters stay valid); field by field only when it fails, so
+    // that bad bytes in a column the plan drops do not matter.
+    let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
+    engine.row(line, |j| {
+        let field = idx[j];
+        match (whole, r.range(field)) {
+            (Some(w), Some(range)) => w.get(range).map(Input::Text),
+            _ => simdutf8::basic::from_utf8(&r[field]).ok().map(Input::Text),
+        }
+        .ok_or(CellError::NotUtf8)
+    })
+}
+
+impl CsvReader {
+    /// The data records cut into chunks at record boundaries, each run
+    /// through its own engine on a worker thread, merged in input order.
+    fn rows_parallel(
+        self,
+        opts: &Options,
+        engine: &mut Engine,
+        threads: usize,
+    ) -> Result<(), String> {
+        let pos = self.reader.position().clone();
+        let mut file = File::open(&opts.input).map_err(read_error)?;
+        file.seek(SeekFrom::Start(pos.byte())).map_err(read_error)?;
+        let chunks = parallel::Chunker::with_size(file, true, pos.line(), parallel::chunk_size());
+        let bases = parallel::RowBases::default();
+        let hmac = opts.key.as_deref().map(Hmac::new);
+        let indexed = Engine::needs_row_index(&opts.plan);
+        let work = |seq: usize, chunk: parallel::Chunk| {
+            let sink = Box::new(ChunkSink(Vec::with_capacity(chunk.data.len())));
+            if !indexed {
+                // Rows do not depend on their index: stream the chunk.
+                let mut e = Engine::new(&opts.plan, hmac.clone(), sink, Report::default());
+                stream_chunk(&chunk, &mut e, &self.idx, self.ncols)?;
+                return Ok(e.into_chunk(0));
+            }
+            let (records, parsed) = parse_chunk(&chunk.data);
+            let base = bases.base(seq, records.len() as u64);
+            parsed?;
+            let report = Report {
+                rows_in: base,
+                ..Report::default()
+            };
+            let mut e = Engine::new(&opts.plan, hmac.clone(), sink, report);
+            for r in &records {
+                let line = chunk.first_line + r.position().map_or(1, |p| p.line()) - 1;
+                process_record(&mut e, r, line, &self.idx, self.ncols)?;
+            }
+            Ok(e.into_chunk(base))
+        };
+        let consume = |done: Result<(Vec<u8>, Report), String>| {
+            let merged = done.and_then(|(bytes, report)| engine.merge_chunk(&bytes, report));
+            if merged.is_err() {
+                bases.abort();
+            }
+            merged
+        };
+        let chunks = chunks.map(|c| c.map_err(read_error));
+        parallel::ordered(chunks, threads, work, consume)
+    }
+}
+
+/// Every record of a chunk through the engine, one reused record.
+fn stream_chunk(
+    chunk: &parallel::Chunk,
+    engine: &mut Engine,
+    idx: &[usize],
+    ncols: usize,
+) -> Result<(), String> {
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(chunk.data.as_slice());
+    let mut record = ::csv::ByteRecord::new();
+    while reader.read_byte_record(&mut record).map_err(read_error)? {
+        let line = chunk.first_line + record.position().map_or(1, |p| p.line()) - 1;
+        process_record(engine, &record, line, idx, ncols)?;
+    }
+    Ok(())
+}
+
+/// Every record of a chunk; the error, if any, after the records before it.
+fn parse_chunk(data: &[u8]) -> (Vec<::csv::ByteRecord>, Result<(), String>) {
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    let mut records = Vec::new();
+    loop {
+        let mut record = ::csv::ByteRecord::new();
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => records.push(record),
+            Ok(false) => return (records, Ok(())),
+            Err(e) => return (records, Err(read_error(e))),
+        }
     }
 }
 

@@ -24,31 +24,64 @@ pub fn kind_name(k: Kind) -> &'static str {
 /// not glued to a word before it.
 pub fn has_pseudonym(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(i) = s[from..].find("p_").map(|i| i + from) {
-        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-        let hex = b[i + 2..]
+    memchr::memchr_iter(b'_', b).any(|u| {
+        let boundary = u < 2 || !b[u - 2].is_ascii_alphanumeric();
+        let hex = b[u + 1..]
             .iter()
             .take_while(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
             .count();
-        if boundary && hex >= PSEUDONYM_MIN_HEX {
-            return true;
-        }
-        from = i + 2;
+        u >= 1 && b[u - 1] == b'p' && boundary && hex >= PSEUDONYM_MIN_HEX
+    })
+}
+
+/// One check that fired on a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub check: &'static str,
+    pub verdict: Verdict,
+    pub kind: Option<&'static str>,
+}
+
+/// Every value check on one value; what fires is pushed to `out`.
+pub fn hits(value: &str, raw: Option<&Matcher>, out: &mut Vec<Hit>) {
+    if let Some(k) = recognize::find(value) {
+        let kind = Some(kind_name(k));
+        out.push(Hit {
+            check: "identifier",
+            verdict: Verdict::Fail,
+            kind,
+        });
     }
-    false
+    if has_pseudonym(value) {
+        out.push(Hit {
+            check: "pseudonym",
+            verdict: Verdict::Review,
+            kind: None,
+        });
+    }
+    if raw.is_some_and(|m| m.is_raw_value(value)) {
+        out.push(Hit {
+            check: "raw-value",
+            verdict: Verdict::Fail,
+            kind: None,
+        });
+    }
+}
+
+/// Record a hit at a position.
+pub fn record(checks: &mut Checks, at: Position, h: Hit) {
+    match h.kind {
+        Some(k) => checks.hit_kind(h.check, h.verdict, at, k),
+        None => checks.hit(h.check, h.verdict, at),
+    }
 }
 
 /// Run every value check on one value.
 pub fn check_value(checks: &mut Checks, at: Position, value: &str, raw: Option<&Matcher>) {
-    if let Some(k) = recognize::find(value) {
-        checks.hit_kind("identifier", Verdict::Fail, at.clone(), kind_name(k));
-    }
-    if has_pseudonym(value) {
-        checks.hit("pseudonym", Verdict::Review, at.clone());
-    }
-    if raw.is_some_and(|m| m.is_raw_value(value)) {
-        checks.hit("raw-value", Verdict::Fail, at);
+    let mut found = Vec::new();
+    hits(value, raw, &mut found);
+    for h in found {
+        record(checks, at.clone(), h);
     }
 }
 

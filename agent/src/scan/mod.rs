@@ -21,6 +21,8 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::parallel;
+
 use sha2::{Digest, Sha256};
 
 use filetype::FileType;
@@ -41,11 +43,6 @@ pub struct Options {
 
 /// Run the scan; `Err` only when it cannot run at all.
 pub fn run(opts: &Options) -> Result<ScanReport, String> {
-    let text = std::fs::read_to_string(&opts.manifest)
-        .map_err(|e| format!("cannot read the manifest {}: {e}", opts.manifest.display()))?;
-    let manifest = Manifest::from_json(&text)?;
-    let dir = opts.manifest.parent().unwrap_or(Path::new("."));
-    let files_dir = dir.join("files");
     let raw = if opts.raw.is_empty() {
         None
     } else {
@@ -55,11 +52,24 @@ pub fn run(opts: &Options) -> Result<ScanReport, String> {
         }
         Some(index)
     };
-    let files = scan_all(&manifest, &files_dir, &opts.policy, raw.as_ref());
+    run_with(&opts.manifest, &opts.policy, raw)
+}
+
+/// Run the scan against raw data already indexed.
+pub fn run_with(
+    manifest: &Path,
+    policy: &Policy,
+    raw: Option<RawIndex>,
+) -> Result<ScanReport, String> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("cannot read the manifest {}: {e}", manifest.display()))?;
+    let m = Manifest::from_json(&text)?;
+    let files_dir = manifest.parent().unwrap_or(Path::new(".")).join("files");
+    let files = scan_all(&m, &files_dir, policy, raw.as_ref());
     Ok(ScanReport {
         verdict: files.iter().map(|f| f.verdict).max().unwrap_or_default(),
         policy_version: POLICY_VERSION,
-        policy: opts.policy.clone(),
+        policy: policy.clone(),
         files,
         raw: raw.map(|r| r.summaries).unwrap_or_default(),
     })
@@ -285,12 +295,63 @@ fn tabular(
     checks: &mut Checks,
 ) {
     let mut scan = FileScan::new(entry, p, raw, checks);
-    if let Err(e) = records::read(path, t, &mut scan) {
+    let read = if t == FileType::Parquet {
+        records::read(path, t, &mut scan)
+    } else {
+        read_parallel(path, t, &mut scan)
+    };
+    if let Err(e) = read {
         scan.checks.note("malformed", Verdict::Fail, e);
         return;
     }
     f.rows = Some(scan.rows);
     scan.finish(f);
+}
+
+/// CSV and JSON Lines: the value checks on every core, the rest in order.
+fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), String> {
+    let head = records::header(path, t)?;
+    scan.header(&head.names);
+    let keep = scan.keeps_cells();
+    let matcher = scan.matcher.take();
+    let prepare = |cells: &[Option<&str>]| Findings::of(matcher.as_ref(), keep, cells);
+    records::read_parallel(
+        path,
+        t,
+        &head,
+        parallel::threads(),
+        &prepare,
+        &mut |item| match item {
+            records::Item::Row(_, found) => scan.apply(found),
+            records::Item::Malformed(line, reason) => scan.malformed(line, reason),
+        },
+    )
+}
+
+/// What the checks on values found in one row (computed on a worker).
+pub struct Findings {
+    hits: Vec<(usize, identifiers::Hit)>,
+    unique_combination: bool,
+    /// The row itself, when a table or microdata check needs it.
+    cells: Option<Vec<Option<String>>>,
+}
+
+impl Findings {
+    fn of(matcher: Option<&Matcher>, keep: bool, cells: &[Option<&str>]) -> Findings {
+        let mut found = Vec::new();
+        let mut hits = Vec::new();
+        for (c, v) in cells.iter().enumerate() {
+            if let Some(v) = v {
+                identifiers::hits(v, matcher, &mut found);
+                hits.extend(found.drain(..).map(|h| (c, h)));
+            }
+        }
+        Findings {
+            hits,
+            unique_combination: matcher.is_some_and(|m| m.unique_combination(cells)),
+            cells: keep.then(|| cells.iter().map(|c| c.map(str::to_string)).collect()),
+        }
+    }
 }
 
 /// Everything done with each row of a tabular file.
@@ -380,6 +441,37 @@ impl<'a> FileScan<'a> {
         self.stats_names = (qi_names, sensitive);
     }
 
+    /// Whether rows are kept or counted (tables, microdata).
+    fn keeps_cells(&self) -> bool {
+        self.table.is_some() || self.classes.is_some()
+    }
+
+    /// Record one row's findings, in file order.
+    fn apply(&mut self, found: Findings) {
+        let row = self.rows;
+        self.rows += 1;
+        for (c, h) in found.hits {
+            identifiers::record(self.checks, Position::at(row, c), h);
+        }
+        if found.unique_combination {
+            let at = Position {
+                row: Some(row),
+                ..Position::default()
+            };
+            self.checks.hit("raw-qi-combination", Verdict::Review, at);
+        }
+        let Some(cells) = found.cells else { return };
+        if let Some(c) = &mut self.classes {
+            let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
+            c.row(row, &refs);
+        }
+        if let Some(t) = &mut self.table
+            && self.rows <= self.policy.max_table_rows
+        {
+            t.push((row, cells));
+        }
+    }
+
     fn finish(self, f: &mut FileReport) {
         f.not_checked.extend(self.not_checked);
         if let Some(rows) = self.table {
@@ -414,38 +506,9 @@ impl Visitor for FileScan<'_> {
         }
     }
 
-    fn row(&mut self, row: u64, _line: u64, cells: &[Option<&str>]) {
-        self.rows += 1;
-        for (c, v) in cells.iter().enumerate() {
-            if let Some(v) = v {
-                identifiers::check_value(
-                    self.checks,
-                    Position::at(row, c),
-                    v,
-                    self.matcher.as_ref(),
-                );
-            }
-        }
-        if let Some(m) = &mut self.matcher
-            && m.unique_combination(cells)
-        {
-            self.checks.hit(
-                "raw-qi-combination",
-                Verdict::Review,
-                Position {
-                    row: Some(row),
-                    ..Position::default()
-                },
-            );
-        }
-        if let Some(t) = &mut self.table
-            && self.rows <= self.policy.max_table_rows
-        {
-            t.push((row, cells.iter().map(|c| c.map(str::to_string)).collect()));
-        }
-        if let Some(c) = &mut self.classes {
-            c.row(row, cells);
-        }
+    fn row(&mut self, _row: u64, _line: u64, cells: &[Option<&str>]) {
+        let found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells);
+        self.apply(found);
     }
 
     fn malformed(&mut self, line: u64, reason: String) {

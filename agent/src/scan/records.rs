@@ -4,7 +4,7 @@
 //! that never holds the value; reading goes on.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
 use arrow_array::Array;
@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
 use super::filetype::FileType;
+use crate::parallel::{self, Chunk, Chunker};
 
 const BUFFER: usize = 1 << 20;
 
@@ -28,23 +29,51 @@ pub trait Visitor {
     fn malformed(&mut self, line: u64, reason: String);
 }
 
-/// Read a whole file; `Err` when it cannot be read at all (no header,
-/// not the format, an I/O error).
+/// Read a whole file on this thread; `Err` when it cannot be read at all
+/// (no header, not the format, an I/O error).
 pub fn read(path: &Path, t: FileType, v: &mut dyn Visitor) -> Result<(), String> {
+    if t == FileType::Parquet {
+        let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
+        return read_parquet(file, v);
+    }
+    let head = header(path, t)?;
+    v.header(&head.names);
+    let mut row = 0u64;
+    let to_owned = |cells: &[Option<&str>]| -> Vec<Option<String>> {
+        cells.iter().map(|c| c.map(str::to_string)).collect()
+    };
+    read_parallel(path, t, &head, 1, &to_owned, &mut |item| match item {
+        Item::Row(line, cells) => {
+            let cells: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
+            v.row(row, line, &cells);
+            row += 1;
+        }
+        Item::Malformed(line, reason) => v.malformed(line, reason),
+    })
+}
+
+/// The columns of a CSV or JSON Lines file and where its rows start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub names: Vec<String>,
+    /// Byte offset of the first data row, and its line number.
+    pub offset: u64,
+    pub line: u64,
+}
+
+/// Read the header (CSV: the first record; JSON Lines: the keys of the
+/// first object, which is also the first row).
+pub fn header(path: &Path, t: FileType) -> Result<Header, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
     match t {
-        FileType::Csv => read_csv(file, v),
-        FileType::Jsonl => read_jsonl(file, v),
-        FileType::Parquet => read_parquet(file, v),
+        FileType::Csv => csv_header(file),
+        FileType::Jsonl => jsonl_header(file),
         other => Err(format!("{} is not a table format", other.name())),
     }
 }
 
-fn read_csv(file: File, v: &mut dyn Visitor) -> Result<(), String> {
-    let mut r = ::csv::ReaderBuilder::new()
-        .flexible(true)
-        .buffer_capacity(BUFFER)
-        .from_reader(file);
+fn csv_header(file: File) -> Result<Header, String> {
+    let mut r = ::csv::ReaderBuilder::new().flexible(true).from_reader(file);
     let header = r
         .byte_headers()
         .map_err(|e| format!("cannot read the CSV header: {}", csv_reason(&e)))?;
@@ -63,35 +92,118 @@ fn read_csv(file: File, v: &mut dyn Visitor) -> Result<(), String> {
     if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
         return Err("the CSV file has no header row".into());
     }
-    v.header(&names);
+    let pos = r.position();
+    Ok(Header {
+        names,
+        offset: pos.byte(),
+        line: pos.line(),
+    })
+}
+
+fn jsonl_header(file: File) -> Result<Header, String> {
+    let reader = BufReader::with_capacity(BUFFER, file);
+    for line in reader.split(b'\n') {
+        let line = line.map_err(|e| format!("read error: {}", e.kind()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        return match serde_json::from_slice::<Map<String, Value>>(&line) {
+            Ok(o) => Ok(Header {
+                names: o.keys().cloned().collect(),
+                offset: 0,
+                line: 1,
+            }),
+            Err(e) => Err(format!(
+                "the first line is not a JSON object ({:?})",
+                e.classify()
+            )),
+        };
+    }
+    Err("the JSON Lines file holds no object".into())
+}
+
+/// A row (its line and what `prepare` made of its cells), or a malformed one.
+pub enum Item<P> {
+    Row(u64, P),
+    Malformed(u64, String),
+}
+
+/// The rows of a CSV or JSON Lines file, cut into chunks at record
+/// boundaries and run through `prepare` on `threads` worker threads;
+/// `consume` gets them in file order.
+pub fn read_parallel<P: Send>(
+    path: &Path,
+    t: FileType,
+    head: &Header,
+    threads: usize,
+    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+    consume: &mut dyn FnMut(Item<P>),
+) -> Result<(), String> {
+    let mut file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
+    file.seek(SeekFrom::Start(head.offset))
+        .map_err(|e| format!("read error: {}", e.kind()))?;
+    let csv = t == FileType::Csv;
+    let chunks = Chunker::with_size(file, csv, head.line, parallel::chunk_size())
+        .map(|c| c.map_err(|e| format!("read error: {}", e.kind())));
+    let work = |_, chunk: Chunk| {
+        if csv {
+            csv_chunk(&chunk, head.names.len(), prepare)
+        } else {
+            jsonl_chunk(&chunk, &head.names, prepare)
+        }
+    };
+    parallel::ordered(chunks, threads, work, |items: Vec<Item<P>>| {
+        items.into_iter().for_each(&mut *consume);
+        Ok(())
+    })
+}
+
+fn csv_chunk<P>(
+    chunk: &Chunk,
+    ncols: usize,
+    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+) -> Vec<Item<P>> {
+    let mut r = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(chunk.data.as_slice());
     let mut record = ::csv::ByteRecord::new();
-    let mut row = 0u64;
+    let mut items = Vec::new();
+    let mut spare: Vec<Option<&str>> = Vec::with_capacity(ncols);
     loop {
+        let line_of =
+            |p: Option<&::csv::Position>| chunk.first_line + p.map_or(1, |p| p.line()) - 1;
         match r.read_byte_record(&mut record) {
-            Ok(false) => return Ok(()),
+            Ok(false) => return items,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                v.malformed(line, csv_reason(&e));
-                return Ok(());
+                items.push(Item::Malformed(line_of(e.position()), csv_reason(&e)));
+                return items;
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() != names.len() {
-            let reason = format!("expected {} fields, found {}", names.len(), record.len());
-            v.malformed(line, reason);
+        let line = line_of(record.position());
+        if record.len() != ncols {
+            let reason = format!("expected {ncols} fields, found {}", record.len());
+            items.push(Item::Malformed(line, reason));
             continue;
         }
         let Ok(text) = simdutf8::basic::from_utf8(record.as_slice()) else {
-            v.malformed(line, "not valid UTF-8".into());
+            items.push(Item::Malformed(line, "not valid UTF-8".into()));
             continue;
         };
-        let cells: Vec<Option<&str>> = (0..record.len())
-            .map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty()))
-            .collect();
-        v.row(row, line, &cells);
-        row += 1;
+        let mut cells = recycle(std::mem::take(&mut spare));
+        cells.extend(
+            (0..record.len()).map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty())),
+        );
+        items.push(Item::Row(line, prepare(&cells)));
+        spare = recycle(cells);
     }
+}
+
+/// The same allocation, emptied, for borrows of another record.
+fn recycle<'b>(mut v: Vec<Option<&str>>) -> Vec<Option<&'b str>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
 }
 
 /// The kind of a CSV error, never the data.
@@ -104,46 +216,38 @@ fn csv_reason(e: &::csv::Error) -> String {
     }
 }
 
-fn read_jsonl(file: File, v: &mut dyn Visitor) -> Result<(), String> {
-    let mut reader = BufReader::with_capacity(BUFFER, file);
-    let mut buf = Vec::new();
-    let (mut line, mut row) = (0u64, 0u64);
-    let mut names: Option<Vec<String>> = None;
-    let mut texts: Vec<Option<String>> = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| format!("read error: {}", e.kind()))?;
-        if n == 0 {
-            break;
-        }
-        line += 1;
-        if buf.iter().all(u8::is_ascii_whitespace) {
+fn jsonl_chunk<P>(
+    chunk: &Chunk,
+    names: &[String],
+    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+) -> Vec<Item<P>> {
+    let mut items = Vec::new();
+    let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
+    for (i, bytes) in chunk.data.split(|b| *b == b'\n').enumerate() {
+        let line = chunk.first_line + i as u64;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let object: Map<String, Value> = match serde_json::from_slice(&buf) {
+        let object: Map<String, Value> = match serde_json::from_slice(bytes) {
             Ok(o) => o,
             Err(e) => {
-                v.malformed(line, format!("not a JSON object ({:?})", e.classify()));
+                items.push(Item::Malformed(
+                    line,
+                    format!("not a JSON object ({:?})", e.classify()),
+                ));
                 continue;
             }
         };
-        let cols = names.get_or_insert_with(|| {
-            let n: Vec<String> = object.keys().cloned().collect();
-            v.header(&n);
-            n
-        });
-        if let Some(extra) = object.keys().position(|k| !cols.contains(k)) {
+        if let Some(extra) = object.keys().position(|k| !names.contains(k)) {
             let reason = format!(
                 "key number {} is not among the first line's keys",
                 extra + 1
             );
-            v.malformed(line, reason);
+            items.push(Item::Malformed(line, reason));
             continue;
         }
         texts.clear();
-        texts.extend(cols.iter().map(|c| match object.get(c) {
+        texts.extend(names.iter().map(|c| match object.get(c) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
@@ -152,13 +256,9 @@ fn read_jsonl(file: File, v: &mut dyn Visitor) -> Result<(), String> {
             .iter()
             .map(|t| t.as_deref().filter(|s| !s.is_empty()))
             .collect();
-        v.row(row, line, &cells);
-        row += 1;
+        items.push(Item::Row(line, prepare(&cells)));
     }
-    if names.is_none() {
-        return Err("the JSON Lines file holds no object".into());
-    }
-    Ok(())
+    items
 }
 
 fn read_parquet(file: File, v: &mut dyn Visitor) -> Result<(), String> {
