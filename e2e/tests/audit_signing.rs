@@ -26,8 +26,8 @@ use cleanroom::audit::store::{self, HEAD};
 use cleanroom::audit::{Action, Segment};
 use cleanroom_e2e::harness::{cluster_dir, unique_name, with_namespace};
 use common::{
-    AUDIT_NAMESPACE, T, dataset_spec, ledger_records, operator, repo_root, run_cleanroom,
-    with_fixture,
+    AUDIT_NAMESPACE, OPERATOR_USER, T, client_as, dataset_spec, ledger_records, operator,
+    repo_root, run_cleanroom, with_fixture,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -306,4 +306,57 @@ async fn a_chain_rewritten_by_the_cluster_admin_passes_the_hash_check_but_fails_
         .await
     })
     .await
+}
+
+/// Whether `result` was refused by RBAC (403).
+fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if s.code == 403)
+}
+
+#[tokio::test]
+async fn the_operator_reads_its_signing_key_by_name_and_no_other_secret() -> Result<()> {
+    // Made by the shared operator at its start (under the chart's RBAC).
+    let admin: Api<Secret> =
+        Api::namespaced(cleanroom_e2e::harness::client().await?, AUDIT_NAMESPACE);
+    let deadline = Instant::now() + T;
+    while admin.get_opt(SECRET).await?.is_none() {
+        ensure!(Instant::now() < deadline, "no Secret {SECRET}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let operator = client_as(
+        OPERATOR_USER,
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:cleanroom-system",
+        ],
+    )
+    .await?;
+    let secrets: Api<Secret> = Api::namespaced(operator, AUDIT_NAMESPACE);
+    ensure!(
+        secrets.get(SECRET).await.is_ok(),
+        "the operator reads its key"
+    );
+    ensure!(
+        forbidden(secrets.get("any-other-secret").await),
+        "another Secret by name"
+    );
+    ensure!(
+        forbidden(secrets.list(&ListParams::default()).await),
+        "list Secrets"
+    );
+    ensure!(
+        forbidden(secrets.delete(SECRET, &Default::default()).await),
+        "delete its key"
+    );
+    let mut replaced = secrets.get(SECRET).await?;
+    replaced.metadata.managed_fields = None;
+    ensure!(
+        forbidden(
+            secrets
+                .replace(SECRET, &PostParams::default(), &replaced)
+                .await
+        ),
+        "replace its key"
+    );
+    Ok(())
 }
