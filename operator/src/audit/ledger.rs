@@ -250,8 +250,9 @@ impl Ledger {
     }
 
     /// Appends a signed head over the current head, unless the last record
-    /// already is one (or there is no key, or no record): `why` says what
-    /// prompted it. Logged with its signature, and an Event, so that copies
+    /// already is one (or there is no key, or no record), and never over a
+    /// chain that is broken or whose signed heads do not hold (signing it
+    /// would vouch for a rebuilt chain): `why` says what prompted it. Logged with its signature, and an Event, so that copies
     /// exist outside the ledger.
     pub async fn sign_head(&self, why: &str) -> Result<Option<Record>, Error> {
         let Some(signer) = self.signer.get() else {
@@ -263,6 +264,11 @@ impl Ledger {
                 let _verdict = self.load_locked(&mut st).await?;
             }
             if st.last_seq == 0 || st.last_action == Some(Action::SignedHead) {
+                return Ok(None);
+            }
+            let segments = store::segments(&self.api).await?;
+            if let Err(why) = super::signing::may_sign(&segments, &signer.verifying_key()) {
+                error!(namespace = %self.namespace, %why, "refusing to sign the audit ledger's head");
                 return Ok(None);
             }
             (st.last_seq, st.head.clone())
@@ -692,15 +698,7 @@ impl Ledger {
             let events: Vec<(Event, ObjectReference)> = written
                 .iter()
                 .filter(|(r, _)| r.action != Action::Checkpoint)
-                .map(|(r, line)| {
-                    let (event, reference) = event_of(r, line);
-                    // A signed head has no object of its own: it is told
-                    // on the ConfigMap that publishes the key to check it with.
-                    match r.action {
-                        Action::SignedHead => (event, public_key_reference(&self.namespace)),
-                        _ => (event, reference),
-                    }
-                })
+                .map(|(r, line)| event_in(r, line, &self.namespace))
                 .collect();
             let recorder = recorder.clone();
             tokio::spawn(async move {
@@ -823,6 +821,17 @@ impl Ledger {
             segments: names,
             checkpoint: written.first().map(|r| r.seq),
         }))
+    }
+}
+
+/// The Event of one record of the ledger in `namespace`. A signed head has
+/// no object of its own: it is told on the ConfigMap that publishes the key
+/// to check it with.
+fn event_in(r: &Record, line: &str, namespace: &str) -> (Event, ObjectReference) {
+    let (event, reference) = event_of(r, line);
+    match r.action {
+        Action::SignedHead => (event, public_key_reference(namespace)),
+        _ => (event, reference),
     }
 }
 
@@ -977,5 +986,25 @@ mod tests {
             reference.api_version.as_deref(),
             Some("cleanroom.io/v1alpha1")
         );
+    }
+
+    #[test]
+    fn a_signed_head_is_told_on_the_public_key_s_configmap_with_its_signature() {
+        let signer = super::super::signing::Signer::from_seed(&[3; 32]);
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let r = Record::new(signer.draft(41, "ab", "hourly"), 42, t, "ab");
+        let (e, reference) = event_in(&r, &r.line(), "cleanroom-system");
+        assert_eq!(e.reason, "SignedHead");
+        let signature = r.after.as_ref().and_then(|a| a["signature"].as_str());
+        assert!(
+            signature.is_some_and(|s| e.note.as_deref().is_some_and(|n| n.contains(s))),
+            "{:?}",
+            e.note
+        );
+        assert_eq!(
+            (reference.kind.as_deref(), reference.name.as_deref()),
+            (Some("ConfigMap"), Some(super::super::keys::PUBLIC))
+        );
+        assert_eq!(reference.namespace.as_deref(), Some("cleanroom-system"));
     }
 }

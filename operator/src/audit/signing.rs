@@ -76,6 +76,11 @@ impl Signer {
         self.key.to_bytes()
     }
 
+    /// The public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
     /// The public key, hex (64 characters).
     pub fn public_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
@@ -311,6 +316,22 @@ pub fn check(
     finish(records, proof, now, max_unproven)
 }
 
+/// Whether the operator may sign the head of `segments`: only an intact
+/// chain whose signed heads all hold. Signing a rebuilt chain would vouch
+/// for it; an old unsigned tail (the operator was down) is no reason not to.
+pub fn may_sign(segments: &[Segment], key: &VerifyingKey) -> Result<(), String> {
+    super::chain::verify(super::store::PREFIX, segments)
+        .map_err(|b| format!("the chain is broken at {b}"))?;
+    check(
+        &chained(segments),
+        key,
+        Timestamp::now(),
+        SignedDuration::MAX,
+    )
+    .map(|_| ())
+    .map_err(|u| format!("its signed heads do not hold: {u}"))
+}
+
 /// Counts the unproven tail, and fails if it holds a record too old to be unsigned.
 fn finish(
     records: &[(Record, String)],
@@ -528,6 +549,25 @@ mod tests {
         let u = check_lines(&lie, &key).expect_err("forged signature");
         assert!(u.problem.contains("does not verify"), "{u}");
         assert_eq!((u.record, u.last, u.unproven_from), (4, None, Some(1)));
+    }
+
+    #[test]
+    fn the_operator_signs_only_a_chain_whose_hashes_and_signatures_hold() {
+        let key = signer(1);
+        let public = key.verifying_key();
+        // Old unsigned records (it was down): still signed.
+        let mut l = Lines::default();
+        l.events(1, 3, "2020-01-01T00:00:00Z");
+        assert_eq!(may_sign(&l.segments(4), &public), Ok(()));
+        // Rebuilt after a signed head: never vouched for.
+        let forged = signed_ledger(&key).rewrite(6, "finding 6", "nothing found");
+        let why = may_sign(&forged.segments(4), &public).expect_err("rebuilt");
+        assert!(why.contains("signed heads do not hold"), "{why}");
+        // A broken hash chain neither.
+        let mut segments = signed_ledger(&key).segments(4);
+        segments[1].entries[0].1 = segments[1].entries[0].1.replace("finding 5", "x");
+        let why = may_sign(&segments, &public).expect_err("broken");
+        assert!(why.contains("broken"), "{why}");
     }
 
     #[test]
