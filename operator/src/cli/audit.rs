@@ -366,4 +366,54 @@ mod tests {
         );
         assert!(parse_when("yesterday").is_err());
     }
+
+    #[test]
+    fn verify_says_how_far_the_signatures_prove_the_chain() {
+        let summary = Summary {
+            segments: 1,
+            records: 10,
+            first_seq: Some(1),
+            last_seq: Some(10),
+            head: "ab".into(),
+            checkpoints: 0,
+        };
+        let proven = signing::Proven {
+            record: 4,
+            through: 3,
+            time: "2026-03-01T08:00:00Z".parse().expect("time"),
+        };
+        let unproven = signing::Unproven {
+            record: 8,
+            problem: "records through 7 were changed after they were signed".into(),
+            last: Some(proven.clone()),
+            unproven_from: Some(5),
+        };
+        let text =
+            verdict_text(&Ok(summary.clone()), Some(&Err(unproven)), Output::Table).expect("text");
+        assert!(
+            text.contains("UNPROVEN at record 8: records through 7 were changed")
+                && text.contains("the last signed head that verifies is record 4 (records through 3): records from 5 on are unproven"),
+            "{text}"
+        );
+        let proof = signing::Proof {
+            signed_heads: 1,
+            last: Some(proven),
+            unproven_from: Some(5),
+            unproven: 6,
+        };
+        let text = verdict_text(
+            &Ok(summary.clone()),
+            Some(&Ok(proof.clone())),
+            Output::Table,
+        )
+        .expect("text");
+        assert!(text.contains("proves records through 3"), "{text}");
+        assert!(text.contains("unproven: 6 record(s) from 5 on"), "{text}");
+        let json = verdict_json(&Ok(summary), Some(&Ok(proof)));
+        assert_eq!(json["signatures"]["proof"]["unprovenFrom"], 5);
+        assert_eq!(
+            parse_age("90m").expect("age"),
+            SignedDuration::from_mins(90)
+        );
+    }
 }
