@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 use super::chain::{self, Break, Summary, anchor_of};
 use super::prune::{Retention, prunable};
 use super::record::{Action, Draft, GENESIS, OPERATOR_ACTOR, Record, data_key, hash};
+use super::signing::Signer;
 use super::store::{self, HEAD, PREFIX, from_configmap, new_configmap};
 use super::transitions::{Change, transitions};
 use crate::api::{Authorization, Dataset, Members, Scenario, ScenarioStatus};
@@ -126,6 +127,8 @@ struct State {
     next_index: u64,
     last_seq: u64,
     head: String,
+    /// The action of the last record (a signed head is not signed again).
+    last_action: Option<Action>,
     keys: HashSet<String>,
     memory: HashMap<String, Memo>,
 }
@@ -151,6 +154,8 @@ pub struct Ledger {
     metrics: Option<Arc<Metrics>>,
     recorder: Option<Arc<Recorder>>,
     exit_after: Option<Action>,
+    /// The key that signs the head (see [`super::signing`]), once known.
+    signer: std::sync::OnceLock<Signer>,
 }
 
 /// One caller's drafts and where its result goes.
@@ -174,6 +179,7 @@ impl Ledger {
             metrics: None,
             recorder: None,
             exit_after: None,
+            signer: std::sync::OnceLock::new(),
         }
     }
 
@@ -233,6 +239,58 @@ impl Ledger {
         });
     }
 
+    /// Sign the head with `signer` from now on (set once; see [`Ledger::sign_head`]).
+    pub fn set_signer(&self, signer: Signer) {
+        let _ = self.signer.set(signer);
+    }
+
+    /// Whether the head can be signed (the key was found or made).
+    pub fn can_sign(&self) -> bool {
+        self.signer.get().is_some()
+    }
+
+    /// Appends a signed head over the current head, unless the last record
+    /// already is one (or there is no key, or no record), and never over a
+    /// chain that is broken or whose signed heads do not hold (signing it
+    /// would vouch for a rebuilt chain): `why` says what prompted it. Logged with its signature, and an Event, so that copies
+    /// exist outside the ledger.
+    pub async fn sign_head(&self, why: &str) -> Result<Option<Record>, Error> {
+        let Some(signer) = self.signer.get() else {
+            return Ok(None);
+        };
+        let (seq, head) = {
+            let mut st = self.state.lock().await;
+            if !st.loaded {
+                let _verdict = self.load_locked(&mut st).await?;
+            }
+            if st.last_seq == 0 || st.last_action == Some(Action::SignedHead) {
+                return Ok(None);
+            }
+            let segments = store::segments(&self.api).await?;
+            if let Err(why) = super::signing::may_sign(&segments, &signer.verifying_key()) {
+                error!(namespace = %self.namespace, %why, "refusing to sign the audit ledger's head");
+                return Ok(None);
+            }
+            (st.last_seq, st.head.clone())
+        };
+        let draft = signer.draft(seq, &head, why);
+        let signature = draft
+            .after
+            .as_ref()
+            .and_then(|a| a.get("signature").cloned());
+        let written = self.append(vec![draft]).await?;
+        info!(
+            target: "cleanroom::audit",
+            head_seq = seq,
+            head_hash = %head,
+            public_key = %signer.public_hex(),
+            signature = %signature.unwrap_or_default(),
+            why,
+            "audit head signed"
+        );
+        Ok(written.into_iter().next())
+    }
+
     /// The namespace of the segments.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -252,7 +310,7 @@ impl Ledger {
         let verdict = chain::verify(PREFIX, &segments);
         self.report(&verdict);
 
-        let mut records = Vec::new();
+        let mut records: Vec<Record> = Vec::new();
         let mut last: Option<(u64, String)> = None;
         for segment in &segments {
             for (_, line) in segment.sorted() {
@@ -285,6 +343,7 @@ impl Ledger {
             (None, Some(s)) => (0, s.prev.clone()),
             (None, None) => (0, GENESIS.to_string()),
         };
+        st.last_action = records.last().map(|r| r.action);
         st.keys = keys;
         st.memory = memory;
         st.loaded = true;
@@ -609,6 +668,7 @@ impl Ledger {
         st.open = Some(stored);
         st.head = head;
         st.last_seq += written.len() as u64;
+        st.last_action = written.last().map(|(r, _)| r.action);
         for (r, _) in &written {
             st.keys.insert(r.key.clone());
             remember(&mut st.memory, r);
@@ -638,7 +698,7 @@ impl Ledger {
             let events: Vec<(Event, ObjectReference)> = written
                 .iter()
                 .filter(|(r, _)| r.action != Action::Checkpoint)
-                .map(|(r, line)| event_of(r, line))
+                .map(|(r, line)| event_in(r, line, &self.namespace))
                 .collect();
             let recorder = recorder.clone();
             tokio::spawn(async move {
@@ -756,10 +816,33 @@ impl Ledger {
             st.loaded = false;
         }
         info!(segments = ?names, through = last_seq, "audit segments pruned after a checkpoint");
+        self.sign_head("after pruning").await?;
         Ok(Ok(Pruned {
             segments: names,
             checkpoint: written.first().map(|r| r.seq),
         }))
+    }
+}
+
+/// The Event of one record of the ledger in `namespace`. A signed head has
+/// no object of its own: it is told on the ConfigMap that publishes the key
+/// to check it with.
+fn event_in(r: &Record, line: &str, namespace: &str) -> (Event, ObjectReference) {
+    let (event, reference) = event_of(r, line);
+    match r.action {
+        Action::SignedHead => (event, public_key_reference(namespace)),
+        _ => (event, reference),
+    }
+}
+
+/// What an Event about the ledger's public key points at.
+fn public_key_reference(namespace: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(super::keys::PUBLIC.into()),
+        namespace: Some(namespace.into()),
+        ..ObjectReference::default()
     }
 }
 
@@ -911,5 +994,25 @@ mod tests {
             reference.api_version.as_deref(),
             Some("cleanroom.io/v1alpha1")
         );
+    }
+
+    #[test]
+    fn a_signed_head_is_told_on_the_public_key_s_configmap_with_its_signature() {
+        let signer = super::super::signing::Signer::from_seed(&[3; 32]);
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let r = Record::new(signer.draft(41, "ab", "hourly"), 42, t, "ab");
+        let (e, reference) = event_in(&r, &r.line(), "cleanroom-system");
+        assert_eq!(e.reason, "SignedHead");
+        let signature = r.after.as_ref().and_then(|a| a["signature"].as_str());
+        assert!(
+            signature.is_some_and(|s| e.note.as_deref().is_some_and(|n| n.contains(s))),
+            "{:?}",
+            e.note
+        );
+        assert_eq!(
+            (reference.kind.as_deref(), reference.name.as_deref()),
+            (Some("ConfigMap"), Some(super::super::keys::PUBLIC))
+        );
+        assert_eq!(reference.namespace.as_deref(), Some("cleanroom-system"));
     }
 }

@@ -8,7 +8,10 @@
 //!   idempotency keys and the actor;
 //! - [`store`]: segments as ConfigMaps in `cleanroom-system`;
 //! - [`ledger`]: the writer the controllers call before each status write;
-//! - [`prune`]: retention, pure; [`Ledger::prune`] writes the checkpoint and deletes.
+//! - [`prune`]: retention, pure; [`Ledger::prune`] writes the checkpoint and deletes;
+//! - [`signing`]: signed heads, pure: the Ed25519 signature over the head and
+//!   its check with the public key ([`Ledger::sign_head`] appends one);
+//! - [`keys`]: the signing key's Secret and the public key's ConfigMap.
 //!
 //! The controllers append the records a status change calls for *before*
 //! writing that status: a crash in between leaves the records, and the
@@ -19,12 +22,15 @@
 //!
 //! The operator verifies the whole chain when it starts leading and every
 //! hour (`cleanroom_audit_chain_intact`, `cleanroom_audit_last_verify_timestamp_seconds`),
-//! then prunes what is past retention, only if the chain is intact.
+//! then prunes what is past retention, only if the chain is intact, and
+//! signs the head (at start, hourly and after each pruning).
 
 pub mod chain;
+pub mod keys;
 pub mod ledger;
 pub mod prune;
 pub mod record;
+pub mod signing;
 pub mod store;
 pub mod transitions;
 

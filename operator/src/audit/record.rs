@@ -71,6 +71,10 @@ pub enum Action {
     Withdrawn,
     /// An export's step could not finish (`reason` says why).
     Failed,
+    /// The operator signed the chain's head (`after`: its sequence number
+    /// and hash, the public key and the Ed25519 signature; see
+    /// [`super::signing`]).
+    SignedHead,
 }
 
 impl Action {
@@ -101,6 +105,7 @@ impl Action {
             Action::Released => "released",
             Action::Withdrawn => "withdrawn",
             Action::Failed => "failed",
+            Action::SignedHead => "signed-head",
         }
     }
 
@@ -117,7 +122,7 @@ impl Action {
     }
 
     /// Every action, for parsing and help.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::Created,
         Action::Updated,
         Action::Deleted,
@@ -142,6 +147,7 @@ impl Action {
         Action::Released,
         Action::Withdrawn,
         Action::Failed,
+        Action::SignedHead,
     ];
 }
 
@@ -164,7 +170,8 @@ impl std::str::FromStr for Action {
 pub struct Draft {
     /// Who made the change (see [`super::transitions::requester`]).
     pub actor: String,
-    /// `Authorization`, `Scenario` or `Dataset` (or `Ledger` for checkpoints).
+    /// `Authorization`, `Scenario` or `Dataset` (or `Ledger` for checkpoints
+    /// and signed heads).
     pub kind: String,
     pub name: String,
     pub uid: String,

@@ -57,6 +57,10 @@ pub(super) struct RunArgs {
     /// record with this action, before the status write that follows.
     #[arg(long, env = "CLEANROOM_AUDIT_EXIT_AFTER", hide = true)]
     pub(super) audit_exit_after: Option<crate::audit::Action>,
+    /// Seconds between the ledger's upkeeps (verify, prune, sign the head);
+    /// an hour. Tests shorten it to see a signed head soon.
+    #[arg(long, env = "CLEANROOM_AUDIT_UPKEEP_SECONDS", hide = true, default_value_t = controller::AUDIT_UPKEEP_EVERY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) audit_upkeep_seconds: u64,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -76,6 +80,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         reviewer_role: args.reviewer_cluster_role,
         audit_namespace: args.audit_namespace,
         audit_exit_after: args.audit_exit_after,
+        audit_upkeep_every: std::time::Duration::from_secs(args.audit_upkeep_seconds),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -55,6 +55,9 @@ pub struct Settings {
     pub audit_namespace: String,
     /// Fault injection for the crash test (see [`crate::audit::Ledger::exit_after`]).
     pub audit_exit_after: Option<crate::audit::Action>,
+    /// How often the ledger is verified, pruned and its head signed (an
+    /// hour; tests shorten it).
+    pub audit_upkeep_every: Duration,
 }
 
 /// What every reconcile gets.
@@ -160,6 +163,9 @@ pub async fn run(
             .exit_after(settings.audit_exit_after),
     );
     let _verdict = audit.load().await?;
+    signing_key(&client, &audit).await;
+    sign_head(&audit, "at start").await;
+    let upkeep_every = settings.audit_upkeep_every;
 
     let scenario_controller = Controller::new(scenarios, watcher::Config::default());
     let store = scenario_controller.store();
@@ -261,7 +267,7 @@ pub async fn run(
     let export_loop = export_controller(&client, ctx);
 
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
-    let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit));
+    let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit, upkeep_every));
 
     info!("controllers started");
     let synced = tokio::spawn(synced);
@@ -342,14 +348,37 @@ async fn watch_datasets(client: Client, audit: Arc<Ledger>) {
     }
 }
 
-/// How often the leader verifies the whole chain and prunes what is past retention.
-const AUDIT_UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How often the leader verifies the whole chain, prunes what is past
+/// retention and signs the head, unless told otherwise.
+pub const AUDIT_UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Finds or makes the key that signs the ledger's head. Without it (a
+/// Secret that is not the operator's, an API error) the operator goes on
+/// reconciling, since expiries and wipes must not wait, and says so loudly
+/// at every upkeep: `audit verify --public-key` then shows the records as
+/// unproven.
+async fn signing_key(client: &Client, audit: &Ledger) {
+    if audit.can_sign() {
+        return;
+    }
+    match crate::audit::keys::ensure(client, audit.namespace()).await {
+        Ok(signer) => audit.set_signer(signer),
+        Err(e) => tracing::error!(error = %e, "the audit ledger's head is not signed"),
+    }
+}
+
+async fn sign_head(audit: &Ledger, why: &str) {
+    if let Err(e) = audit.sign_head(why).await {
+        warn!(error = %e, "signing the audit ledger's head");
+    }
+}
 
 /// Every hour: verify the chain (metrics and log), then, if it is intact,
-/// prune the segments past retention as of now.
-async fn audit_upkeep(client: Client, audit: Arc<Ledger>) {
+/// prune the segments past retention as of now and sign the head.
+async fn audit_upkeep(client: Client, audit: Arc<Ledger>, every: Duration) {
     loop {
-        tokio::time::sleep(AUDIT_UPKEEP_EVERY).await;
+        tokio::time::sleep(every).await;
+        signing_key(&client, &audit).await;
         match audit.verify().await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => continue,
@@ -361,6 +390,7 @@ async fn audit_upkeep(client: Client, audit: Arc<Ledger>) {
         if let Err(e) = prune_now(&client, &audit).await {
             warn!(error = %format!("{e:#}"), "pruning the audit ledger");
         }
+        sign_head(&audit, "hourly").await;
     }
 }
 
