@@ -90,6 +90,14 @@ bench-scan: python-tools ## figures: agent scan of a generated 1 GB CSV (BENCH_M
 	    echo "acro: not installed, its comparison skipped (make python-tools)"; \
 	  else $$py e2e/bench/tables_acro.py "$$dir"; fi
 
+.PHONY: bench-airlock
+bench-airlock: ## figures of the airlock: Submitted to checked for a 100 MB table (MB) and for 10 files, release throughput
+	$(MAKE) cluster-up
+	$(CARGO) build --release -p cleanroom --bin cleanroom -p cleanroom-e2e --bin cleanroom-airlock-bench
+	CLEANROOM_OPERATOR_BIN=$(CURDIR)/target/release/cleanroom e2e/scripts/operator.sh restart
+	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-airlock-bench --mb $${MB:-100}
+	e2e/scripts/operator.sh stop
+
 .PHONY: bench-audit
 bench-audit: ## figures of the audit ledger: records/s, bytes per record, verify time for 100,000 records
 	$(MAKE) cluster-up
