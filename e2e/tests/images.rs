@@ -202,6 +202,9 @@ async fn only_approved_images_run_in_an_approved_workspace_even_for_an_admin() -
             .map_err(anyhow::Error::from),
             "swapping the workspace pod's image for a tag",
         )?;
+        // The teardown after this test wipes the scratch volume with an
+        // agent Job in this namespace: the agent image, not in the list, is
+        // let through (a refused wipe fails the cleanup, and so the test).
         Ok(())
     })
     .await
