@@ -49,7 +49,8 @@ kubectl_() { "$(cat "$CLUSTER_DIR/bin-dir")/kubectl" "$@"; }
 
 # The chart's templates the operator needs beside it: its namespaces, service
 # account, RBAC (with the member ClusterRole it binds) and admission policies
-# (the actors policy among them: the ledger's actors are the API server's word).
+# (the actors policy among them: the ledger's actors are the API server's word;
+# the images policy: only approved images, and the agent's, in a workspace).
 # Not its Deployment (the operator runs here as a process), NetworkPolicies
 # (no network plugin enforces them) or Service.
 render_chart() {
@@ -59,7 +60,8 @@ render_chart() {
       --namespace "$RELEASE_NAMESPACE" \
       --show-only templates/namespaces.yaml --show-only templates/serviceaccount.yaml \
       --show-only templates/rbac.yaml --show-only templates/admission-policies.yaml \
-      --show-only templates/admission-airlock.yaml --show-only templates/admission-actors.yaml )
+      --show-only templates/admission-airlock.yaml --show-only templates/admission-actors.yaml \
+      --show-only templates/admission-images.yaml )
 }
 
 # A kubeconfig for the operator's service account: a fresh token, the same

@@ -104,6 +104,11 @@ pub mod reasons {
     pub const REASON_REQUIRED: &str = "ReasonRequired";
     /// The workspace namespace exists and was not made for this scenario.
     pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
+    /// The workspace image is not among the authorization's approved images.
+    pub const IMAGE_NOT_APPROVED: &str = "ImageNotApproved";
+    /// The authorization requires reviewed output for its Core datasets and
+    /// the workspace is interactive.
+    pub const REVIEWED_OUTPUT_REQUIRED: &str = "ReviewedOutputRequired";
     /// A vault object the scenario needs exists and is not the scenario's.
     pub const OBJECT_NOT_OWNED: &str = "ObjectNotOwned";
 }

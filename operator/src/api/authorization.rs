@@ -91,6 +91,34 @@ pub struct AuthorizationSpec {
     /// approve, and who collects what is released.
     #[serde(default)]
     pub review: ReviewPolicy,
+    /// The workspace images (algorithms) this authorization approved, each
+    /// pinned by digest and naming the review it came from. Empty (the
+    /// default): no image allow-list yet, any image may be used. Not empty: a
+    /// scenario's `workspace.image` must be one of them exactly, and in its
+    /// workspace the API server refuses any pod whose image is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["image"]))]
+    pub approved_images: Vec<ApprovedImage>,
+}
+
+/// Form of an approved image reference: `[host[:port]/]path@sha256:<64 hex>`,
+/// no tag (a tag beside a digest says something the digest does not).
+pub const APPROVED_IMAGE_PATTERN: &str = r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*@sha256:[0-9a-f]{64}$";
+
+/// One image approved by an algorithm review.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovedImage {
+    /// The image reference pinned by digest, without a tag, for example
+    /// `acme/notebook@sha256:<64 hex digits>`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{APPROVED_IMAGE_PATTERN}')"))
+        .message("an approved image is pinned by digest and has no tag: <repository>@sha256:<64 lowercase hex digits>"))]
+    pub image: String,
+    /// Reference of the algorithm review that approved it.
+    #[schemars(length(min = 1, max = 256))]
+    pub review: String,
 }
 
 /// How this authorization's exports are reviewed and delivered.

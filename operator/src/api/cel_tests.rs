@@ -198,6 +198,41 @@ fn authorization_quota_needs_positive_quantities() {
 }
 
 #[test]
+fn approved_images_are_pinned_by_digest_without_a_tag() {
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let with = |image: &str| {
+        let mut a = authorization();
+        a["spec"]["approvedImages"] = json!([{"image": image, "review": "AR-2026-001"}]);
+        a
+    };
+    for image in [
+        format!("acme/notebook@{digest}"),
+        format!("notebook@{digest}"),
+        format!("registry.example.com:5000/acme/ml/notebook@{digest}"),
+    ] {
+        accepted(&Authorization::crd(), &with(&image), None);
+    }
+    for image in [
+        "acme/notebook:1.4".to_string(),
+        format!("acme/notebook:1.4@{digest}"),
+        format!(
+            "acme/notebook@{}",
+            digest.to_uppercase().replace("SHA256", "sha256")
+        ),
+        format!("acme/notebook@{}", &digest[..digest.len() - 1]),
+        format!("acme/notebook@sha512:{}", &digest[7..]),
+        format!("acme/notebook@{digest},evil/x@{digest}"),
+    ] {
+        rejected(
+            &Authorization::crd(),
+            &with(&image),
+            None,
+            "pinned by digest",
+        );
+    }
+}
+
+#[test]
 fn mistyped_credit_code_is_refused_by_the_api_server() {
     let mut a = authorization();
     a["spec"]["operator"]["creditCode"] = json!("91350100M000100Y44");

@@ -19,7 +19,8 @@ pub use airlock::{
     Decision, Export, ExportPhase, ExportSpec, ExportStatus, ProductKind, Review, ReviewSpec,
 };
 pub use authorization::{
-    Authorization, AuthorizationPhase, AuthorizationSpec, AuthorizationStatus, ReviewPolicy,
+    ApprovedImage, Authorization, AuthorizationPhase, AuthorizationSpec, AuthorizationStatus,
+    ReviewPolicy,
 };
 pub use common::{Condition, Members, PositiveQuantity, State, Time, WipeAttestation};
 pub use dataset::{

@@ -186,7 +186,20 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
                 reject(&api, scenario, &id, ctx, rejection, &now, false).await?;
                 return Ok(Action::requeue(SOON.min(wake_at_expiry)));
             }
-            let again = provision(&api, scenario, &id, ctx, seal, &expires_at, &now, ours).await?;
+            let workspace =
+                isolation::namespace_approving(&id, &authorization.spec.approved_images);
+            let again = provision(
+                &api,
+                scenario,
+                &id,
+                &workspace,
+                ctx,
+                seal,
+                &expires_at,
+                &now,
+                ours,
+            )
+            .await?;
             Ok(Action::requeue(again.min(wake_at_expiry)))
         }
     }
@@ -239,10 +252,10 @@ fn namespace_not_owned(id: &Identity) -> Rejection {
 /// Creates the workspace namespace, only if it does not exist: a create,
 /// not an apply, so one made by someone else in the meantime is refused by
 /// the API server (409) instead of adopted. `false` if it was taken.
-async fn create_namespace(ctx: &Context, id: &Identity) -> Result<bool, Error> {
+async fn create_namespace(ctx: &Context, namespace: &Namespace) -> Result<bool, Error> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     match namespaces
-        .create(&kube::api::PostParams::default(), &isolation::namespace(id))
+        .create(&kube::api::PostParams::default(), namespace)
         .await
     {
         Ok(_) => Ok(true),
@@ -545,6 +558,7 @@ fn running_status(
 async fn apply_guards(
     ctx: &Context,
     id: &Identity,
+    namespace: &Namespace,
     spec: &crate::api::ScenarioSpec,
     quota: &ResourceQuota,
     binding: Option<&RoleBinding>,
@@ -552,11 +566,7 @@ async fn apply_guards(
 ) -> Result<(), Error> {
     let client = &ctx.client;
     let ns = id.namespace.as_str();
-    apply(
-        &Api::<Namespace>::all(client.clone()),
-        &isolation::namespace(id),
-    )
-    .await?;
+    apply(&Api::<Namespace>::all(client.clone()), namespace).await?;
     apply(
         &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
         &isolation::deny_all(id),
@@ -640,12 +650,14 @@ async fn run_compute(
 /// data. Returns how soon to look again: soon while something is on its
 /// way, else within the memo's resync time (the next deadline or a watch
 /// may wake it earlier). `namespace` is the workspace namespace if it
-/// exists (and is the scenario's: a foreign one never reaches here).
+/// exists (and is the scenario's: a foreign one never reaches here);
+/// `workspace` is that namespace as it should be.
 #[allow(clippy::too_many_arguments)]
 async fn provision(
     api: &Api<Scenario>,
     scenario: &Scenario,
     id: &Identity,
+    workspace: &Namespace,
     ctx: &Context,
     seal_reason: Option<Seal>,
     expires_at: &Time,
@@ -689,7 +701,7 @@ async fn provision(
         );
         patch_status(ctx, api, scenario, &next).await?;
     }
-    if namespace.is_none() && !create_namespace(ctx, id).await? {
+    if namespace.is_none() && !create_namespace(ctx, workspace).await? {
         // Made by someone else just now: the next pass sees whose it is.
         return Ok(Duration::from_secs(1));
     }
@@ -703,6 +715,8 @@ async fn provision(
     let scratch = scratch_claim(id, spec, ctx.settings.storage_class.as_deref());
     let compute = compute(id, spec, seal_reason.is_none());
     let fingerprint = memo::fingerprint(&[
+        // Its annotations come from the authorization, not the spec.
+        serde_json::to_value(workspace)?,
         serde_json::to_value(&quota)?,
         serde_json::to_value(&binding)?,
         serde_json::to_value(&scratch)?,
@@ -713,7 +727,7 @@ async fn provision(
     // Exactly these objects were applied a moment ago: nothing to write.
     let applied = ctx.memo.applied(&id.uid, fingerprint);
     if !applied {
-        apply_guards(ctx, id, spec, &quota, binding.as_ref(), &scratch).await?;
+        apply_guards(ctx, id, workspace, spec, &quota, binding.as_ref(), &scratch).await?;
     }
 
     let preparation = if ctx.memo.data_ready(&id.uid, fingerprint) {

@@ -4,6 +4,7 @@
 
 use super::quantity::Amount;
 use super::{Rejection, list};
+use crate::api::dataset::Classification;
 use crate::api::{Authorization, Dataset, MaskingRule, PositiveQuantity, Scenario, Time};
 use crate::conditions::reasons;
 
@@ -28,6 +29,8 @@ pub fn scenario_problems(
         return problems;
     }
     check_data(scenario, authorization, catalogue, &mut problems);
+    check_image(scenario, authorization, &mut problems);
+    check_reviewed_output(scenario, authorization, catalogue, &mut problems);
     check_members(scenario, authorization, &mut problems);
     check_resources(scenario, authorization, &mut problems);
     if let Some(until) = &scenario.spec.valid_until
@@ -177,6 +180,68 @@ fn check_data(
             }
         }
     }
+}
+
+/// An authorization with approved images admits only those, exactly as
+/// written: the same digest under another repository, or with a tag beside
+/// it, is another image. An empty list approves no particular image (no
+/// allow-list yet).
+fn check_image(scenario: &Scenario, authorization: &Authorization, out: &mut Vec<Rejection>) {
+    let approved = &authorization.spec.approved_images;
+    let image = &scenario.spec.workspace.image;
+    if approved.is_empty() || approved.iter().any(|a| &a.image == image) {
+        return;
+    }
+    out.push(Rejection::new(
+        "spec.workspace.image",
+        reasons::IMAGE_NOT_APPROVED,
+        format!(
+            "image {image:?} is not among the images approved by authorization {:?} ({}): use \
+             one of them, written exactly (pinned by digest, no tag), or have the algorithm \
+             reviewed and added to spec.approvedImages",
+            authorization.metadata.name.as_deref().unwrap_or_default(),
+            list(approved.iter().map(|a| a.image.as_str()))
+        ),
+    ));
+}
+
+/// Under `review.requireReviewedOutput`, a workspace using a `Core` dataset
+/// is non-interactive: an interactive session is a way out nobody reviews.
+fn check_reviewed_output(
+    scenario: &Scenario,
+    authorization: &Authorization,
+    catalogue: &[Dataset],
+    out: &mut Vec<Rejection>,
+) {
+    if !authorization.spec.review.require_reviewed_output || !scenario.spec.workspace.interactive {
+        return;
+    }
+    let core: Vec<&str> = scenario
+        .spec
+        .data
+        .iter()
+        .filter(|request| {
+            catalogue.iter().any(|d| {
+                d.metadata.name.as_deref() == Some(request.dataset.as_str())
+                    && d.spec.classification == Classification::Core
+            })
+        })
+        .map(|request| request.dataset.as_str())
+        .collect();
+    if core.is_empty() {
+        return;
+    }
+    out.push(Rejection::new(
+        "spec.workspace.interactive",
+        reasons::REVIEWED_OUTPUT_REQUIRED,
+        format!(
+            "authorization {:?} requires reviewed output for Core data and the scenario uses \
+             Core dataset(s) {}: set workspace.interactive to false, so that results leave \
+             only through a reviewed Export",
+            authorization.metadata.name.as_deref().unwrap_or_default(),
+            list(core)
+        ),
+    ));
 }
 
 fn check_members(scenario: &Scenario, authorization: &Authorization, out: &mut Vec<Rejection>) {
@@ -382,6 +447,118 @@ mod tests {
                 &fixtures::catalogue()
             ),
             Ok(())
+        );
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn approving(images: &[&str]) -> Authorization {
+        let mut authorization = fixtures::authorization();
+        authorization.spec.approved_images = images
+            .iter()
+            .map(|image| crate::api::ApprovedImage {
+                image: (*image).to_string(),
+                review: "AR-2026-001".into(),
+            })
+            .collect();
+        authorization
+    }
+
+    fn image_problems(image: &str, authorization: &Authorization) -> Vec<Rejection> {
+        let mut scenario = fixtures::scenario();
+        scenario.spec.workspace.image = image.into();
+        scenario_problems(&scenario, authorization, &fixtures::catalogue())
+    }
+
+    #[test]
+    fn scenario_with_an_approved_image_is_valid() {
+        let approved = format!("registry.example.com/acme/notebook@{DIGEST}");
+        let authorization = approving(&[&approved]);
+        assert_eq!(image_problems(&approved, &authorization), vec![]);
+    }
+
+    #[test]
+    fn scenario_with_an_unapproved_image_is_rejected_naming_it() {
+        let approved = format!("registry.example.com/acme/notebook@{DIGEST}");
+        let authorization = approving(&[&approved]);
+        for image in [
+            "registry.example.com/acme/notebook:1.4".to_string(),
+            // The approved digest under another repository.
+            format!("registry.example.com/evil/notebook@{DIGEST}"),
+            // A tag beside the digest.
+            format!("registry.example.com/acme/notebook:1.4@{DIGEST}"),
+        ] {
+            let all = image_problems(&image, &authorization);
+            assert_eq!(all.len(), 1, "{image}: {all:#?}");
+            assert_eq!(all[0].reason, reasons::IMAGE_NOT_APPROVED);
+            assert_eq!(all[0].field, "spec.workspace.image");
+            assert!(all[0].message.contains(&image), "{}", all[0].message);
+            assert!(all[0].message.contains(&approved), "{}", all[0].message);
+        }
+    }
+
+    #[test]
+    fn authorization_without_approved_images_allows_any_image() {
+        let authorization = approving(&[]);
+        assert_eq!(
+            image_problems("registry.example.com/acme/notebook:1.4", &authorization),
+            vec![]
+        );
+    }
+
+    fn core_catalogue() -> Vec<Dataset> {
+        let mut dataset = fixtures::dataset();
+        dataset.spec.classification = Classification::Core;
+        vec![dataset]
+    }
+
+    fn requiring_reviewed_output() -> Authorization {
+        let mut authorization = fixtures::authorization();
+        authorization.spec.review.require_reviewed_output = true;
+        authorization
+    }
+
+    #[test]
+    fn interactive_scenario_on_core_data_is_rejected_when_reviewed_output_is_required() {
+        let mut scenario = fixtures::scenario();
+        scenario.spec.workspace.interactive = true;
+        let all = scenario_problems(&scenario, &requiring_reviewed_output(), &core_catalogue());
+        assert_eq!(all.len(), 1, "{all:#?}");
+        assert_eq!(all[0].reason, reasons::REVIEWED_OUTPUT_REQUIRED);
+        assert_eq!(all[0].field, "spec.workspace.interactive");
+        assert!(
+            all[0].message.contains(&scenario.spec.data[0].dataset),
+            "{}",
+            all[0].message
+        );
+    }
+
+    #[test]
+    fn reviewed_output_rule_spares_non_interactive_workspaces_and_other_data() {
+        let mut scenario = fixtures::scenario();
+        scenario.spec.workspace.interactive = false;
+        assert_eq!(
+            scenario_problems(&scenario, &requiring_reviewed_output(), &core_catalogue()),
+            vec![]
+        );
+        scenario.spec.workspace.interactive = true;
+        // Not Core.
+        assert_ne!(
+            fixtures::dataset().spec.classification,
+            Classification::Core
+        );
+        assert_eq!(
+            scenario_problems(
+                &scenario,
+                &requiring_reviewed_output(),
+                &fixtures::catalogue()
+            ),
+            vec![]
+        );
+        // Not required.
+        assert_eq!(
+            scenario_problems(&scenario, &fixtures::authorization(), &core_catalogue()),
+            vec![]
         );
     }
 

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::Identity;
-use crate::api::{PreparedData, ScenarioSpec};
+use crate::api::{ApprovedImage, PreparedData, ScenarioSpec};
 use crate::rules::quantity;
 
 /// Annotation on a workspace namespace once its scenario has begun to end:
@@ -23,6 +23,13 @@ pub const ENDING_ANNOTATION: &str = "cleanroom.io/ending";
 /// When compute and access were stopped (RFC 3339), beside [`ENDING_ANNOTATION`].
 pub const ENDED_AT_ANNOTATION: &str = "cleanroom.io/ended-at";
 
+/// Annotation on a workspace namespace: the images its authorization
+/// approved (`repository@sha256:<digest>`, comma-separated), absent when it
+/// approved none in particular. The admission policy `cleanroom-workspace-images`
+/// reads it: when present, every container of every pod in the namespace
+/// uses one of these images exactly (or the operator's agent image).
+pub const APPROVED_IMAGES_ANNOTATION: &str = "cleanroom.io/approved-images";
+
 /// Name of the default-deny network policy.
 pub const DENY_ALL: &str = "deny-all";
 /// Name of the quota and of the limit range.
@@ -31,6 +38,16 @@ pub const LIMITS: &str = "workspace";
 /// The namespace `cr-<scenario>`, with Pod Security `restricted` enforced
 /// (and audited and warned, so a violation is visible however it arrives).
 pub fn namespace(id: &Identity) -> Namespace {
+    namespace_approving(id, &[])
+}
+
+/// [`namespace`], with the authorization's approved images in
+/// [`APPROVED_IMAGES_ANNOTATION`] when there are any.
+pub fn namespace_approving(id: &Identity, approved: &[ApprovedImage]) -> Namespace {
+    let annotations = (!approved.is_empty()).then(|| {
+        let images: Vec<&str> = approved.iter().map(|a| a.image.as_str()).collect();
+        BTreeMap::from([(APPROVED_IMAGES_ANNOTATION.to_string(), images.join(","))])
+    });
     let mut labels = id.labels();
     for mode in ["enforce", "audit", "warn"] {
         labels.insert(
@@ -46,6 +63,7 @@ pub fn namespace(id: &Identity) -> Namespace {
         metadata: ObjectMeta {
             name: Some(id.namespace.clone()),
             labels: Some(labels),
+            annotations,
             owner_references: Some(vec![id.owner()]),
             ..ObjectMeta::default()
         },
