@@ -485,16 +485,20 @@ async fn an_admitted_scenario_gets_an_isolated_restricted_workspace() -> Result<
             "the policy allows something: {np_spec:?}"
         );
 
-        // Quota and limits of the scenario's size.
+        // Quota and limits of the scenario's size (500m, 256Mi, 64Mi of
+        // scratch), with room for one export being sealed: its agent pod
+        // (100m, 128Mi) and a claim as large as the scratch volume.
         let rq = Api::<ResourceQuota>::namespaced(client.clone(), &ns)
             .get("workspace")
             .await?;
         ensure_labelled("ResourceQuota", &rq.metadata, &name, &authz)?;
         let hard = rq.spec.and_then(|s| s.hard).unwrap_or_default();
+        let (memory, storage) = (((256 + 128) << 20).to_string(), (128u64 << 20).to_string());
         for (key, want) in [
-            ("limits.cpu", "500m"),
-            ("limits.memory", "256Mi"),
-            ("requests.storage", "64Mi"),
+            ("limits.cpu", "600m"),
+            ("limits.memory", memory.as_str()),
+            ("requests.storage", storage.as_str()),
+            ("persistentvolumeclaims", "2"),
         ] {
             ensure!(
                 hard.get(key).map(|q| q.0.as_str()) == Some(want),

@@ -101,7 +101,7 @@ pub(super) async fn wipe_sealed(
         else {
             continue;
         };
-        if claim.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
+        if !holds_its_volume(ctx, &claim).await? {
             // Left behind by a move (the volume is bound elsewhere) or never
             // provisioned: it holds nothing to wipe.
             delete(&claims, &name).await?;
@@ -124,6 +124,20 @@ pub(super) async fn wipe_sealed(
     }
     remove_children(ctx, w, &uid, w.id.namespace.as_str()).await?;
     Ok(Wiped::Done(None))
+}
+
+/// Whether `claim` is the one its volume is bound to: after a move the
+/// former claim may still say Bound, but the volume's `claimRef` names the
+/// new claim's uid.
+async fn holds_its_volume(ctx: &Context, claim: &PersistentVolumeClaim) -> Result<bool, Error> {
+    let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+        return Ok(false);
+    };
+    let pv = Api::<PersistentVolume>::all(ctx.client.clone())
+        .get_opt(&volume)
+        .await?;
+    let bound_uid = pv.and_then(|pv| pv.spec?.claim_ref?.uid);
+    Ok(bound_uid.is_some() && bound_uid == claim.metadata.uid)
 }
 
 /// A sealed volume kept by `Retain` (a move was under way) is deleted once
