@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     mb: usize,
     /// Total size of the files released in the release measurement, in MB.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 105)]
     release_mb: usize,
     /// Give up on a step after this many seconds.
     #[arg(long, default_value_t = 900)]

@@ -112,15 +112,9 @@ pub(super) async fn seal(
         Ok(true) => {}
     }
     let job = builders::seal_job(&w.id, export, &uid, &ctx.settings.agent_image);
-    let message = match run_job(ctx, w, &w.id.namespace, job).await? {
-        Err(why) => {
-            return Ok(Outcome::Fail(format!(
-                "sealing failed: {}",
-                agent_error(&why)
-            )));
-        }
-        Ok(None) => return Ok(Outcome::Wait(RUNNING)),
-        Ok(Some(message)) => message,
+    let message = match finished(ctx, w, &w.id.namespace, job, "sealing failed").await? {
+        Ok(message) => message,
+        Err(outcome) => return Ok(outcome),
     };
     let (manifest, files) = match builders::sealed_files(export, &message) {
         Ok(sealed) => sealed,
@@ -151,6 +145,31 @@ pub(super) async fn seal(
 
 fn exceeds_quota(e: &Error) -> bool {
     matches!(e, Error::Kube(kube::Error::Api(s)) if s.code == 403 && s.message.contains("exceeded quota"))
+}
+
+/// The termination message of a finished agent Job, or what the step
+/// decides while it runs (wait) or after it failed (`what`, and the error).
+async fn finished(
+    ctx: &Context,
+    w: &Workspace,
+    ns: &str,
+    job: Job,
+    what: &str,
+) -> Result<Result<String, Outcome>, Error> {
+    Ok(match run_job(ctx, w, ns, job).await? {
+        Err(why) => Err(Outcome::Fail(format!("{what}: {}", agent_error(&why)))),
+        Ok(None) => Err(Outcome::Wait(RUNNING)),
+        Ok(Some(message)) => Ok(message),
+    })
+}
+
+/// The manifest hash the sealed copy was recorded with.
+fn manifest_of(status: &ExportStatus) -> String {
+    status
+        .sealed
+        .as_ref()
+        .map(|s| s.manifest_sha256.clone())
+        .unwrap_or_default()
 }
 
 /// The error an agent reported, else the message as it is.
@@ -253,11 +272,7 @@ pub(super) async fn check(
     status: &mut ExportStatus,
 ) -> Result<Outcome, Error> {
     let uid = uid(export);
-    let manifest = status
-        .sealed
-        .as_ref()
-        .map(|s| s.manifest_sha256.clone())
-        .unwrap_or_default();
+    let manifest = manifest_of(status);
     let authorization = authorization(ctx, w).await?;
     let thresholds = authorization
         .as_ref()
@@ -278,15 +293,17 @@ pub(super) async fn check(
     .await?;
     let image = &ctx.settings.agent_image;
     let job = builders::scan_job(&w.id, export, &uid, &manifest, image, &raw);
-    let message = match run_job(ctx, w, VAULT_NAMESPACE, job).await? {
-        Err(why) => {
-            return Ok(Outcome::Fail(format!(
-                "the sealed copy did not verify or could not be checked: {}",
-                agent_error(&why)
-            )));
-        }
-        Ok(None) => return Ok(Outcome::Wait(RUNNING)),
-        Ok(Some(message)) => message,
+    let message = match finished(
+        ctx,
+        w,
+        VAULT_NAMESPACE,
+        job,
+        "the sealed copy did not verify or could not be checked",
+    )
+    .await?
+    {
+        Ok(message) => message,
+        Err(outcome) => return Ok(outcome),
     };
     let summary = match builders::scan_summary(&message) {
         Ok(s) => s,
@@ -464,21 +481,11 @@ pub(super) async fn release(
             delete_if_owned(&claims, &builders::seal_name(&uid), &w.id).await?;
         }
     }
-    let manifest = status
-        .sealed
-        .as_ref()
-        .map(|s| s.manifest_sha256.clone())
-        .unwrap_or_default();
+    let manifest = manifest_of(status);
     let job = builders::release_job(&w.id, export, &uid, &manifest, &ctx.settings.agent_image);
-    let message = match run_job(ctx, w, RELEASE_NAMESPACE, job).await? {
-        Err(why) => {
-            return Ok(Outcome::Fail(format!(
-                "the release copy failed: {}",
-                agent_error(&why)
-            )));
-        }
-        Ok(None) => return Ok(Outcome::Wait(RUNNING)),
-        Ok(Some(message)) => message,
+    let message = match finished(ctx, w, RELEASE_NAMESPACE, job, "the release copy failed").await? {
+        Ok(message) => message,
+        Err(outcome) => return Ok(outcome),
     };
     match builders::copy_outcome(&message) {
         Ok(o) if o.manifest_sha256 == manifest => {}
