@@ -183,7 +183,7 @@ fn main() -> ExitCode {
         } => {
             let dir = manifest.parent().unwrap_or(Path::new("."));
             if let Some(Err(e)) = sealed_sha256.map(|h| airlock::verify(dir, &h)) {
-                return finish("scan", Err(e.to_string()), &termination_log);
+                return finish::<()>("scan", Err(e.to_string()), &termination_log);
             }
             run_scan(manifest, &policy, &report, &raw, &termination_log)
         }
@@ -291,36 +291,15 @@ fn run_wipe(
     max_bytes: Option<u64>,
     termination_log: &std::path::Path,
 ) -> ExitCode {
-    let (json, code) = match wipe::wipe(path, &wipe::Options { max_bytes }) {
-        Ok(report) => match serde_json::to_string(&report) {
-            Ok(json) => {
-                println!("{json}");
-                (json, ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("agent wipe: cannot encode the report: {e}");
-                (wipe::error_json(&e.to_string()), ExitCode::FAILURE)
-            }
-        },
-        Err(e) => {
-            eprintln!("agent wipe: {e}");
-            (wipe::error_json(&e.to_string()), ExitCode::FAILURE)
-        }
-    };
-    if let Err(e) = wipe::write_termination_log(termination_log, &json) {
-        eprintln!(
-            "agent wipe: cannot write {}: {e}",
-            termination_log.display()
-        );
-    }
-    code
+    let outcome = wipe::wipe(path, &wipe::Options { max_bytes }).map_err(|e| e.to_string());
+    finish("wipe", outcome, termination_log)
 }
 
-/// Prints an airlock command's outcome (or error) as one JSON line and
-/// leaves it in the termination log.
-fn finish(
+/// Prints a command's report (or error) as one JSON line and leaves it in
+/// the termination log, where Kubernetes shows it and the operator reads it.
+fn finish<T: serde::Serialize>(
     command: &str,
-    outcome: Result<airlock::Outcome, String>,
+    outcome: Result<T, String>,
     termination_log: &std::path::Path,
 ) -> ExitCode {
     let (json, code) = match outcome.map(|o| serde_json::to_string(&o)) {
@@ -328,7 +307,10 @@ fn finish(
             println!("{json}");
             (json, ExitCode::SUCCESS)
         }
-        Ok(Err(e)) => (wipe::error_json(&e.to_string()), ExitCode::FAILURE),
+        Ok(Err(e)) => {
+            eprintln!("agent {command}: cannot encode the report: {e}");
+            (wipe::error_json(&e.to_string()), ExitCode::FAILURE)
+        }
         Err(e) => {
             eprintln!("agent {command}: {e}");
             (wipe::error_json(&e), ExitCode::FAILURE)

@@ -146,11 +146,7 @@ impl Reader for CsvReader {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let f = if i == 0 {
-                    f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
-                } else {
-                    f
-                };
+                let f = if i == 0 { super::strip_bom(f) } else { f };
                 std::str::from_utf8(f).map(str::to_string)
             })
             .collect::<Result<_, _>>()

@@ -145,3 +145,8 @@ pub fn process(
         Format::Parquet => run::<parquet::ParquetReader>(opts, out, hmac, report),
     }
 }
+
+/// `bytes` without a leading UTF-8 byte order mark (spreadsheets write one).
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}

@@ -92,7 +92,7 @@ pub fn detect_bytes(head: &[u8]) -> FileType {
     if matches!(head, [0x80, 2..=5, ..]) {
         return FileType::Pickle;
     }
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let head = crate::formats::strip_bom(head);
     match text_prefix(head) {
         Some(text) => text_type(text),
         None => FileType::Unknown,

@@ -82,7 +82,7 @@ fn csv_header(file: File) -> Result<Header, String> {
         .enumerate()
         .map(|(i, f)| {
             let f = if i == 0 {
-                f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
+                crate::formats::strip_bom(f)
             } else {
                 f
             };

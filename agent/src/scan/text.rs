@@ -30,7 +30,7 @@ pub fn scan(path: &Path, checks: &mut Checks, raw: Option<&Matcher>) -> Result<u
         }
         line += 1;
         let bytes = if line == 1 {
-            buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf)
+            crate::formats::strip_bom(&buf)
         } else {
             &buf
         };
