@@ -10,6 +10,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod rules;
+pub mod sessions;
 pub mod workspace;
 
 #[cfg(test)]

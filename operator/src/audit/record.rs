@@ -75,6 +75,11 @@ pub enum Action {
     /// and hash, the public key and the Ed25519 signature; see
     /// [`super::signing`]).
     SignedHead,
+    /// Someone asked the API server to enter a workspace pod (exec, attach,
+    /// port-forward, a debug container); `after` names the user, the pod,
+    /// the subresource, the response code and the audit ID (see
+    /// [`crate::sessions`]).
+    SessionOpened,
 }
 
 impl Action {
@@ -106,6 +111,7 @@ impl Action {
             Action::Withdrawn => "withdrawn",
             Action::Failed => "failed",
             Action::SignedHead => "signed-head",
+            Action::SessionOpened => "session-opened",
         }
     }
 
@@ -122,7 +128,7 @@ impl Action {
     }
 
     /// Every action, for parsing and help.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::Created,
         Action::Updated,
         Action::Deleted,
@@ -148,6 +154,7 @@ impl Action {
         Action::Withdrawn,
         Action::Failed,
         Action::SignedHead,
+        Action::SessionOpened,
     ];
 }
 
