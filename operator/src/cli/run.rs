@@ -11,6 +11,7 @@ use crate::controller::{self, Settings};
 use crate::http::{self, Health};
 use crate::leader::{self, Elector, Timing};
 use crate::metrics::Metrics;
+use crate::sessions;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -61,6 +62,20 @@ pub(super) struct RunArgs {
     /// an hour. Tests shorten it to see a signed head soon.
     #[arg(long, env = "CLEANROOM_AUDIT_UPKEEP_SECONDS", hide = true, default_value_t = controller::AUDIT_UPKEEP_EVERY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) audit_upkeep_seconds: u64,
+    /// Address of the audit webhook that records who entered a workspace
+    /// (HTTPS, POST /audit; port 0: any free port, logged). Off when unset.
+    #[arg(long, env = "CLEANROOM_SESSIONS_ADDR", requires_all = ["sessions_tls_cert", "sessions_tls_key", "sessions_client_ca"])]
+    pub(super) sessions_addr: Option<SocketAddr>,
+    /// The webhook's serving certificate (PEM).
+    #[arg(long, env = "CLEANROOM_SESSIONS_TLS_CERT")]
+    pub(super) sessions_tls_cert: Option<std::path::PathBuf>,
+    /// The webhook's serving key (PEM).
+    #[arg(long, env = "CLEANROOM_SESSIONS_TLS_KEY")]
+    pub(super) sessions_tls_key: Option<std::path::PathBuf>,
+    /// The CA whose client certificates may post audit events (the API
+    /// server's; it should sign nothing else).
+    #[arg(long, env = "CLEANROOM_SESSIONS_CLIENT_CA")]
+    pub(super) sessions_client_ca: Option<std::path::PathBuf>,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -73,6 +88,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         logs.init();
     }
+    let webhook = sessions_tls(&args)?;
     let settings = Settings {
         agent_image: args.agent_image,
         storage_class: args.storage_class,
@@ -81,6 +97,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         audit_namespace: args.audit_namespace,
         audit_exit_after: args.audit_exit_after,
         audit_upkeep_every: std::time::Duration::from_secs(args.audit_upkeep_seconds),
+        sessions: crate::sessions::LedgerSlot::default(),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,6 +108,19 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
             let (listener, _) = http::bind(args.metrics_addr).await?;
             let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
             let client = counted_client(metrics.api_requests()).await?;
+            let webhook = match webhook {
+                Some((addr, config)) => {
+                    let (listener, _) = sessions::server::bind(addr).await?;
+                    let state = sessions::server::State {
+                        client: client.clone(),
+                        ledger: settings.sessions.clone(),
+                    };
+                    Some(tokio::spawn(sessions::server::serve(
+                        listener, config, state,
+                    )))
+                }
+                None => None,
+            };
             let result = if args.leader_elect {
                 let lease = leader::Settings {
                     name: args.lease_name,
@@ -104,6 +134,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
                 controller::run(client, settings, metrics, health).await
             };
             server.abort();
+            if let Some(w) = webhook {
+                w.abort();
+            }
             result
         })
 }
@@ -153,6 +186,29 @@ async fn run_elected(
             std::process::exit(1);
         }
     }
+}
+
+/// The audit webhook's address and TLS, when it is on; bad certificates
+/// stop the start (never a webhook that silently records nothing).
+fn sessions_tls(args: &RunArgs) -> anyhow::Result<Option<(SocketAddr, Arc<rustls::ServerConfig>)>> {
+    let Some(addr) = args.sessions_addr else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key), Some(client_ca)) = (
+        args.sessions_tls_cert.clone(),
+        args.sessions_tls_key.clone(),
+        args.sessions_client_ca.clone(),
+    ) else {
+        anyhow::bail!(
+            "--sessions-addr needs --sessions-tls-cert, --sessions-tls-key and --sessions-client-ca"
+        );
+    };
+    let tls = sessions::server::Tls {
+        cert,
+        key,
+        client_ca,
+    };
+    Ok(Some((addr, sessions::server::server_config(&tls)?)))
 }
 
 /// SIGTERM or Ctrl-C.

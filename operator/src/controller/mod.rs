@@ -58,6 +58,9 @@ pub struct Settings {
     /// How often the ledger is verified, pruned and its head signed (an
     /// hour; tests shorten it).
     pub audit_upkeep_every: Duration,
+    /// Where the audit webhook finds the ledger while this process leads
+    /// (see [`crate::sessions`]).
+    pub sessions: crate::sessions::LedgerSlot,
 }
 
 /// What every reconcile gets.
@@ -165,6 +168,7 @@ pub async fn run(
     let _verdict = audit.load().await?;
     signing_key(&client, &audit).await;
     sign_head(&audit, "at start").await;
+    settings.sessions.set(Some(audit.clone()));
     let upkeep_every = settings.audit_upkeep_every;
 
     let scenario_controller = Controller::new(scenarios, watcher::Config::default());
@@ -264,6 +268,7 @@ pub async fn run(
             }
         });
 
+    let sessions = ctx.settings.sessions.clone();
     let export_loop = export_controller(&client, ctx);
 
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
@@ -275,6 +280,7 @@ pub async fn run(
     synced.abort();
     datasets.abort();
     upkeep.abort();
+    sessions.set(None);
     info!("controllers stopped");
     Ok(())
 }
