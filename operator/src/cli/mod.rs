@@ -14,6 +14,7 @@ mod render;
 mod renew;
 mod report;
 mod report_exports;
+mod report_sessions;
 mod resume;
 mod review;
 mod revoke;

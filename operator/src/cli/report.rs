@@ -22,7 +22,8 @@ use crate::conditions::{reasons, types};
 #[command(
     after_help = "Per authorization: its phase and days to expiry, its scenarios and the \
 datasets they use (from status), and since DATE the suspensions, revocations, wipes and \
-incidents (rejections from the ledger; failing reconciles and wipes from status). \
+incidents (rejections from the ledger; failing reconciles and wipes from status), \
+and who entered its workspaces (sessions per scenario and user). \
 Authorizations that were deleted but have records since DATE are listed too.
 
 Examples:
@@ -73,6 +74,8 @@ pub struct AuthorizationReport {
     pub incidents: Vec<Incident>,
     /// The airlock's exports with a record in the period.
     pub exports: Vec<ExportLine>,
+    /// Who entered its workspaces in the period (`session-opened` records).
+    pub sessions: Vec<super::report_sessions::SessionCount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -123,6 +126,7 @@ pub fn build(
                 wiped_bytes: 0,
                 incidents: Vec::new(),
                 exports: Vec::new(),
+                sessions: Vec::new(),
             },
         );
     }
@@ -140,7 +144,14 @@ pub fn build(
         wiped_bytes: 0,
         incidents: Vec::new(),
         exports: Vec::new(),
+        sessions: Vec::new(),
     };
+    for (a, counts) in super::report_sessions::sessions(ledger, since) {
+        by_name
+            .entry(a.clone())
+            .or_insert_with(|| deleted(&a))
+            .sessions = counts;
+    }
     for (a, lines) in report_exports::exports(ledger, since) {
         let entry = by_name.entry(a.clone()).or_insert_with(|| deleted(&a));
         entry.exports = lines;
@@ -274,6 +285,11 @@ impl Report {
             let _ = writeln!(out, "  exports:      {}", a.exports.len());
             for e in &a.exports {
                 let _ = writeln!(out, "{}", report_exports::table_line(e));
+            }
+            let total: u64 = a.sessions.iter().map(|c| c.sessions).sum();
+            let _ = writeln!(out, "  sessions:     {total}");
+            for c in &a.sessions {
+                let _ = writeln!(out, "{}", super::report_sessions::table_line(c));
             }
         }
         out
