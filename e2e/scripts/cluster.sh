@@ -112,13 +112,14 @@ pick_ports() {
 
 # --- certificates -----------------------------------------------------------
 
-# issue NAME SUBJECT EXTENSIONS: an EC key and a certificate signed by the cluster CA.
+# issue NAME SUBJECT EXTENSIONS [CA]: an EC key and a certificate signed by the
+# cluster CA (or by CA: its .crt and .key in the PKI directory).
 issue() {
-  local name=$1 subject=$2 ext=$3
+  local name=$1 subject=$2 ext=$3 ca=${4:-ca}
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -keyout "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
   printf '%s\n' "$ext" >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" \
     -set_serial "0x$(openssl rand -hex 16)" -days 3650 -extfile "$PKI/$name.ext" \
     -out "$PKI/$name.crt" 2>/dev/null
   rm -f "$PKI/$name.csr" "$PKI/$name.ext"
@@ -143,6 +144,19 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
   # for every fake node, so it gets cluster admin rather than per-node identities.
   issue kwok "/O=system:masters/CN=cleanroom-e2e-kwok" "$client"
   issue e2e-node "/O=system:masters/CN=cleanroom-e2e-node" "$client"
+  # The audit webhook (who entered a workspace): its own CA, trusted by the
+  # operator for clients and by the API server for the operator's serving
+  # certificate. It signs only these two, so no cluster user's certificate
+  # (the admin's included) can post audit events to the operator.
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$PKI/sessions-ca.key" -subj "/CN=cleanroom-e2e-sessions-ca" -days 3650 \
+    -out "$PKI/sessions-ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    2>/dev/null
+  issue sessions-server "/CN=cleanroom-sessions" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost" sessions-ca
+  issue apiserver-audit "/CN=kube-apiserver-audit-webhook" "$client" sessions-ca
   # Service account tokens: signed by the API server, checked with the public half.
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -170,6 +184,34 @@ contexts:
     cluster: cleanroom-e2e
     user: $user
 current-context: cleanroom-e2e
+KUBECONFIG
+  chmod 600 "$file"
+}
+
+# audit_webhook_kubeconfig FILE: where the API server sends audit events: the
+# operator's webhook (operator.sh starts it on SESSIONS_PORT), trusted through
+# the sessions CA, the API server known by its own client certificate.
+audit_webhook_kubeconfig() {
+  local file=$1
+  cat >"$file" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: cleanroom-sessions
+  cluster:
+    server: https://127.0.0.1:$SESSIONS_PORT/audit
+    certificate-authority-data: $(base64 -w0 <"$PKI/sessions-ca.crt")
+users:
+- name: kube-apiserver
+  user:
+    client-certificate-data: $(base64 -w0 <"$PKI/apiserver-audit.crt")
+    client-key-data: $(base64 -w0 <"$PKI/apiserver-audit.key")
+contexts:
+- name: cleanroom-sessions
+  context:
+    cluster: cleanroom-sessions
+    user: kube-apiserver
+current-context: cleanroom-sessions
 KUBECONFIG
   chmod 600 "$file"
 }
@@ -256,8 +298,10 @@ up() {
 
   rm -rf "$CLUSTER_DIR/etcd" "$CLUSTER_DIR/volumes" "$CLUSTER_DIR/pods" "$RUN"
   mkdir -p "$LOGS" "$RUN" "$CLUSTER_DIR/volumes" "$CLUSTER_DIR/pods"
-  read -r ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT <<<"$(pick_ports 6)"
+  read -r ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT SESSIONS_PORT \
+    <<<"$(pick_ports 7)"
   make_pki
+  audit_webhook_kubeconfig "$CLUSTER_DIR/audit-webhook.kubeconfig"
   cat >"$STATE" <<STATE
 BIN_DIR=$BIN_DIR
 NODES=$NODES
@@ -267,6 +311,7 @@ API_PORT=$API_PORT
 KCM_PORT=$KCM_PORT
 SCHED_PORT=$SCHED_PORT
 KWOK_PORT=$KWOK_PORT
+SESSIONS_PORT=$SESSIONS_PORT
 STATE
   echo "$BIN_DIR" >"$CLUSTER_DIR/bin-dir"
 
@@ -282,6 +327,12 @@ STATE
   wait_until etcd "etcd health" etcd_healthy
 
   say "starting kube-apiserver on https://127.0.0.1:$API_PORT"
+  # Audit: who entered a pod goes to the operator's webhook (manifests/audit/).
+  # blocking-strict: the API server refuses such a request when the operator
+  # cannot take its first event (the operator down, not leading, the ledger
+  # unwritable), so nobody enters a workspace unrecorded; other requests send
+  # no event and never wait on the operator. Failed deliveries after the
+  # first stage are retried from 1 s (5 tries), without refusing the request.
   start kube-apiserver "$BIN_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
@@ -296,6 +347,10 @@ STATE
     --service-cluster-ip-range 10.0.0.0/24 \
     --endpoint-reconciler-type none \
     --allow-privileged=false \
+    --audit-policy-file "$REPO_DIR/manifests/audit/policy.yaml" \
+    --audit-webhook-config-file "$CLUSTER_DIR/audit-webhook.kubeconfig" \
+    --audit-webhook-mode blocking-strict \
+    --audit-webhook-initial-backoff 1s \
     --profiling=false
   wait_until kube-apiserver "kube-apiserver /readyz" api_ready
   kubeconfig "$KUBECONFIG_FILE" admin
@@ -351,6 +406,8 @@ down() {
     # shellcheck source=/dev/null
     source "$STATE"
     ports=("$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT")
+    # The operator's webhook goes with the operator (stop_all stops it).
+    if [ -n "${SESSIONS_PORT:-}" ]; then ports+=("$SESSIONS_PORT"); fi
   fi
   stop_all
   local port deadline=$(( $(date +%s) + 10 ))

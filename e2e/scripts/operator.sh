@@ -42,6 +42,18 @@ export CLEANROOM_METRICS_ADDR=${CLEANROOM_METRICS_ADDR:-127.0.0.1:0}
 # What the chart's Deployment sets: the audit ledger in the release namespace
 # (where the chart's audit Role applies).
 export CLEANROOM_AUDIT_NAMESPACE=$RELEASE_NAMESPACE
+# The audit webhook the API server posts to (cluster.sh picked its port and
+# issued its certificates): who entered a workspace.
+if [ -f "$CLUSTER_DIR/cluster.env" ]; then
+  # shellcheck source=/dev/null
+  source "$CLUSTER_DIR/cluster.env"
+fi
+if [ -n "${SESSIONS_PORT:-}" ]; then
+  export CLEANROOM_SESSIONS_ADDR=127.0.0.1:$SESSIONS_PORT
+  export CLEANROOM_SESSIONS_TLS_CERT=$CLUSTER_DIR/pki/sessions-server.crt
+  export CLEANROOM_SESSIONS_TLS_KEY=$CLUSTER_DIR/pki/sessions-server.key
+  export CLEANROOM_SESSIONS_CLIENT_CA=$CLUSTER_DIR/pki/sessions-ca.crt
+fi
 
 alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
