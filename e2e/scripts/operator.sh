@@ -64,7 +64,8 @@ kubectl_() { "$(cat "$CLUSTER_DIR/bin-dir")/kubectl" "$@"; }
 # (the actors policy among them: the ledger's actors are the API server's word;
 # the images policy: only approved images, and the agent's, in a workspace).
 # Not its Deployment (the operator runs here as a process), NetworkPolicies
-# (no network plugin enforces them) or Service.
+# (no network plugin enforces them) or Services (sessions.yaml included: the
+# API server reaches the operator's webhook on 127.0.0.1 here).
 render_chart() {
   local helm
   helm=$("$E2E_DIR/scripts/build-helm.sh")/helm

@@ -6,9 +6,10 @@
 //! request into a `cr-*` namespace.
 //!
 //! The e2e node runs no container runtime for workspace pods (KWOK only
-//! marks them Running), so an exec is authorized by the API server and then
-//! fails reaching the node: the record carries that response code. It is
-//! still the record of who tried to enter, which is what is asked.
+//! marks them Running), so an exec is authorized by the API server, which
+//! opens the stream (code 101 for kubectl's websocket) and then fails to
+//! reach the node. The record is still the record of who tried to enter,
+//! which is what is asked; whether the command ran is the node's to say.
 //!
 //! Needs the local control plane and the operator beside it
 //! (`e2e/scripts/operator.sh restart`, or `make e2e`).
@@ -26,6 +27,7 @@ use common::{ALICE, T, ledger_records, namespace_of, operator, run_cleanroom, wi
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
@@ -423,4 +425,113 @@ async fn nobody_enters_a_workspace_while_the_operator_cannot_record_it() -> Resu
         Ok(())
     })
     .await
+}
+
+/// The chart rendered with `args` (helm built from e2e/helm), as objects.
+fn chart(args: &[&str]) -> Result<Vec<Value>> {
+    let dir = Command::new(common::repo_root().join("e2e/scripts/build-helm.sh")).output()?;
+    ensure!(
+        dir.status.success(),
+        "build-helm.sh: {}",
+        String::from_utf8_lossy(&dir.stderr)
+    );
+    let helm = PathBuf::from(String::from_utf8_lossy(&dir.stdout).trim()).join("helm");
+    let out = Command::new(helm)
+        .current_dir(common::repo_root())
+        .args([
+            "template",
+            "cleanroom",
+            "charts/cleanroom",
+            "--namespace",
+            "cleanroom-system",
+        ])
+        .args(args)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut objects = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?;
+        if !v.is_null() {
+            objects.push(v);
+        }
+    }
+    Ok(objects)
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == json!(kind) && o["metadata"]["name"] == json!(name))
+}
+
+#[test]
+fn the_chart_serves_the_webhook_only_when_enabled_and_behind_its_own_tls() -> Result<()> {
+    let env_of = |objects: &[Value]| -> Result<Vec<(String, String)>> {
+        let d = find(objects, "Deployment", "cleanroom").context("the Deployment")?;
+        Ok(d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .context("env")?
+            .iter()
+            .map(|e| {
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (s(&e["name"]), s(&e["value"]))
+            })
+            .collect())
+    };
+    // Off by default: nothing listens until the API server is told to send.
+    let off = chart(&[])?;
+    ensure!(find(&off, "Service", "cleanroom-sessions").is_none());
+    ensure!(
+        !env_of(&off)?
+            .iter()
+            .any(|(n, _)| n.starts_with("CLEANROOM_SESSIONS"))
+    );
+
+    let on = chart(&[
+        "--set",
+        "sessions.enabled=true",
+        "--set",
+        "sessions.clusterIP=10.96.0.42",
+    ])?;
+    let svc = find(&on, "Service", "cleanroom-sessions").context("the sessions Service")?;
+    ensure!(svc["spec"]["clusterIP"] == json!("10.96.0.42"), "{svc}");
+    ensure!(svc["spec"]["ports"][0]["port"] == json!(8443), "{svc}");
+    let env = env_of(&on)?;
+    for (name, value) in [
+        ("CLEANROOM_SESSIONS_ADDR", "0.0.0.0:8443"),
+        (
+            "CLEANROOM_SESSIONS_TLS_CERT",
+            "/etc/cleanroom/sessions/tls.crt",
+        ),
+        (
+            "CLEANROOM_SESSIONS_TLS_KEY",
+            "/etc/cleanroom/sessions/tls.key",
+        ),
+        (
+            "CLEANROOM_SESSIONS_CLIENT_CA",
+            "/etc/cleanroom/sessions/ca.crt",
+        ),
+    ] {
+        ensure!(
+            env.contains(&(name.to_string(), value.to_string())),
+            "{name}={value} missing: {env:?}"
+        );
+    }
+    let d = find(&on, "Deployment", "cleanroom").context("the Deployment")?;
+    let volumes = &d["spec"]["template"]["spec"]["volumes"];
+    ensure!(
+        volumes[0]["secret"]["secretName"] == json!("cleanroom-sessions-tls"),
+        "the certificates come from the documented Secret: {volumes}"
+    );
+    let np = find(&on, "NetworkPolicy", "cleanroom-sessions").context("its NetworkPolicy")?;
+    ensure!(
+        np["spec"]["ingress"][0]["ports"][0]["port"] == json!("sessions"),
+        "{np}"
+    );
+    Ok(())
 }
