@@ -225,3 +225,216 @@ async fn record(
     ledger.append(drafts).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Runs openssl (the local control plane needs it too).
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA `name` and, signed by it, a certificate `name-LEAF` for `ext`.
+    fn issue(dir: &Path, ca: &str, leaf: &str, ext: &str) {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        if !dir.join(format!("{ca}.crt")).exists() {
+            let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+            let mut args = vec!["req", "-x509", "-new"];
+            args.extend(ec);
+            args.extend([
+                "-keyout",
+                &key,
+                "-out",
+                &crt,
+                "-subj",
+                "/CN=test-ca",
+                "-days",
+                "2",
+            ]);
+            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+            openssl(dir, &args);
+        }
+        std::fs::write(dir.join(format!("{leaf}.ext")), ext).expect("ext");
+        let (key, csr, crt) = (
+            format!("{leaf}.key"),
+            format!("{leaf}.csr"),
+            format!("{leaf}.crt"),
+        );
+        let mut args = vec!["req", "-new"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=test"]);
+        openssl(dir, &args);
+        let (ca_crt, ca_key, ext_file) = (
+            format!("{ca}.crt"),
+            format!("{ca}.key"),
+            format!("{leaf}.ext"),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext_file,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+
+    fn pki() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cleanroom-sessions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let client = "extendedKeyUsage=clientAuth";
+        issue(
+            &dir,
+            "ca",
+            "server",
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1",
+        );
+        issue(&dir, "ca", "client", client);
+        issue(&dir, "other", "stranger", client);
+        dir
+    }
+
+    /// POSTs `body` over TLS with the client certificate `cert`; the
+    /// server's whole answer, or the error that stopped it.
+    async fn post(
+        addr: SocketAddr,
+        dir: &Path,
+        cert: Option<&str>,
+        body: &str,
+    ) -> Result<String, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(dir.join("ca.crt")).map_err(|e| e.to_string())?;
+        for c in CertificateDer::pem_slice_iter(&ca) {
+            roots
+                .add(c.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots);
+        let config = match cert {
+            Some(name) => {
+                let crt =
+                    std::fs::read(dir.join(format!("{name}.crt"))).map_err(|e| e.to_string())?;
+                let key =
+                    std::fs::read(dir.join(format!("{name}.key"))).map_err(|e| e.to_string())?;
+                let chain = CertificateDer::pem_slice_iter(&crt)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| e.to_string())?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| e.to_string())?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = format!(
+            "POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        tls.read_to_string(&mut reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(reply)
+    }
+
+    #[tokio::test]
+    async fn only_the_api_servers_certificate_is_answered_and_a_standby_records_nothing() {
+        let dir = pki();
+        let config = server_config(&Tls {
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            client_ca: dir.join("ca.crt"),
+        })
+        .expect("TLS configuration");
+        let (listener, addr) = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        // A client that reaches no API server: a standby never calls it.
+        let client = Client::try_from(kube::Config::new(
+            "http://127.0.0.1:9".parse().expect("url"),
+        ))
+        .expect("client");
+        let slot = LedgerSlot::default();
+        let server = tokio::spawn(serve(
+            listener,
+            config,
+            State {
+                client,
+                ledger: slot,
+            },
+        ));
+        let body = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}"#;
+
+        for (cert, who) in [
+            (None, "no certificate"),
+            (Some("stranger"), "another CA's certificate"),
+        ] {
+            let answer = post(addr, &dir, cert, body).await;
+            assert!(
+                !answer.as_ref().is_ok_and(|r| r.starts_with("HTTP/")),
+                "{who}: got an HTTP answer: {answer:?}"
+            );
+        }
+        let standby = post(addr, &dir, Some("client"), body)
+            .await
+            .expect("answered");
+        assert!(standby.starts_with("HTTP/1.1 503"), "{standby}");
+        let lower = standby.to_ascii_lowercase();
+        assert!(
+            lower.contains("retry-after: 1") && lower.contains("connection: close"),
+            "{standby}"
+        );
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
