@@ -69,6 +69,10 @@ pub enum Action {
     Released,
     /// An export was deleted before the end of its review.
     Withdrawn,
+    /// A released export was taken back by a reviewer (`after`: the manifest
+    /// hash and the wipe of the released copy); its content is never
+    /// released again.
+    Recalled,
     /// An export's step could not finish (`reason` says why).
     Failed,
     /// The operator signed the chain's head (`after`: its sequence number
@@ -104,6 +108,7 @@ impl Action {
             Action::Reviewed => "reviewed",
             Action::Released => "released",
             Action::Withdrawn => "withdrawn",
+            Action::Recalled => "recalled",
             Action::Failed => "failed",
             Action::SignedHead => "signed-head",
         }
@@ -122,7 +127,7 @@ impl Action {
     }
 
     /// Every action, for parsing and help.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::Created,
         Action::Updated,
         Action::Deleted,
@@ -146,6 +151,7 @@ impl Action {
         Action::Reviewed,
         Action::Released,
         Action::Withdrawn,
+        Action::Recalled,
         Action::Failed,
         Action::SignedHead,
     ];
