@@ -162,6 +162,37 @@ async fn export_verbs_record_the_caller_and_show_what_the_api_server_refuses() -
         list_and_show_parse(&scenario, &export)?;
         review_verbs(&fx, &scenario, &export).await?;
 
+        // Released, it stays: its requester cannot withdraw it, a reviewer
+        // recalls it, and then it may go.
+        let withdraw = ["export", "withdraw", &export, "--scenario", &scenario];
+        let kept = refused_as(ALICE, &withdraw, 1)?;
+        ensure!(
+            kept.contains(&format!("export {export} is released")),
+            "{kept}"
+        );
+        let comment = "superseded by a corrected table";
+        let recall = [
+            "export",
+            "recall",
+            &export,
+            "--scenario",
+            &scenario,
+            "--comment",
+            comment,
+        ];
+        let made = ok_as(CAROL, &recall)?;
+        ensure!(made.contains("Recall") && made.contains(CAROL), "{made}");
+        wait_for(
+            &exports(&fx, &scenario),
+            &export,
+            "Recalled",
+            T,
+            |e: Option<&Export>| {
+                e.and_then(|e| e.status.as_ref()?.phase) == Some(ExportPhase::Recalled)
+            },
+        )
+        .await?;
+
         let said = ok_as(
             ALICE,
             &["export", "withdraw", &export, "--scenario", &scenario],
@@ -333,10 +364,11 @@ async fn review_verbs(fx: &Fixture, scenario: &str, export: &str) -> Result<()> 
     in_review(fx, scenario, export).await?;
     let args = ["review", "approve", export, "--scenario", scenario];
     let own = refused_in(ALICE, &[MASTERS], &args, 1)?;
-    let want = format!("the requester of export {export} may not review it");
+    let want = format!("the requester of export {export} may not review or recall it");
     ensure!(own.contains(&want), "{own}");
     let member = refused_in(BOB, &[MASTERS], &args, 1)?;
-    let want = format!("{BOB} is a member of the authorization and may not review its exports");
+    let want =
+        format!("{BOB} is a member of the authorization and may not review or recall its exports");
     ensure!(member.contains(&want), "{member}");
     approved_by_the_reviewer(fx, scenario, export).await
 }
@@ -475,8 +507,11 @@ fn the_report_lists_the_export(authz: &str, scenario: &str, export: &str) -> Res
         .and_then(|e| e.iter().find(|e| e["name"] == name.as_str()))
         .with_context(|| format!("{name} not in {ours}"))?;
     ensure!(line["requester"] == ALICE, "{line}");
+    ensure!(line["phase"] == "Recalled", "{line}");
     ensure!(
-        line["phase"] == "Withdrawn" || line["phase"] == "Released",
+        line["reviews"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|r| r["decision"] == "Recall" && r["reviewer"] == CAROL)),
         "{line}"
     );
     Ok(())
