@@ -174,10 +174,12 @@ async fn a_recalled_export_is_wiped_from_the_release_claim_and_its_content_never
         let manifest = status.sealed.context("sealed")?.manifest_sha256;
         let uid = e.metadata.uid.clone().context("uid")?;
         let records = records_of(&f.client, &uid).await?;
-        let record = records
+        let recalls: Vec<_> = records
             .iter()
-            .find(|r| r.action.as_str() == "recalled")
-            .context("no recalled record")?;
+            .filter(|r| r.action.as_str() == "recalled")
+            .collect();
+        ensure!(recalls.len() == 1, "recalled {} times: {recalls:?}", recalls.len());
+        let record = recalls[0];
         ensure!(record.actor == DAVE, "recalled by {}", record.actor);
         let after = record.after.clone().unwrap_or_default();
         ensure!(after["manifestSha256"] == json!(manifest), "{after}");

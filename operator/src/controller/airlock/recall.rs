@@ -84,7 +84,12 @@ pub(super) async fn released(
     let claim = builders::release_claim_name(&w.id.authorization);
     let wiped = match finished(ctx, w, RELEASE_NAMESPACE, job, "the recall").await? {
         Ok(message) => {
-            attestation(&claim, &claim, &message, now.clone()).map_err(|e| e.to_string())
+            // The Job's own end, not this pass's clock: a pass that sees a
+            // stale status repeats the same record, which the ledger drops.
+            let done = completed_at(ctx, &uid)
+                .await?
+                .unwrap_or_else(|| now.clone());
+            attestation(&claim, &claim, &message, done).map_err(|e| e.to_string())
         }
         Err(Outcome::Fail(why)) => Err(why),
         Err(_) => return Ok(Action::requeue(Duration::from_secs(10))),
@@ -126,6 +131,13 @@ pub(super) async fn released(
     status.phase = Some(ExportPhase::Recalled);
     write_status(ctx, api, export, &status, vec![record]).await?;
     Ok(Action::requeue(Duration::from_secs(1)))
+}
+
+/// When the recall Job finished, as its status says.
+async fn completed_at(ctx: &Context, uid: &str) -> Result<Option<Time>, Error> {
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), RELEASE_NAMESPACE);
+    let job = jobs.get_opt(&builders::recall_job_name(uid)).await?;
+    Ok(job.and_then(|j| j.status?.completion_time))
 }
 
 /// `Recalled`: no more reviews of it, and its Job goes.
