@@ -178,7 +178,11 @@ async fn a_recalled_export_is_wiped_from_the_release_claim_and_its_content_never
             .iter()
             .filter(|r| r.action.as_str() == "recalled")
             .collect();
-        ensure!(recalls.len() == 1, "recalled {} times: {recalls:?}", recalls.len());
+        ensure!(
+            recalls.len() == 1,
+            "recalled {} times: {recalls:?}",
+            recalls.len()
+        );
         let record = recalls[0];
         ensure!(record.actor == DAVE, "recalled by {}", record.actor);
         let after = record.after.clone().unwrap_or_default();
