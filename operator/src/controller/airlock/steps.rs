@@ -497,11 +497,19 @@ pub(super) async fn release(
     status: &mut ExportStatus,
     now: &Time,
 ) -> Result<Outcome, Error> {
-    // Content recalled since this export was checked is not released either.
-    if let Some(blocked) = recalled_content(ctx, export, w, status).await? {
+    let uid = uid(export);
+    // Content recalled since this export was checked is not released either,
+    // unless its copy may already be on the release claim (its Job exists):
+    // then it goes on to Released, recorded and recallable, rather than
+    // Blocked with a copy nobody knows of.
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), RELEASE_NAMESPACE);
+    let copying = jobs
+        .get_metadata_opt(&builders::release_job_name(&uid))
+        .await?
+        .is_some();
+    if !copying && let Some(blocked) = recalled_content(ctx, export, w, status).await? {
         return Ok(blocked);
     }
-    let uid = uid(export);
     ensure_release_claim(ctx, w).await?;
     match move_sealed(ctx, export, w, status, RELEASE_NAMESPACE).await? {
         Err(why) => return Ok(Outcome::Fail(why)),
