@@ -312,9 +312,63 @@ fn verify_released(dir: &Path, expected: &str) -> Result<Outcome, Error> {
     Ok(outcome(&manifest, &bytes))
 }
 
+/// Takes a released copy back: checks that `dir` is the release of the
+/// manifest `expected` (a directory holding something else is refused),
+/// overwrites every file with zeros and verifies it (`agent wipe`), then
+/// removes the directory and checks it is gone. A directory already gone
+/// (an earlier attempt finished) reports nothing wiped. No partial copy is
+/// left beside it to take back: a release renames its copy into place only
+/// once complete, so an export is `Released` only after that rename.
+pub fn recall(dir: &Path, expected: &str) -> Result<crate::wipe::Report, Error> {
+    if fs::symlink_metadata(dir).is_err() {
+        return Ok(crate::wipe::Report {
+            files: 0,
+            bytes: 0,
+            apparent_bytes: 0,
+            digest: crate::wipe::digest(&mut []),
+            verified: true,
+        });
+    }
+    // A manifest already wiped (an interrupted recall) is not checked again.
+    if dir.join(MANIFEST).exists() {
+        read_manifest(dir, expected)?;
+    }
+    let report = crate::wipe::wipe(dir, &crate::wipe::Options::default())
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    fs::remove_dir_all(dir).map_err(io("removing the recalled directory"))?;
+    if fs::symlink_metadata(dir).is_ok() {
+        return Err(Error::Refused(format!("{} is still there", dir.display())));
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recall_wipes_the_release_and_refuses_another_exports_directory() {
+        let from = outbox(&[("a.csv", "x,n\n1,12\n"), ("sub/b.md", "# report\n")]);
+        let sealed = tempfile::tempdir().unwrap();
+        let out = seal(from.path(), sealed.path(), &request(&["a.csv", "sub/b.md"])).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let to = target.path().join("ns.export");
+        release(sealed.path(), &to, &out.manifest_sha256).unwrap();
+        // Another manifest's hash: this is not that export's release.
+        let err = recall(&to, &sha256_hex(b"{}")).unwrap_err();
+        assert!(err.to_string().contains("changed after sealing"), "{err}");
+        assert!(
+            to.join("a.csv").exists(),
+            "a refused recall removes nothing"
+        );
+        let report = recall(&to, &out.manifest_sha256).unwrap();
+        assert_eq!(report.files, 3, "two files and the manifest");
+        assert!(report.verified && report.bytes >= 18);
+        assert!(!to.exists(), "the released directory is gone");
+        // Again (the operator killed after the Job): nothing left to wipe.
+        let again = recall(&to, &out.manifest_sha256).unwrap();
+        assert_eq!((again.files, again.bytes), (0, 0));
+    }
 
     fn request(names: &[&str]) -> Request {
         Request {

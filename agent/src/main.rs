@@ -101,6 +101,19 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
         termination_log: PathBuf,
     },
+    /// Take a released copy back: check it is the export's (its manifest
+    /// hash), overwrite every file with zeros, verify, remove the directory,
+    /// and print the wipe's attestation as one JSON line.
+    Recall {
+        /// The released directory (`<release claim>/<namespace>.<export>`).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The manifest's SHA-256 recorded when sealing.
+        #[arg(long, value_name = "HEX")]
+        manifest_sha256: String,
+        #[arg(long, value_name = "PATH", default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
     /// Check every file of a sealed export (identifiers, pseudonyms, raw
     /// values, ACRO's table rules, k-anonymity, file types and limits) and
     /// print a verdict per file as one JSON line. Exits 0 whenever the scan
@@ -172,6 +185,14 @@ fn main() -> ExitCode {
         } => {
             let outcome = airlock::release(&from, &to, &manifest_sha256).map_err(|e| e.to_string());
             finish("release", outcome, &termination_log)
+        }
+        Command::Recall {
+            dir,
+            manifest_sha256,
+            termination_log,
+        } => {
+            let outcome = airlock::recall(&dir, &manifest_sha256).map_err(|e| e.to_string());
+            finish("recall", outcome, &termination_log)
         }
         Command::Scan {
             manifest,

@@ -74,7 +74,7 @@ render_chart() {
       --show-only templates/namespaces.yaml --show-only templates/serviceaccount.yaml \
       --show-only templates/rbac.yaml --show-only templates/admission-policies.yaml \
       --show-only templates/admission-airlock.yaml --show-only templates/admission-actors.yaml \
-      --show-only templates/admission-images.yaml )
+      --show-only templates/admission-images.yaml --show-only templates/rbac-airlock.yaml )
 }
 
 # A kubeconfig for the operator's service account: a fresh token, the same

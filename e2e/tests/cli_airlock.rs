@@ -27,8 +27,11 @@ use serde_json::{Value, json};
 const BOB: &str = "bob@acme.example";
 /// The authorization's reviewer, from the bureau.
 const CAROL: &str = "carol@bureau.example";
-/// A table without small cells.
-const TABLE: &[u8] = b"district,n\nGulou,120\nTaijiang,87\nCangshan,64\n";
+/// A table without small cells, with a row of its scenario's own: the test
+/// recalls it, and recalled content is never released again in a cluster.
+fn table(scenario: &str) -> Vec<u8> {
+    format!("district,n\nGulou,120\nTaijiang,87\nCangshan,64\n{scenario},55\n").into_bytes()
+}
 const FILE: &str = "by-district.csv";
 
 /// An admin kubeconfig that acts as `user` in `groups` (the `as` and
@@ -109,7 +112,7 @@ async fn workspace_with_a_table(fx: &Fixture) -> Result<(String, String)> {
         .await?;
     let name = s.metadata.name.context("name")?;
     let root = workspace_owned_dir(&scratch_volume(&fx.client, &name).await?)?;
-    write_as_workspace(&root, &format!("outbox/{FILE}"), TABLE)?;
+    write_as_workspace(&root, &format!("outbox/{FILE}"), &table(&name))?;
     Ok((authz, name))
 }
 
@@ -161,6 +164,37 @@ async fn export_verbs_record_the_caller_and_show_what_the_api_server_refuses() -
         withdraw_by_another_member_is_refused(&fx, &scenario, &export).await?;
         list_and_show_parse(&scenario, &export)?;
         review_verbs(&fx, &scenario, &export).await?;
+
+        // Released, it stays: its requester cannot withdraw it, a reviewer
+        // recalls it, and then it may go.
+        let withdraw = ["export", "withdraw", &export, "--scenario", &scenario];
+        let kept = refused_as(ALICE, &withdraw, 1)?;
+        ensure!(
+            kept.contains(&format!("export {export} is released")),
+            "{kept}"
+        );
+        let comment = "superseded by a corrected table";
+        let recall = [
+            "export",
+            "recall",
+            &export,
+            "--scenario",
+            &scenario,
+            "--comment",
+            comment,
+        ];
+        let made = ok_as(CAROL, &recall)?;
+        ensure!(made.contains("Recall") && made.contains(CAROL), "{made}");
+        wait_for(
+            &exports(&fx, &scenario),
+            &export,
+            "Recalled",
+            T,
+            |e: Option<&Export>| {
+                e.and_then(|e| e.status.as_ref()?.phase) == Some(ExportPhase::Recalled)
+            },
+        )
+        .await?;
 
         let said = ok_as(
             ALICE,
@@ -333,10 +367,11 @@ async fn review_verbs(fx: &Fixture, scenario: &str, export: &str) -> Result<()> 
     in_review(fx, scenario, export).await?;
     let args = ["review", "approve", export, "--scenario", scenario];
     let own = refused_in(ALICE, &[MASTERS], &args, 1)?;
-    let want = format!("the requester of export {export} may not review it");
+    let want = format!("the requester of export {export} may not review or recall it");
     ensure!(own.contains(&want), "{own}");
     let member = refused_in(BOB, &[MASTERS], &args, 1)?;
-    let want = format!("{BOB} is a member of the authorization and may not review its exports");
+    let want =
+        format!("{BOB} is a member of the authorization and may not review or recall its exports");
     ensure!(member.contains(&want), "{member}");
     approved_by_the_reviewer(fx, scenario, export).await
 }
@@ -359,13 +394,13 @@ async fn approved_by_the_reviewer(fx: &Fixture, scenario: &str, export: &str) ->
             "json",
         ],
     )?)?;
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TABLE));
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(table(scenario)));
     ensure!(
         shown["sealed"]["files"][0]["sha256"] == sha.as_str(),
         "{shown} {e:?}"
     );
     ensure!(
-        shown["sealed"]["files"][0]["size"] == TABLE.len(),
+        shown["sealed"]["files"][0]["size"] == table(scenario).len(),
         "{shown}"
     );
     ensure!(shown["scan"]["files"][0]["name"] == FILE, "{shown}");
@@ -475,8 +510,11 @@ fn the_report_lists_the_export(authz: &str, scenario: &str, export: &str) -> Res
         .and_then(|e| e.iter().find(|e| e["name"] == name.as_str()))
         .with_context(|| format!("{name} not in {ours}"))?;
     ensure!(line["requester"] == ALICE, "{line}");
+    ensure!(line["phase"] == "Recalled", "{line}");
     ensure!(
-        line["phase"] == "Withdrawn" || line["phase"] == "Released",
+        line["reviews"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|r| r["decision"] == "Recall" && r["reviewer"] == CAROL)),
         "{line}"
     );
     Ok(())

@@ -216,6 +216,9 @@ pub struct ExportStatus {
     /// Where the release copy is, once verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released: Option<ReleasedCopy>,
+    /// Who recalled the released copy, and the wipe that removed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled: Option<RecalledCopy>,
     /// The sealed copy's wipe, for exports that will never be released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wipe: Option<WipeAttestation>,
@@ -302,6 +305,19 @@ pub struct ReleasedCopy {
     pub path: String,
     /// When the copy was verified.
     pub released_at: Time,
+}
+
+/// A released copy taken back: by whom, and the attestation of its wipe
+/// from the release claim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecalledCopy {
+    /// The Review (decision `Recall`) that asked for it.
+    pub review: String,
+    /// The reviewer, as the API server saw them.
+    pub reviewer: String,
+    /// The released files overwritten, verified and removed.
+    pub wipe: WipeAttestation,
 }
 
 /// One reviewer's decision on one export. Cannot change once made.

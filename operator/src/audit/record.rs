@@ -69,6 +69,10 @@ pub enum Action {
     Released,
     /// An export was deleted before the end of its review.
     Withdrawn,
+    /// A released export was taken back by a reviewer (`after`: the manifest
+    /// hash and the wipe of the released copy); its content is never
+    /// released again.
+    Recalled,
     /// An export's step could not finish (`reason` says why).
     Failed,
     /// The operator signed the chain's head (`after`: its sequence number
@@ -109,6 +113,7 @@ impl Action {
             Action::Reviewed => "reviewed",
             Action::Released => "released",
             Action::Withdrawn => "withdrawn",
+            Action::Recalled => "recalled",
             Action::Failed => "failed",
             Action::SignedHead => "signed-head",
             Action::SessionOpened => "session-opened",
@@ -152,6 +157,7 @@ impl Action {
         Action::Reviewed,
         Action::Released,
         Action::Withdrawn,
+        Action::Recalled,
         Action::Failed,
         Action::SignedHead,
         Action::SessionOpened,

@@ -33,6 +33,30 @@ pub(super) enum ExportCommand {
     Show(ShowArgs),
     /// Withdraw (delete) an export you asked for; its sealed copy is wiped.
     Withdraw(WithdrawArgs),
+    /// Recall a released export (reviewers only): its released copy is wiped
+    /// from the release claim and its content is never released again.
+    Recall(RecallArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "A recall is a Review with decision Recall, made in your name as the API server knows you. Only a reviewer the authorization lists may recall, never the requester or a member, and only a released export: the API server refuses anything else. The operator wipes the released copy (with an attestation), records the recall, and blocks any later export of the same content (the whole export or any of its files).
+
+Example:
+  cleanroom export recall q1-tables --scenario elderly-care-demand \
+    --comment 'district totals allow differencing with the Q2 release'"
+)]
+pub(super) struct RecallArgs {
+    /// Name of the released Export.
+    pub(super) name: String,
+    /// The scenario whose workspace it is in.
+    #[arg(long)]
+    pub(super) scenario: String,
+    /// Why (required).
+    #[arg(long)]
+    pub(super) comment: String,
+    #[command(flatten)]
+    pub(super) output: OutputArg,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +143,7 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
         ExportCommand::List(a) => list(a),
         ExportCommand::Show(a) => show(a),
         ExportCommand::Withdraw(a) => withdraw(a),
+        ExportCommand::Recall(a) => super::review::recall(a),
     }
 }
 

@@ -91,7 +91,17 @@ impl ExportLine {
                 self.phase = "Released".into();
                 self.released_path = text("path");
             }
-            Action::Withdrawn if self.phase != "Released" => self.phase = "Withdrawn".into(),
+            // A released or recalled product was not withdrawn: it left.
+            Action::Withdrawn if !matches!(self.phase.as_str(), "Released" | "Recalled") => {
+                self.phase = "Withdrawn".into()
+            }
+            Action::Recalled => {
+                self.phase = "Recalled".into();
+                self.reviews.push(ReviewLine {
+                    reviewer: r.actor.clone(),
+                    decision: "Recall".into(),
+                });
+            }
             Action::Failed => {
                 self.phase = "Failed".into();
                 self.failure = r.reason.clone();

@@ -222,6 +222,22 @@ impl Made {
 
 pub(super) fn run(args: ReviewArgs) -> anyhow::Result<()> {
     let (decision, a) = args.command.split();
+    decide(decision, a)
+}
+
+/// `cleanroom export recall`: a Review with decision `Recall`.
+pub(super) fn recall(args: super::export::RecallArgs) -> anyhow::Result<()> {
+    let a = DecisionArgs {
+        export: args.name,
+        scenario: args.scenario,
+        comment: args.comment,
+        files: Vec::new(),
+        output: args.output,
+    };
+    decide(Decision::Recall, a)
+}
+
+fn decide(decision: Decision, a: DecisionArgs) -> anyhow::Result<()> {
     check(decision, &a)?;
     block_on(async |client| {
         let reviewer = caller(&client).await?;

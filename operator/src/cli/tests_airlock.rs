@@ -504,3 +504,71 @@ fn without_an_answer_from_the_api_server_the_caller_is_not_guessed() {
     let text = format!("{err:#}");
     assert!(text.starts_with("cannot tell who you are"), "{text}");
 }
+
+#[test]
+fn export_recall_needs_a_comment_and_makes_a_recall_review() {
+    let args = [
+        "cleanroom",
+        "export",
+        "recall",
+        "q1",
+        "--scenario",
+        "census",
+    ];
+    assert!(parse(&args).is_err(), "a recall without --comment parsed");
+    let mut with = args.to_vec();
+    with.extend_from_slice(&["--comment", " "]);
+    let Ok(Command::Export(e)) = parse(&with) else {
+        panic!("expected export recall");
+    };
+    let ExportCommand::Recall(r) = e.command else {
+        panic!("expected recall");
+    };
+    let a = review::DecisionArgs {
+        export: r.name,
+        scenario: r.scenario,
+        comment: r.comment,
+        files: Vec::new(),
+        output: r.output,
+    };
+    let e = review::check(Decision::Recall, &a).expect_err("blank comment");
+    assert!(format!("{e:#}").contains("to recall an export"), "{e:#}");
+    let made = review::review(Decision::Recall, &a, "carol@bureau.example");
+    assert_eq!(made.spec.decision, Decision::Recall);
+    assert_eq!(made.spec.reviewer, "carol@bureau.example");
+    assert_eq!(made.metadata.namespace.as_deref(), Some("cr-census"));
+}
+
+#[test]
+fn the_report_shows_a_recall_and_who_made_it() {
+    let since = Timestamp::from_second(0).unwrap();
+    let records = [
+        rec(1, Action::Submitted, "alice", "q3", json!({})),
+        rec(
+            2,
+            Action::Released,
+            "cleanroom-operator",
+            "q3",
+            json!({"phase": "Released", "path": "cr-census.q3", "manifestSha256": "m3"}),
+        ),
+        rec(
+            3,
+            Action::Recalled,
+            "dave",
+            "q3",
+            json!({"phase": "Recalled", "manifestSha256": "m3"}),
+        ),
+        rec(4, Action::Withdrawn, "unknown", "q3", json!({})),
+    ];
+    let q3 = &exports(&records, since)["acme"][0];
+    assert_eq!(
+        q3.phase, "Recalled",
+        "a withdrawal after a recall hides nothing"
+    );
+    assert_eq!(q3.manifest_sha256.as_deref(), Some("m3"));
+    assert!(
+        table_line(q3).contains("reviews dave Recall"),
+        "{}",
+        table_line(q3)
+    );
+}

@@ -116,12 +116,14 @@ impl Error {
 /// The last generation seen per object name, to tell a change of spec (or
 /// the start of a deletion) from a status write.
 #[derive(Default)]
-struct Generations(std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, bool)>>);
+pub(crate) struct Generations(
+    std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, bool)>>,
+);
 
 impl Generations {
     /// Whether `name` has a generation (or deletion state) not seen before;
     /// remembers it.
-    fn changed(&self, name: &str, generation: Option<i64>, deleting: bool) -> bool {
+    pub(crate) fn changed(&self, name: &str, generation: Option<i64>, deleting: bool) -> bool {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
         seen.insert(name.to_string(), (generation, deleting)) != Some((generation, deleting))
     }
@@ -273,6 +275,7 @@ pub async fn run(
 
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
     let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit, upkeep_every));
+    let delivery = tokio::spawn(airlock::delivery::follow(client.clone()));
 
     info!("controllers started");
     let synced = tokio::spawn(synced);
@@ -280,6 +283,7 @@ pub async fn run(
     synced.abort();
     datasets.abort();
     upkeep.abort();
+    delivery.abort();
     sessions.set(None);
     info!("controllers stopped");
     Ok(())

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Volume,
     VolumeMount,
 };
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
@@ -23,7 +24,7 @@ use serde_json::json;
 use super::compute::{SCRATCH, agent_job, rwo_claim};
 use super::{Identity, bounded_name, labels};
 use crate::api::airlock::{
-    Decision, Export, FileVerdict, OUTBOX, ReviewRecord, ScanSummary, SealedFile,
+    Decision, Export, FileVerdict, OUTBOX, ReviewRecord, ScanSummary, SealedCopy, SealedFile,
 };
 use crate::api::{Members, Review, Time};
 
@@ -37,6 +38,13 @@ pub const EXPORT_LABEL: &str = "cleanroom.io/export";
 /// requester of an export open for review. The admission policy on Reviews
 /// reads it (with the member and reviewer lists) from the namespace.
 pub const REVIEW_ANNOTATION_PREFIX: &str = "review.cleanroom.io/";
+/// Namespace annotation prefix: `released.cleanroom.io/<export>` names the
+/// requester of a released export, which reviewers may now recall (and only
+/// such an export: the Review policy admits a `Recall` only with it).
+pub const RELEASED_ANNOTATION_PREFIX: &str = "released.cleanroom.io/";
+/// ConfigMap, in the operator's namespace, of every recalled content hash
+/// (manifests and files): never released again. See [`recalled_match`].
+pub const RECALLED_MAP: &str = "cleanroom-recalled";
 /// Namespace annotations listing the authorization's members and reviewers
 /// (comma-separated), for the admission policy on Reviews.
 pub const MEMBERS_ANNOTATION: &str = "cleanroom.io/members";
@@ -67,6 +75,11 @@ pub fn scan_name(export_uid: &str) -> String {
 /// Name of the release Job in the release namespace.
 pub fn release_job_name(export_uid: &str) -> String {
     format!("release-{export_uid}")
+}
+
+/// Name of the Job that takes a released copy back, in the release namespace.
+pub fn recall_job_name(export_uid: &str) -> String {
+    format!("recall-{export_uid}")
 }
 
 /// The authorization's release claim.
@@ -126,15 +139,7 @@ pub fn release_claim(
     size: Quantity,
     storage_class: Option<&str>,
 ) -> PersistentVolumeClaim {
-    let meta = ObjectMeta {
-        name: Some(release_claim_name(authorization)),
-        namespace: Some(RELEASE_NAMESPACE.into()),
-        labels: Some(BTreeMap::from([
-            (labels::MANAGED_BY.into(), labels::MANAGER.into()),
-            (labels::AUTHORIZATION.into(), authorization.into()),
-        ])),
-        ..ObjectMeta::default()
-    };
+    let meta = release_meta(&release_claim_name(authorization), authorization);
     rwo_claim(meta, size, storage_class)
 }
 
@@ -382,6 +387,35 @@ pub fn release_job(id: &Identity, export: &Export, uid: &str, manifest: &str, im
     )
 }
 
+/// The Job, in the release namespace, that takes a released copy back:
+/// `agent recall` checks it is this export's (its manifest hash), overwrites
+/// every file with zeros, verifies, and removes the directory.
+pub fn recall_job(id: &Identity, export: &Export, uid: &str, manifest: &str, image: &str) -> Job {
+    let command = vec![
+        "agent".into(),
+        "recall".into(),
+        "--dir".into(),
+        format!("{RELEASE_MOUNT}/{}", release_dir(export)),
+        "--manifest-sha256".into(),
+        manifest.into(),
+    ];
+    agent_job(
+        export_meta(id, export, &recall_job_name(uid), RELEASE_NAMESPACE),
+        agent(
+            "recall",
+            image,
+            command,
+            vec![mount("release", RELEASE_MOUNT, false)],
+        ),
+        vec![claim_volume(
+            "release",
+            &release_claim_name(&id.authorization),
+            false,
+        )],
+        STEP_SECONDS,
+    )
+}
+
 /// What `agent seal`, `verify` and `release` report.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -549,6 +583,160 @@ pub fn tally(
         Tally::Waiting { approvals }
     };
     (counted, verdict)
+}
+
+/// Name of an authorization's delivery Role and RoleBinding in the release
+/// namespace.
+pub fn delivery_name(authorization: &str) -> String {
+    bounded_name(&format!("delivery-{authorization}"))
+}
+
+fn named_rule(resources: &[&str], names: &[String], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        resource_names: (!names.is_empty()).then(|| names.to_vec()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+/// What the data operator's delivery identity may do in the release
+/// namespace, and nothing more: read its authorization's release claim by
+/// name, and run one pod named after that claim to fetch the files
+/// (`kubectl cp` is an exec). RBAC cannot limit `create` by name: the
+/// policy `cleanroom-release-delivery` admits only a pod named after a claim
+/// its creator may read, mounting that claim alone, read-only.
+pub fn delivery_role(authorization: &str) -> Role {
+    let claim = vec![release_claim_name(authorization)];
+    Role {
+        metadata: release_meta(&delivery_name(authorization), authorization),
+        rules: Some(vec![
+            named_rule(&["persistentvolumeclaims"], &claim, &["get"]),
+            named_rule(&["pods"], &[], &["create"]),
+            named_rule(&["pods"], &claim, &["get", "delete"]),
+            named_rule(&["pods/exec"], &claim, &["create", "get"]),
+            named_rule(&["pods/log"], &claim, &["get"]),
+        ]),
+    }
+}
+
+/// Binds the authorization's `review.delivery` to [`delivery_role`]; `None`
+/// when it names nobody (the binding is then removed).
+pub fn delivery_binding(authorization: &str, delivery: &Members) -> Option<RoleBinding> {
+    if delivery.is_empty() {
+        return None;
+    }
+    let subject = |kind: &str, name: &str| Subject {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+        namespace: None,
+    };
+    let subjects = delivery
+        .users
+        .iter()
+        .map(|u| subject("User", u))
+        .chain(delivery.groups.iter().map(|g| subject("Group", g)))
+        .collect();
+    Some(RoleBinding {
+        metadata: release_meta(&delivery_name(authorization), authorization),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: delivery_name(authorization),
+        },
+        subjects: Some(subjects),
+    })
+}
+
+/// An object of the authorization (not of a scenario) in the release namespace.
+fn release_meta(name: &str, authorization: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(RELEASE_NAMESPACE.into()),
+        labels: Some(BTreeMap::from([
+            (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+            (labels::AUTHORIZATION.into(), authorization.into()),
+        ])),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The recalled set's ConfigMap in the operator's namespace `ns`.
+pub fn recalled_map(ns: &str, data: BTreeMap<String, String>) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(RECALLED_MAP.into()),
+            namespace: Some(ns.into()),
+            labels: Some(BTreeMap::from([(
+                labels::MANAGED_BY.into(),
+                labels::MANAGER.into(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+/// The first `Recall` of a released `export` by someone whose review
+/// counts (never its requester or a member), or `None`.
+pub fn recall_of(
+    export: &str,
+    reviews: &[Review],
+    excluded: &Excluded<'_>,
+) -> Option<ReviewRecord> {
+    let mut recalls: Vec<&Review> = reviews
+        .iter()
+        .filter(|r| r.spec.export == export && r.spec.decision == Decision::Recall)
+        .filter(|r| excluded.counts(&r.spec.reviewer))
+        .collect();
+    recalls.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.clone(),
+            r.metadata.name.clone(),
+        )
+    });
+    recalls.first().map(|r| ReviewRecord {
+        name: r.metadata.name.clone().unwrap_or_default(),
+        reviewer: r.spec.reviewer.clone(),
+        decision: Decision::Recall,
+    })
+}
+
+/// The content hashes a recall blocks for good, each with what it was: the
+/// manifest's, and every non-empty file's (a renamed or repackaged copy of
+/// a recalled file is the same content; an empty file is no content).
+pub fn recalled_entries(export: &str, sealed: &SealedCopy) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([(
+        sealed.manifest_sha256.clone(),
+        format!("manifest of {export}"),
+    )]);
+    for f in sealed.files.iter().filter(|f| f.size > 0) {
+        out.entry(f.sha256.clone())
+            .or_insert_with(|| format!("{} of {export}", f.name));
+    }
+    out
+}
+
+/// Why a sealed copy may never be released: its manifest, or one of its
+/// files, has the content of a recalled export (`recalled`: hash -> what it
+/// was, as [`recalled_entries`] wrote it).
+pub fn recalled_match(sealed: &SealedCopy, recalled: &BTreeMap<String, String>) -> Option<String> {
+    let said = |what: &str, hash: &str| {
+        format!("{what} has the content of a recalled product ({hash}): never releasable")
+    };
+    if let Some(was) = recalled.get(&sealed.manifest_sha256) {
+        return Some(said(
+            &format!("the whole export (as {was})"),
+            &sealed.manifest_sha256,
+        ));
+    }
+    sealed.files.iter().filter(|f| f.size > 0).find_map(|f| {
+        let was = recalled.get(&f.sha256)?;
+        Some(said(&format!("file {} (as {was})", f.name), &f.sha256))
+    })
 }
 
 /// Approvals required: the authorization's figure, else 2 when the scenario

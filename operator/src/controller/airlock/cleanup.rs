@@ -22,7 +22,8 @@ use crate::controller::kube_ops::{delete, delete_if_owned};
 use crate::controller::teardown::{WipeState, capacity, wipe};
 use crate::controller::{Context, Error};
 use crate::workspace::airlock::{
-    RELEASE_NAMESPACE, REVIEW_ANNOTATION_PREFIX, release_job_name, scan_name, seal_name,
+    RELEASE_NAMESPACE, RELEASED_ANNOTATION_PREFIX, REVIEW_ANNOTATION_PREFIX, release_job_name,
+    scan_name, seal_name,
 };
 use crate::workspace::wipe::job_name;
 
@@ -43,7 +44,7 @@ pub(super) async fn finish(
     mut status: ExportStatus,
     now: &Time,
 ) -> Result<Action, Error> {
-    close_review(ctx, export, w).await?;
+    close_review(ctx, export, w, false).await?;
     if status.wipe.is_some() {
         return Ok(Action::await_change());
     }
@@ -59,17 +60,38 @@ pub(super) async fn finish(
     }
 }
 
-/// Removes the export's `review.cleanroom.io/` annotation: no Review of it
-/// is admitted any more.
-async fn close_review(ctx: &Context, export: &Export, w: &Workspace) -> Result<(), Error> {
-    let key = format!("{REVIEW_ANNOTATION_PREFIX}{}", export.name_any());
+/// Removes the export's `review.cleanroom.io/` annotation (and, once
+/// recalled, its `released.cleanroom.io/` one): no Review of it is admitted
+/// any more. A released export keeps the latter unless `all`: it may be
+/// recalled.
+pub(super) async fn close_review(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    all: bool,
+) -> Result<(), Error> {
+    let name = export.name_any();
+    let mut keys = vec![format!("{REVIEW_ANNOTATION_PREFIX}{name}")];
+    let phase = export.status.as_ref().and_then(|s| s.phase);
+    if all || phase != Some(crate::api::airlock::ExportPhase::Released) {
+        keys.push(format!("{RELEASED_ANNOTATION_PREFIX}{name}"));
+    }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let open = namespaces
+    let present: Vec<String> = namespaces
         .get_metadata_opt(&w.id.namespace)
         .await?
-        .is_some_and(|n| n.annotations().contains_key(&key));
-    if open {
-        let patch = json!({"metadata": {"annotations": {key: null}}});
+        .map(|n| {
+            keys.into_iter()
+                .filter(|k| n.annotations().contains_key(k))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !present.is_empty() {
+        let nulls: serde_json::Map<String, serde_json::Value> = present
+            .into_iter()
+            .map(|k| (k, serde_json::Value::Null))
+            .collect();
+        let patch = json!({"metadata": {"annotations": nulls}});
         namespaces
             .patch(
                 &w.id.namespace,

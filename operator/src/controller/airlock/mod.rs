@@ -14,6 +14,8 @@
 //! it is in status.
 
 mod cleanup;
+pub(crate) mod delivery;
+mod recall;
 mod steps;
 
 use std::sync::Arc;
@@ -76,6 +78,12 @@ pub async fn reconcile(export: Arc<Export>, ctx: Arc<Context>) -> Result<Action,
             "the {} step did not finish by its deadline",
             phase.map_or("submission", phase_name)
         )),
+        Some(ExportPhase::Released) => {
+            return recall::released(&ctx, &api, &export, &workspace, status, &now).await;
+        }
+        Some(ExportPhase::Recalled) => {
+            return recall::recalled(&ctx, &export, &workspace).await;
+        }
         Some(p) if p.is_final() => {
             return cleanup::finish(&ctx, &api, &export, &workspace, status, &now).await;
         }
@@ -248,6 +256,7 @@ async fn withdraw(
         json!({"phase": status.phase.map(phase_name)}),
     );
     ctx.audit.append(vec![record]).await?;
+    cleanup::close_review(ctx, export, workspace, true).await?;
     match cleanup::wipe_sealed(ctx, export, workspace, &status, now).await? {
         cleanup::Wiped::Pending(again) => Ok(Action::requeue(again)),
         cleanup::Wiped::Done(_) => {

@@ -149,7 +149,7 @@ fn exceeds_quota(e: &Error) -> bool {
 
 /// The termination message of a finished agent Job, or what the step
 /// decides while it runs (wait) or after it failed (`what`, and the error).
-async fn finished(
+pub(super) async fn finished(
     ctx: &Context,
     w: &Workspace,
     ns: &str,
@@ -271,6 +271,9 @@ pub(super) async fn check(
     w: &Workspace,
     status: &mut ExportStatus,
 ) -> Result<Outcome, Error> {
+    if let Some(blocked) = recalled_content(ctx, export, w, status).await? {
+        return Ok(blocked);
+    }
     let uid = uid(export);
     let manifest = manifest_of(status);
     let authorization = authorization(ctx, w).await?;
@@ -335,7 +338,32 @@ pub(super) async fn check(
     Ok(Outcome::Advance(ExportPhase::InReview, vec![record]))
 }
 
-async fn authorization(ctx: &Context, w: &Workspace) -> Result<Option<Authorization>, Error> {
+/// `Blocked` when the sealed copy holds recalled content (see
+/// [`builders::recalled_match`]), whatever the checks or reviewers say.
+async fn recalled_content(
+    ctx: &Context,
+    export: &Export,
+    w: &Workspace,
+    status: &mut ExportStatus,
+) -> Result<Option<Outcome>, Error> {
+    let Some(sealed) = &status.sealed else {
+        return Ok(None);
+    };
+    let recalled = super::recall::recalled_hashes(ctx).await?;
+    let Some(why) = builders::recalled_match(sealed, &recalled) else {
+        return Ok(None);
+    };
+    let after =
+        json!({"phase": "Blocked", "manifestSha256": sealed.manifest_sha256, "recalled": why});
+    let record = draft(export, w, Audit::Checked, OPERATOR_ACTOR, after);
+    status.message = Some(why);
+    Ok(Some(Outcome::Advance(ExportPhase::Blocked, vec![record])))
+}
+
+pub(super) async fn authorization(
+    ctx: &Context,
+    w: &Workspace,
+) -> Result<Option<Authorization>, Error> {
     Ok(Api::<Authorization>::all(ctx.client.clone())
         .get_opt(&w.id.authorization)
         .await?)
@@ -470,6 +498,18 @@ pub(super) async fn release(
     now: &Time,
 ) -> Result<Outcome, Error> {
     let uid = uid(export);
+    // Content recalled since this export was checked is not released either,
+    // unless its copy may already be on the release claim (its Job exists):
+    // then it goes on to Released, recorded and recallable, rather than
+    // Blocked with a copy nobody knows of.
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), RELEASE_NAMESPACE);
+    let copying = jobs
+        .get_metadata_opt(&builders::release_job_name(&uid))
+        .await?
+        .is_some();
+    if !copying && let Some(blocked) = recalled_content(ctx, export, w, status).await? {
+        return Ok(blocked);
+    }
     ensure_release_claim(ctx, w).await?;
     match move_sealed(ctx, export, w, status, RELEASE_NAMESPACE).await? {
         Err(why) => return Ok(Outcome::Fail(why)),
@@ -507,21 +547,28 @@ pub(super) async fn release(
     let after = json!({"phase": "Released", "manifestSha256": manifest, "claim": released.claim, "path": released.path});
     status.released = Some(released);
     status.message = Some("released".into());
+    // A recall is admitted from the moment the status says Released.
+    super::recall::open_for_recall(ctx, export, w).await?;
     Ok(Outcome::Advance(
         ExportPhase::Released,
         vec![draft(export, w, Audit::Released, OPERATOR_ACTOR, after)],
     ))
 }
 
-/// The authorization's release claim, made once, as large as its storage quota.
+/// The authorization's release claim, made once, as large as its storage
+/// quota, and its delivery identity's access to it (brought up to date at
+/// every release).
 async fn ensure_release_claim(ctx: &Context, w: &Workspace) -> Result<(), Error> {
+    let authorization = authorization(ctx, w).await?;
+    if let Some(a) = &authorization {
+        super::delivery::grant(&ctx.client, a).await?;
+    }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), RELEASE_NAMESPACE);
     let name = builders::release_claim_name(&w.id.authorization);
     if claims.get_metadata_opt(&name).await?.is_some() {
         return Ok(());
     }
-    let size = authorization(ctx, w)
-        .await?
+    let size = authorization
         .map(|a| a.spec.quota.storage.0)
         .unwrap_or_else(|| w.scenario.spec.workspace.scratch.0.clone());
     let claim = builders::release_claim(

@@ -241,3 +241,85 @@ fn the_scan_mounts_each_raw_claim_once_read_only_and_names_each_dataset() {
     let map = scan_policy_map(&identity(), &e, "e-1", "{}".into(), &sources);
     assert_eq!(map.data.unwrap().len(), 4);
 }
+
+#[test]
+fn only_a_listed_reviewer_recalls_and_a_recall_never_counts_as_a_review() {
+    let (members, reviewers) = (people(&["bob"]), people(&["carol", "dave", "alice", "bob"]));
+    let excluded = Excluded {
+        requester: "alice",
+        members: &members,
+        reviewers: &reviewers,
+    };
+    let mut reviews = vec![
+        review("r1", "carol", Decision::Approve, 1),
+        review("r2", "alice", Decision::Recall, 2),
+        review("r3", "bob", Decision::Recall, 3),
+        review("r4", "mallory", Decision::Recall, 4),
+    ];
+    // A recall during review decides nothing (admission refuses it anyway).
+    let (counted, verdict) = tally("by-district", &reviews, &excluded, 1);
+    assert_eq!(verdict, Tally::Approved { approvals: 1 });
+    assert!(counted.iter().all(|r| r.decision == Decision::Approve));
+    // The requester, a member and a stranger cannot recall.
+    assert_eq!(recall_of("by-district", &reviews, &excluded), None);
+    reviews.push(review("r6", "dave", Decision::Recall, 6));
+    reviews.push(review("r5", "carol", Decision::Recall, 5));
+    let recall = recall_of("by-district", &reviews, &excluded).unwrap();
+    assert_eq!(
+        (recall.name.as_str(), recall.reviewer.as_str()),
+        ("r5", "carol")
+    );
+    assert_eq!(recall_of("another", &reviews, &excluded), None);
+}
+
+fn sealed(manifest: &str, files: &[(&str, i64, &str)]) -> SealedCopy {
+    SealedCopy {
+        volume: "pv".into(),
+        manifest_sha256: manifest.into(),
+        files: files
+            .iter()
+            .map(|(name, size, sha)| SealedFile {
+                name: name.to_string(),
+                size: *size,
+                sha256: sha.to_string(),
+            })
+            .collect(),
+        sealed_at: Time(Timestamp::from_second(1).unwrap()),
+    }
+}
+
+#[test]
+fn recalled_content_is_blocked_whole_or_renamed_and_an_empty_file_blocks_nothing() {
+    let recalled = sealed("m1", &[("a.csv", 10, "h-a"), ("empty.txt", 0, "h-0")]);
+    let entries = recalled_entries("cr-x/first", &recalled);
+    assert_eq!(
+        entries.keys().collect::<Vec<_>>(),
+        ["h-a", "m1"],
+        "the manifest and every non-empty file"
+    );
+    // The same export again.
+    let why = recalled_match(&sealed("m1", &[("a.csv", 10, "h-a")]), &entries).unwrap();
+    assert!(
+        why.contains("m1") && why.contains("manifest of cr-x/first"),
+        "{why}"
+    );
+    // The same file, renamed, beside another: another manifest, same content.
+    let why = recalled_match(
+        &sealed("m2", &[("b.csv", 5, "h-b"), ("renamed.csv", 10, "h-a")]),
+        &entries,
+    )
+    .unwrap();
+    assert!(
+        why.contains("file renamed.csv") && why.contains("h-a"),
+        "{why}"
+    );
+    // Different content, or only an empty file in common: releasable.
+    assert_eq!(
+        recalled_match(&sealed("m3", &[("b.csv", 5, "h-b")]), &entries),
+        None
+    );
+    assert_eq!(
+        recalled_match(&sealed("m4", &[("e.txt", 0, "h-0")]), &entries),
+        None
+    );
+}
