@@ -295,12 +295,7 @@ fn tabular(
     checks: &mut Checks,
 ) {
     let mut scan = FileScan::new(entry, p, raw, checks);
-    let read = if t == FileType::Parquet {
-        records::read(path, t, &mut scan)
-    } else {
-        read_parallel(path, t, &mut scan)
-    };
-    if let Err(e) = read {
+    if let Err(e) = read_parallel(path, t, &mut scan) {
         scan.checks.note("malformed", Verdict::Fail, e);
         return;
     }
@@ -308,7 +303,7 @@ fn tabular(
     scan.finish(f);
 }
 
-/// CSV and JSON Lines: the value checks on every core, the rest in order.
+/// The value checks on every core, the rest in file order.
 fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), String> {
     let head = records::header(path, t)?;
     scan.header(&head.names);
@@ -340,10 +335,22 @@ impl Findings {
     fn of(matcher: Option<&Matcher>, keep: bool, cells: &[Option<&str>]) -> Findings {
         let mut found = Vec::new();
         let mut hits = Vec::new();
+        // The raw-value look-ups miss the cache: ask for every value's
+        // line first, check the shapes meanwhile, then look them up.
+        if let Some(m) = matcher {
+            cells.iter().flatten().for_each(|v| m.prefetch(v));
+        }
         for (c, v) in cells.iter().enumerate() {
             if let Some(v) = v {
-                identifiers::hits(v, matcher, &mut found);
+                identifiers::shape_hits(v, &mut found);
                 hits.extend(found.drain(..).map(|h| (c, h)));
+            }
+        }
+        if let Some(m) = matcher {
+            for (c, v) in cells.iter().enumerate() {
+                if v.is_some_and(|v| m.is_raw_value(v)) {
+                    hits.push((c, identifiers::RAW_VALUE));
+                }
             }
         }
         Findings {
