@@ -9,6 +9,7 @@
 pub mod filetype;
 pub mod identifiers;
 pub mod manifest;
+pub mod media;
 pub mod microdata;
 pub mod policy;
 pub mod raw;
@@ -231,18 +232,55 @@ fn content_checks(
             tabular(entry, path, t, p, raw, f, checks)
         }
         FileType::Text | FileType::Json => text_file(path, raw, f, checks),
-        _ => {
-            checks.note(
-                "unchecked-content",
-                Verdict::Review,
-                format!("{} content is not read by the scan", t.name()),
-            );
-            f.not_checked.push(format!(
-                "{}: images and documents are not read (text in them is not checked)",
-                t.name()
-            ));
-        }
+        _ => media_file(path, t, raw, f, checks),
     }
+}
+
+/// PNG and PDF: their readable text is checked; what is drawn is not,
+/// so the file is reviewed (or fails on what the text holds).
+fn media_file(
+    path: &Path,
+    t: FileType,
+    raw: Option<&RawIndex>,
+    f: &mut FileReport,
+    checks: &mut Checks,
+) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let what = format!("cannot read: {}", e.kind());
+            return checks.note("malformed", Verdict::Fail, what);
+        }
+    };
+    let found = if t == FileType::Png {
+        media::png_texts(&bytes)
+    } else {
+        Ok(media::pdf_texts(&bytes))
+    };
+    let found = match found {
+        Ok(e) => e,
+        Err(e) => return checks.note("malformed", Verdict::Fail, e),
+    };
+    let matcher = raw.map(|r| Matcher::new(r, &[]));
+    for (i, text) in found.texts.iter().enumerate() {
+        text::check_text(checks, Position::part(i as u64 + 1), text, matcher.as_ref());
+    }
+    f.rows = Some(found.texts.len() as u64);
+    checks.note(
+        "unchecked-content",
+        Verdict::Review,
+        format!(
+            "content not machine-checked: {} text piece(s) read and checked; not read: {}",
+            found.texts.len(),
+            found.unread.join("; ")
+        ),
+    );
+    f.not_checked.extend(
+        found
+            .unread
+            .into_iter()
+            .map(|u| format!("{}: {u}", t.name())),
+    );
 }
 
 fn text_file(path: &Path, raw: Option<&RawIndex>, f: &mut FileReport, checks: &mut Checks) {
