@@ -73,14 +73,14 @@ impl<R: Read> Chunker<R> {
         }
     }
 
-    /// Read until the buffer holds `size` more bytes or the input ends.
+    /// Read until the buffer holds `size` more bytes or the input ends
+    /// (into spare capacity: zeroing each new chunk first cost a pass).
     fn fill(&mut self) -> io::Result<()> {
         let want = self.carry.len() + self.size;
+        self.carry.reserve_exact(want - self.carry.len());
         while self.carry.len() < want && !self.eof {
-            let start = self.carry.len();
-            self.carry.resize(want, 0);
-            let n = self.input.read(&mut self.carry[start..])?;
-            self.carry.truncate(start + n);
+            let room = (want - self.carry.len()) as u64;
+            let n = (&mut self.input).take(room).read_to_end(&mut self.carry)?;
             self.eof = n == 0;
         }
         Ok(())

@@ -87,6 +87,11 @@ impl Sink for CsvSink {
     }
 
     fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.len() >= BUFFER {
+            // A worker's whole chunk: written as it is, not copied first.
+            self.flush().map_err(write_error)?;
+            return self.out.write_all(bytes).map_err(write_error);
+        }
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= BUFFER {
             self.flush().map_err(write_error)?;

@@ -71,6 +71,12 @@ impl Sink for JsonlSink {
     }
 
     fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.len() >= BUFFER {
+            // A worker's whole chunk: written as it is, not copied first.
+            self.out.write_all(&self.buf).map_err(write_error)?;
+            self.buf.clear();
+            return self.out.write_all(bytes).map_err(write_error);
+        }
         self.buf.extend_from_slice(bytes);
         self.flush_if_full()
     }
