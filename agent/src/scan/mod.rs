@@ -361,6 +361,9 @@ fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), St
     )
 }
 
+/// Columns whose raw-value look-up is prefetched (the rest look up directly).
+const AHEAD: usize = 32;
+
 /// What the checks on values found in one row (computed on a worker).
 pub struct Findings {
     hits: Vec<(usize, identifiers::Hit)>,
@@ -375,8 +378,11 @@ impl Findings {
         let mut hits = Vec::new();
         // The raw-value look-ups miss the cache: ask for every value's
         // line first, check the shapes meanwhile, then look them up.
+        let mut ahead = [None; AHEAD];
         if let Some(m) = matcher {
-            cells.iter().flatten().for_each(|v| m.prefetch(v));
+            for (slot, v) in ahead.iter_mut().zip(cells) {
+                *slot = v.and_then(|v| m.prefetch(v));
+            }
         }
         for (c, v) in cells.iter().enumerate() {
             if let Some(v) = v {
@@ -386,7 +392,12 @@ impl Findings {
         }
         if let Some(m) = matcher {
             for (c, v) in cells.iter().enumerate() {
-                if v.is_some_and(|v| m.is_raw_value(v)) {
+                let Some(v) = v else { continue };
+                let raw = match ahead.get(c) {
+                    Some(h) => h.is_some_and(|h| m.is_raw_hashed(v, h)),
+                    None => m.is_raw_value(v),
+                };
+                if raw {
                     hits.push((c, identifiers::RAW_VALUE));
                 }
             }

@@ -209,7 +209,13 @@ fn fast_hash(state: &FixedState, value: &str) -> u64 {
 
 /// Long enough to be matched ([`MIN_VALUE_CHARS`]), trimmed.
 fn matchable(value: &str) -> Option<&str> {
-    let v = value.trim();
+    // Most values have no space at either end: check the two characters
+    // before paying for the general trim.
+    let mut ends = value.chars();
+    let v = match (ends.next(), ends.next_back()) {
+        (Some(a), Some(b)) if !a.is_whitespace() && !b.is_whitespace() => value,
+        _ => value.trim(),
+    };
     v.chars().nth(MIN_VALUE_CHARS - 1).map(|_| v)
 }
 
@@ -464,24 +470,33 @@ impl<'a> Matcher<'a> {
         Matcher { index, quasi }
     }
 
-    /// Start fetching what [`Matcher::is_raw_value`] will read for `value`.
-    pub fn prefetch(&self, value: &str) {
+    /// A value's prefilter hash; `None` when it cannot be a raw value
+    /// (too short, or no raw value at all).
+    fn hash(&self, value: &str) -> Option<u64> {
         let index = self.index;
-        if !index.personal.is_empty()
-            && let Some(v) = matchable(value)
-        {
-            index.filter.prefetch(fast_hash(&index.filter.state, v));
+        if index.personal.is_empty() {
+            return None;
         }
+        Some(fast_hash(&index.filter.state, matchable(value)?))
+    }
+
+    /// [`Matcher::hash`], and start fetching what the look-up will read.
+    pub fn prefetch(&self, value: &str) -> Option<u64> {
+        let h = self.hash(value)?;
+        self.index.filter.prefetch(h);
+        Some(h)
+    }
+
+    /// Whether `value`, whose hash is `h`, is a raw personal value.
+    pub fn is_raw_hashed(&self, value: &str, h: u64) -> bool {
+        let index = self.index;
+        index.filter.may_contain(h) && index.personal.contains(&digest(&index.hmac, value))
     }
 
     /// A raw personal value.
     pub fn is_raw_value(&self, value: &str) -> bool {
-        let index = self.index;
-        !index.personal.is_empty()
-            && matchable(value).is_some_and(|v| {
-                index.filter.may_contain(fast_hash(&index.filter.state, v))
-                    && index.personal.contains(&digest(&index.hmac, v))
-            })
+        self.hash(value)
+            .is_some_and(|h| self.is_raw_hashed(value, h))
     }
 
     /// The row holds a quasi-identifier combination unique in the raw data.
@@ -578,5 +593,23 @@ mod tests {
         let b = Hmac::new(b"key-two-0123456789");
         assert_ne!(digest(&a, "张三"), digest(&b, "张三"));
         assert_eq!(digest(&a, "张三"), digest(&a, " 张三\n"));
+    }
+
+    #[test]
+    fn matchable_trims_as_str_trim_does() {
+        for v in [
+            "张三",
+            " 张三",
+            "张三\u{3000}",
+            "\t李四 ",
+            "a",
+            " a ",
+            "",
+            "  ",
+            "ab",
+        ] {
+            let want = Some(v.trim()).filter(|t| t.chars().count() >= MIN_VALUE_CHARS);
+            assert_eq!(matchable(v), want, "{v:?}");
+        }
     }
 }
