@@ -94,7 +94,8 @@ pub fn records<E>(
     Ok(())
 }
 
-/// Count the records of `data` (to know where the next chunk's start).
+/// The number of records in `data` (a chunk tells it so that the next
+/// chunks know the index of their first row).
 pub fn count(data: &[u8]) -> Result<u64, Stop<()>> {
     let mut n = 0;
     records(data, |_, _| {
