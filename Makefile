@@ -72,6 +72,9 @@ bench-agent: python-tools ## figures: agent desensitize on a generated CSV (BENC
 	  $(CARGO) run -q -p cleanroom-agent --release --example bench_desensitize -- $${BENCH_MB:-1024} "$$dir" && \
 	  if ! $$py -c 'import duckdb' 2>/dev/null; then \
 	    echo "duckdb: not installed, its comparison skipped (make python-tools)"; \
+	  elif [ -x /usr/bin/time ]; then \
+	    /usr/bin/time -f 'duckdb, 1 and 2 threads together: %e s wall, %U s user, %S s sys (CPU seconds: the steadier measure on a shared machine)' \
+	      $$py e2e/bench/desensitize_duckdb.py "$$dir"; \
 	  else $$py e2e/bench/desensitize_duckdb.py "$$dir"; fi && \
 	  if ! $$py -c 'import pandas' 2>/dev/null; then \
 	    echo "pandas: not installed, its comparison skipped (make python-tools)"; \

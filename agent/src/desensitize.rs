@@ -9,13 +9,15 @@
 //! renamed only when the run succeeded: no malformed row and no leak in a
 //! personal column. Otherwise the partial file is removed.
 //!
-//! Single-threaded; memory is flat in the input size except for the
-//! reservoir (`sampling.rows` rows).
+//! Chunks of the input run on every core (`parallel.rs`; Parquet by row
+//! group); memory is flat in the input size except for the reservoir
+//! (`sampling.rows` rows), which runs on one thread.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 
 use crate::formats;
@@ -148,6 +150,14 @@ pub trait Sink {
     /// The encoded bytes a chunk sink holds (empty for file sinks).
     fn take_encoded(&mut self) -> Vec<u8> {
         Vec::new()
+    }
+    /// Record batches already built (a Parquet row group done by a worker).
+    fn write_batches(&mut self, _batches: Vec<RecordBatch>) -> Result<(), String> {
+        Err("this format takes rows, not record batches".into())
+    }
+    /// The record batches a Parquet chunk sink holds.
+    fn take_batches(&mut self) -> Result<Vec<RecordBatch>, String> {
+        Ok(Vec::new())
     }
     /// Flush everything and give the output file back.
     fn finish(self: Box<Self>) -> Result<Out, String>;
@@ -302,9 +312,32 @@ impl Engine {
         (bytes, self.report)
     }
 
+    /// A Parquet chunk's batches and report, as [`Engine::into_chunk`].
+    pub fn into_batches(mut self, base: u64) -> Result<(Vec<RecordBatch>, Report), String> {
+        let batches = self.sink.take_batches()?;
+        self.report.rows_in -= base;
+        Ok((batches, self.report))
+    }
+
     /// Append a chunk processed by a worker, in input order.
     pub fn merge_chunk(&mut self, bytes: &[u8], chunk: Report) -> Result<(), String> {
         self.sink.write_encoded(bytes)?;
+        self.merge_report(chunk);
+        Ok(())
+    }
+
+    /// Append a Parquet chunk processed by a worker, in input order.
+    pub fn merge_batches(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        chunk: Report,
+    ) -> Result<(), String> {
+        self.sink.write_batches(batches)?;
+        self.merge_report(chunk);
+        Ok(())
+    }
+
+    fn merge_report(&mut self, chunk: Report) {
         let r = &mut self.report;
         r.rows_in += chunk.rows_in;
         r.rows_out += chunk.rows_out;
@@ -315,7 +348,6 @@ impl Engine {
         for (c, d) in r.columns.iter_mut().zip(chunk.columns) {
             c.leaks += d.leaks;
         }
-        Ok(())
     }
 
     /// Write the reservoir and close the sink.

@@ -73,14 +73,14 @@ impl<R: Read> Chunker<R> {
         }
     }
 
-    /// Read until the buffer holds `size` more bytes or the input ends.
+    /// Read until the buffer holds `size` more bytes or the input ends
+    /// (into spare capacity: zeroing each new chunk first cost a pass).
     fn fill(&mut self) -> io::Result<()> {
         let want = self.carry.len() + self.size;
+        self.carry.reserve_exact(want - self.carry.len());
         while self.carry.len() < want && !self.eof {
-            let start = self.carry.len();
-            self.carry.resize(want, 0);
-            let n = self.input.read(&mut self.carry[start..])?;
-            self.carry.truncate(start + n);
+            let room = (want - self.carry.len()) as u64;
+            let n = (&mut self.input).take(room).read_to_end(&mut self.carry)?;
             self.eof = n == 0;
         }
         Ok(())
@@ -138,7 +138,7 @@ impl<R: Read> Iterator for Chunker<R> {
 }
 
 /// Runs `work` on every item on `threads` threads and hands the results
-/// to `consume` in input order. The first error (reading, or from
+/// to `consume` in input order (on one thread: inline, in order). The first error (reading, or from
 /// `consume`) stops the run and is returned.
 pub fn ordered<T, R, E>(
     items: impl Iterator<Item = Result<T, E>> + Send,
@@ -151,7 +151,14 @@ where
     R: Send,
     E: Send,
 {
-    let threads = threads.max(1);
+    if threads <= 1 {
+        // One thread: everything in order on this one, nothing spawned, so
+        // a single-core Job uses one core and the same code path.
+        for (seq, item) in items.enumerate() {
+            consume(work(seq, item?))?;
+        }
+        return Ok(());
+    }
     let (work_tx, work_rx) = sync_channel::<(usize, T)>(threads);
     let (done_tx, done_rx) = sync_channel::<(usize, R)>(threads);
     let work_rx = Mutex::new(Some(work_rx));

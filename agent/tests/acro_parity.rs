@@ -13,12 +13,13 @@
 //! checks flag the cells holding one, which is our `negative`. ACRO 1.0
 //! no longer runs `all-values-are-same` on sums, so it is not compared.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cleanroom_agent::scan::policy::Policy;
-use cleanroom_agent::scan::tables::{Spec, contributor_cells};
+use cleanroom_agent::scan::report::{Checks, Verdict};
+use cleanroom_agent::scan::tables::{self, Spec, contributor_cells};
 use serde_json::Value;
 
 type Rows = Vec<(String, String, i64)>;
@@ -125,6 +126,65 @@ fn write_case(dir: &Path, name: &str, rows: &Rows) {
         s.push_str(&format!("{a},{b},{v}\n"));
     }
     std::fs::write(dir.join(format!("{name}.csv")), s).expect("write case");
+    let mut t = String::from("a,b,n,v\n");
+    for ((a, b), (n, v)) in totals(rows) {
+        t.push_str(&format!("{a},{b},{n},{v}\n"));
+    }
+    std::fs::create_dir_all(dir.join("totals")).expect("totals dir");
+    std::fs::write(dir.join("totals").join(format!("{name}.csv")), t).expect("write totals");
+}
+
+/// The table as an analyst's totals: per non-empty cell, its count and sum.
+fn totals(rows: &Rows) -> BTreeMap<(String, String), (i64, i64)> {
+    let mut t = BTreeMap::new();
+    for (a, b, v) in rows {
+        let e = t.entry((a.clone(), b.clone())).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += v;
+    }
+    t
+}
+
+/// Our checks on the totals table: the cells below the threshold, and
+/// the verdict.
+fn ours_on_totals(rows: &Rows, distinct: &[Vec<String>]) -> (Cells, u64, Verdict) {
+    let t = totals(rows);
+    let table: Vec<(u64, Vec<Option<String>>)> = t
+        .iter()
+        .enumerate()
+        .map(|(i, ((a, b), (n, v)))| {
+            let cells = vec![
+                Some(a.clone()),
+                Some(b.clone()),
+                Some(n.to_string()),
+                Some(v.to_string()),
+            ];
+            (i as u64, cells)
+        })
+        .collect();
+    let spec = Spec {
+        keys: vec![0, 1],
+        counts: vec![2],
+        magnitudes: vec![3],
+    };
+    let mut checks = Checks::default();
+    tables::check(&mut checks, &spec, &table, &Policy::default());
+    let keys: Vec<(usize, usize)> = t
+        .keys()
+        .map(|(a, b)| {
+            let at = |d: &[String], x: &str| d.iter().position(|y| y == x).expect("label");
+            (at(&distinct[0], a), at(&distinct[1], b))
+        })
+        .collect();
+    let (cells, count) = checks.get("threshold").map_or((Cells::new(), 0), |c| {
+        let rows = c.positions.iter().filter_map(|p| p.row);
+        (rows.map(|r| keys[r as usize]).collect(), c.count)
+    });
+    let unchecked = checks
+        .get("dominance-unchecked")
+        .and_then(|c| c.detail.clone());
+    assert_eq!(unchecked.as_deref(), Some(tables::DOMINANCE_UNCHECKED));
+    (cells, count, checks.verdict())
 }
 
 type Cells = BTreeSet<(usize, usize)>;
@@ -238,6 +298,44 @@ fn compare(name: &str, rows: &Rows, acro: &Value) {
         acro["sum"]["status"], verdicts[1],
         "{name}: sum table verdict"
     );
+    compare_totals(name, rows, &distinct, acro);
+}
+
+/// The same table as totals: ACRO cannot check it and hands it to a
+/// person (review); we check its counts as ACRO's count table does and
+/// review it for dominance, so it is never `pass` where ACRO, given the
+/// contributions, would fail or review the sums.
+fn compare_totals(name: &str, rows: &Rows, distinct: &[Vec<String>], acro: &Value) {
+    assert_eq!(acro["totals"], "review", "{name}: ACRO on the totals");
+    let (cells, count, verdict) = ours_on_totals(rows, distinct);
+    let non_empty: BTreeSet<(usize, usize)> = ours_on_totals_keys(rows, distinct);
+    let acro_threshold: Cells = acro_cells(&acro["count"], "MinimumThresholdCheck")
+        .intersection(&non_empty)
+        .copied()
+        .collect();
+    assert_eq!(
+        count as usize,
+        acro_threshold.len(),
+        "{name}: totals, threshold"
+    );
+    assert!(
+        cells.is_subset(&acro_threshold),
+        "{name}: totals, threshold cells"
+    );
+    let want = if acro_threshold.is_empty() {
+        Verdict::Review
+    } else {
+        Verdict::Fail
+    };
+    assert_eq!(verdict, want, "{name}: totals verdict");
+}
+
+fn ours_on_totals_keys(rows: &Rows, distinct: &[Vec<String>]) -> Cells {
+    let at = |d: &[String], x: &str| d.iter().position(|y| y == x).expect("label");
+    totals(rows)
+        .keys()
+        .map(|(a, b)| (at(&distinct[0], a), at(&distinct[1], b)))
+        .collect()
 }
 
 #[test]

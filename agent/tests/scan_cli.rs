@@ -190,12 +190,7 @@ fn file_types_limits_and_the_seal_are_enforced() {
     let mut e = Export::new();
     e.add("data.csv", "Report", b"PK\x03\x04 a zip named csv", None);
     e.add("tool", "Other", b"\x7fELF\x02\x01\x01", None);
-    e.add(
-        "chart.png",
-        "Report",
-        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
-        None,
-    );
+    e.add("chart.png", "Report", &png(&[]), None);
     e.add("model.pkl", "Model", b"\x80\x04\x95 weights", None);
     e.add("big.txt", "Report", &vec![b'a'; 2048], None);
     e.add("table.md", "Table", b"# not a table\n", None);
@@ -390,6 +385,23 @@ fn the_report_is_the_same_on_one_thread_and_many() {
     let qi = json!({"quasiIdentifiers": ["年龄", "街道"]});
     e.add("people.csv", "Microdata", csv.as_bytes(), Some(qi));
     e.add("events.jsonl", "Report", jsonl.as_bytes(), None);
+    let names: Vec<String> = (0..90)
+        .map(|i| {
+            if i % 13 == 4 {
+                "13812345678".into()
+            } else {
+                format!("区{i}")
+            }
+        })
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let counts: Vec<i64> = (0..90).map(|i| i % 17).collect();
+    e.add(
+        "groups.parquet",
+        "Table",
+        &parquet_groups(&names, &counts, 7),
+        None,
+    );
     let manifest = e.seal();
     fs::write(e.path("policy.json"), "{}").expect("policy");
     let run = |threads: &str, chunk: &str| -> Value {
@@ -419,6 +431,10 @@ fn the_report_is_the_same_on_one_thread_and_many() {
     );
     assert_eq!(check(&one, "events.jsonl", "identifier")["count"], 28);
     assert_eq!(file(&one, "people.csv")["microdata"]["classes"], 50);
+    // 13 row groups of 7 rows: rows numbered across them, in order.
+    let ids = &check(&one, "groups.parquet", "identifier")["positions"];
+    assert_eq!(ids[1], json!({"row": 17, "column": 0}));
+    assert_eq!(check(&one, "groups.parquet", "threshold")["count"], 55);
     for (threads, chunk) in [("2", "50"), ("3", "1"), ("4", "333")] {
         assert_eq!(
             run(threads, chunk),
@@ -430,18 +446,103 @@ fn the_report_is_the_same_on_one_thread_and_many() {
 
 /// A Parquet file with a text and an integer column.
 fn parquet_table(districts: &[&str], counts: &[i64]) -> Vec<u8> {
+    parquet_groups(districts, counts, 1 << 20)
+}
+
+/// The same, cut into row groups of `group` rows.
+fn parquet_groups(districts: &[&str], counts: &[i64], group: usize) -> Vec<u8> {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
     let d: ArrayRef = Arc::new(StringArray::from(districts.to_vec()));
     let n: ArrayRef = Arc::new(Int64Array::from(counts.to_vec()));
     let batch = RecordBatch::try_from_iter([("district", d), ("n", n)]).expect("batch");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .build();
     let mut out = Vec::new();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).expect("writer");
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props))
+        .expect("writer");
     w.write(&batch).expect("write");
     w.close().expect("close");
     out
+}
+
+/// A PNG of no pixels with these chunks between its header and its end.
+fn png(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+    let mut p = b"\x89PNG\r\n\x1a\n".to_vec();
+    let ihdr: (&[u8; 4], &[u8]) = (b"IHDR", &[0; 13]);
+    let iend: (&[u8; 4], &[u8]) = (b"IEND", b"");
+    for (kind, data) in [ihdr].iter().chain(chunks).chain([iend].iter()) {
+        p.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        p.extend_from_slice(*kind);
+        p.extend_from_slice(data);
+        p.extend_from_slice(&[0; 4]);
+    }
+    p
+}
+
+#[test]
+fn png_and_pdf_text_is_checked_and_the_rest_reviewed() {
+    let mut e = Export::new();
+    e.add(
+        "plain.png",
+        "Report",
+        &png(&[(b"tEXt", b"Software\0plotters")]),
+        None,
+    );
+    e.add(
+        "tagged.png",
+        "Report",
+        &png(&[(b"tEXt", b"Author\0tel 13812345678")]),
+        None,
+    );
+    e.add(
+        "report.pdf",
+        "Report",
+        b"%PDF-1.4\n1 0 obj << /Title (Rates by district) >> endobj\n%%EOF\n",
+        None,
+    );
+    e.add(
+        "leaky.pdf",
+        "Report",
+        b"%PDF-1.4\n1 0 obj << /Length 30 >>\nstream\nBT (zhang.san@example.com) Tj ET\nendstream\nendobj\n",
+        None,
+    );
+    let (out, _, full) = e.scan("{}", &[]);
+    assert!(out.status.success());
+    for (name, verdict) in [
+        ("plain.png", "review"),
+        ("tagged.png", "fail"),
+        ("report.pdf", "review"),
+        ("leaky.pdf", "fail"),
+    ] {
+        assert_eq!(
+            file(&full, name)["verdict"],
+            verdict,
+            "{name}: {}",
+            file(&full, name)
+        );
+        let unchecked = check(&full, name, "unchecked-content");
+        let detail = unchecked["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("content not machine-checked"),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        check(&full, "tagged.png", "identifier")["positions"],
+        json!([{"part": 1}])
+    );
+    assert_eq!(
+        check(&full, "leaky.pdf", "identifier")["kinds"],
+        json!(["email"])
+    );
+    let text = full.to_string();
+    assert!(
+        !text.contains("13812345678") && !text.contains("zhang.san"),
+        "a value leaked"
+    );
 }
 
 #[test]

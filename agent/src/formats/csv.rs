@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 
+use super::split::{self, Rec};
 use super::{Reader, read_error, write_error};
 use crate::desensitize::{CellError, Engine, Options, Out, Sink};
 use crate::parallel;
@@ -86,6 +87,11 @@ impl Sink for CsvSink {
     }
 
     fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.len() >= BUFFER {
+            // A worker's whole chunk: written as it is, not copied first.
+            self.flush().map_err(write_error)?;
+            return self.out.write_all(bytes).map_err(write_error);
+        }
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= BUFFER {
             self.flush().map_err(write_error)?;
@@ -167,19 +173,13 @@ impl Reader for CsvReader {
         Ok((CsvReader { reader, idx, ncols }, Box::new(sink)))
     }
 
-    fn rows(mut self, opts: &Options, engine: &mut Engine) -> Result<(), String> {
-        let threads = parallel::threads();
-        if threads > 1 && Engine::stateless(&opts.plan) {
-            return self.rows_parallel(opts, engine, threads);
+    fn rows(self, opts: &Options, engine: &mut Engine) -> Result<(), String> {
+        if Engine::stateless(&opts.plan) {
+            return self.rows_parallel(opts, engine, parallel::threads());
         }
-        let mut record = ::csv::ByteRecord::new();
-        while self
-            .reader
-            .read_byte_record(&mut record)
-            .map_err(read_error)?
-        {
-            let line = record.position().map_or(0, |p| p.line());
-            process_record(engine, &record, line, &self.idx, self.ncols)?;
+        // A reservoir decides rows against each other: one engine sees them all.
+        for chunk in self.chunks(opts)? {
+            feed_chunk(&chunk?, engine, &self.idx, self.ncols)?;
         }
         Ok(())
     }
@@ -188,7 +188,7 @@ impl Reader for CsvReader {
 /// One record through the engine (a wrong field count is malformed).
 fn process_record(
     engine: &mut Engine,
-    r: &::csv::ByteRecord,
+    r: Rec<'_>,
     line: u64,
     idx: &[usize],
     ncols: usize,
@@ -201,18 +201,55 @@ fn process_record(
     // One validation of the whole record (fields split at ASCII
     // delimiters stay valid); field by field only when it fails, so
     // that bad bytes in a column the plan drops do not matter.
-    let whole = simdutf8::basic::from_utf8(r.as_slice()).ok();
+    let whole = simdutf8::basic::from_utf8(r.bytes()).ok();
     engine.row(line, |j| {
         let field = idx[j];
         match (whole, r.range(field)) {
             (Some(w), Some(range)) => w.get(range).map(Input::Text),
-            _ => simdutf8::basic::from_utf8(&r[field]).ok().map(Input::Text),
+            _ => simdutf8::basic::from_utf8(r.field(field))
+                .ok()
+                .map(Input::Text),
         }
         .ok_or(CellError::NotUtf8)
     })
 }
 
+/// Every record of a chunk through the engine.
+fn feed_chunk(
+    chunk: &parallel::Chunk,
+    engine: &mut Engine,
+    idx: &[usize],
+    ncols: usize,
+) -> Result<(), String> {
+    split::records(&chunk.data, |line, r| {
+        process_record(engine, r, chunk.first_line + line - 1, idx, ncols)
+    })
+    .map_err(|stop| stopped(stop, chunk.first_line))
+}
+
+/// The message of a chunk that could not be read.
+fn stopped(stop: split::Stop<String>, first_line: u64) -> String {
+    match stop {
+        split::Stop::Csv { line, reason } => {
+            read_error(format!("{reason} at line {}", first_line + line - 1))
+        }
+        split::Stop::Caller(e) => e,
+    }
+}
+
 impl CsvReader {
+    /// The data records, cut into chunks at record boundaries.
+    fn chunks(
+        &self,
+        opts: &Options,
+    ) -> Result<impl Iterator<Item = Result<parallel::Chunk, String>> + Send + use<>, String> {
+        let pos = self.reader.position().clone();
+        let mut file = File::open(&opts.input).map_err(read_error)?;
+        file.seek(SeekFrom::Start(pos.byte())).map_err(read_error)?;
+        let chunks = parallel::Chunker::with_size(file, true, pos.line(), parallel::chunk_size());
+        Ok(chunks.map(|c| c.map_err(read_error)))
+    }
+
     /// The data records cut into chunks at record boundaries, each run
     /// through its own engine on a worker thread, merged in input order.
     fn rows_parallel(
@@ -221,33 +258,30 @@ impl CsvReader {
         engine: &mut Engine,
         threads: usize,
     ) -> Result<(), String> {
-        let pos = self.reader.position().clone();
-        let mut file = File::open(&opts.input).map_err(read_error)?;
-        file.seek(SeekFrom::Start(pos.byte())).map_err(read_error)?;
-        let chunks = parallel::Chunker::with_size(file, true, pos.line(), parallel::chunk_size());
+        let chunks = self.chunks(opts)?;
         let bases = parallel::RowBases::default();
         let hmac = opts.key.as_deref().map(Hmac::new);
         let indexed = Engine::needs_row_index(&opts.plan);
         let work = |seq: usize, chunk: parallel::Chunk| {
             let sink = Box::new(ChunkSink(Vec::with_capacity(chunk.data.len())));
-            if !indexed {
-                // Rows do not depend on their index: stream the chunk.
-                let mut e = Engine::new(&opts.plan, hmac.clone(), sink, Report::default());
-                stream_chunk(&chunk, &mut e, &self.idx, self.ncols)?;
-                return Ok(e.into_chunk(0));
-            }
-            let (records, parsed) = parse_chunk(&chunk.data);
-            let base = bases.base(seq, records.len() as u64);
-            parsed?;
+            // Row-indexed rules need the chunk's first row index: count
+            // its records and wait for the chunks before it to have done so.
+            let base = if indexed {
+                let n = split::count(&chunk.data);
+                let base = bases.base(seq, *n.as_ref().unwrap_or(&0));
+                if let Err(split::Stop::Csv { line, reason }) = n {
+                    return Err(stopped(split::Stop::Csv { line, reason }, chunk.first_line));
+                }
+                base
+            } else {
+                0
+            };
             let report = Report {
                 rows_in: base,
                 ..Report::default()
             };
             let mut e = Engine::new(&opts.plan, hmac.clone(), sink, report);
-            for r in &records {
-                let line = chunk.first_line + r.position().map_or(1, |p| p.line()) - 1;
-                process_record(&mut e, r, line, &self.idx, self.ncols)?;
-            }
+            feed_chunk(&chunk, &mut e, &self.idx, self.ncols)?;
             Ok(e.into_chunk(base))
         };
         let consume = |done: Result<(Vec<u8>, Report), String>| {
@@ -257,44 +291,7 @@ impl CsvReader {
             }
             merged
         };
-        let chunks = chunks.map(|c| c.map_err(read_error));
         parallel::ordered(chunks, threads, work, consume)
-    }
-}
-
-/// Every record of a chunk through the engine, one reused record.
-fn stream_chunk(
-    chunk: &parallel::Chunk,
-    engine: &mut Engine,
-    idx: &[usize],
-    ncols: usize,
-) -> Result<(), String> {
-    let mut reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(chunk.data.as_slice());
-    let mut record = ::csv::ByteRecord::new();
-    while reader.read_byte_record(&mut record).map_err(read_error)? {
-        let line = chunk.first_line + record.position().map_or(1, |p| p.line()) - 1;
-        process_record(engine, &record, line, idx, ncols)?;
-    }
-    Ok(())
-}
-
-/// Every record of a chunk; the error, if any, after the records before it.
-fn parse_chunk(data: &[u8]) -> (Vec<::csv::ByteRecord>, Result<(), String>) {
-    let mut reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(data);
-    let mut records = Vec::new();
-    loop {
-        let mut record = ::csv::ByteRecord::new();
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => records.push(record),
-            Ok(false) => return (records, Ok(())),
-            Err(e) => return (records, Err(read_error(e))),
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod csv;
 pub mod jsonl;
 pub mod parquet;
+pub mod split;
 
 use std::fs::File;
 

@@ -42,8 +42,23 @@ pub struct Hit {
     pub kind: Option<&'static str>,
 }
 
+/// A raw personal value found.
+pub const RAW_VALUE: Hit = Hit {
+    check: "raw-value",
+    verdict: Verdict::Fail,
+    kind: None,
+};
+
 /// Every value check on one value; what fires is pushed to `out`.
 pub fn hits(value: &str, raw: Option<&Matcher>, out: &mut Vec<Hit>) {
+    shape_hits(value, out);
+    if raw.is_some_and(|m| m.is_raw_value(value)) {
+        out.push(RAW_VALUE);
+    }
+}
+
+/// The checks on a value's shape alone: identifiers and pseudonyms.
+pub fn shape_hits(value: &str, out: &mut Vec<Hit>) {
     if let Some(k) = recognize::find(value) {
         let kind = Some(kind_name(k));
         out.push(Hit {
@@ -56,13 +71,6 @@ pub fn hits(value: &str, raw: Option<&Matcher>, out: &mut Vec<Hit>) {
         out.push(Hit {
             check: "pseudonym",
             verdict: Verdict::Review,
-            kind: None,
-        });
-    }
-    if raw.is_some_and(|m| m.is_raw_value(value)) {
-        out.push(Hit {
-            check: "raw-value",
-            verdict: Verdict::Fail,
             kind: None,
         });
     }

@@ -9,6 +9,7 @@
 pub mod filetype;
 pub mod identifiers;
 pub mod manifest;
+pub mod media;
 pub mod microdata;
 pub mod policy;
 pub mod raw;
@@ -231,18 +232,55 @@ fn content_checks(
             tabular(entry, path, t, p, raw, f, checks)
         }
         FileType::Text | FileType::Json => text_file(path, raw, f, checks),
-        _ => {
-            checks.note(
-                "unchecked-content",
-                Verdict::Review,
-                format!("{} content is not read by the scan", t.name()),
-            );
-            f.not_checked.push(format!(
-                "{}: images and documents are not read (text in them is not checked)",
-                t.name()
-            ));
-        }
+        _ => media_file(path, t, raw, f, checks),
     }
+}
+
+/// PNG and PDF: their readable text is checked; what is drawn is not,
+/// so the file is reviewed (or fails on what the text holds).
+fn media_file(
+    path: &Path,
+    t: FileType,
+    raw: Option<&RawIndex>,
+    f: &mut FileReport,
+    checks: &mut Checks,
+) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let what = format!("cannot read: {}", e.kind());
+            return checks.note("malformed", Verdict::Fail, what);
+        }
+    };
+    let found = if t == FileType::Png {
+        media::png_texts(&bytes)
+    } else {
+        Ok(media::pdf_texts(&bytes))
+    };
+    let found = match found {
+        Ok(e) => e,
+        Err(e) => return checks.note("malformed", Verdict::Fail, e),
+    };
+    let matcher = raw.map(|r| Matcher::new(r, &[]));
+    for (i, text) in found.texts.iter().enumerate() {
+        text::check_text(checks, Position::part(i as u64 + 1), text, matcher.as_ref());
+    }
+    f.rows = Some(found.texts.len() as u64);
+    checks.note(
+        "unchecked-content",
+        Verdict::Review,
+        format!(
+            "content not machine-checked: {} text piece(s) read and checked; not read: {}",
+            found.texts.len(),
+            found.unread.join("; ")
+        ),
+    );
+    f.not_checked.extend(
+        found
+            .unread
+            .into_iter()
+            .map(|u| format!("{}: {u}", t.name())),
+    );
 }
 
 fn text_file(path: &Path, raw: Option<&RawIndex>, f: &mut FileReport, checks: &mut Checks) {
@@ -295,12 +333,7 @@ fn tabular(
     checks: &mut Checks,
 ) {
     let mut scan = FileScan::new(entry, p, raw, checks);
-    let read = if t == FileType::Parquet {
-        records::read(path, t, &mut scan)
-    } else {
-        read_parallel(path, t, &mut scan)
-    };
-    if let Err(e) = read {
+    if let Err(e) = read_parallel(path, t, &mut scan) {
         scan.checks.note("malformed", Verdict::Fail, e);
         return;
     }
@@ -308,7 +341,7 @@ fn tabular(
     scan.finish(f);
 }
 
-/// CSV and JSON Lines: the value checks on every core, the rest in order.
+/// The value checks on every core, the rest in file order.
 fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), String> {
     let head = records::header(path, t)?;
     scan.header(&head.names);
@@ -328,6 +361,9 @@ fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), St
     )
 }
 
+/// Columns whose raw-value look-up is prefetched (the rest look up directly).
+const AHEAD: usize = 32;
+
 /// What the checks on values found in one row (computed on a worker).
 pub struct Findings {
     hits: Vec<(usize, identifiers::Hit)>,
@@ -340,10 +376,30 @@ impl Findings {
     fn of(matcher: Option<&Matcher>, keep: bool, cells: &[Option<&str>]) -> Findings {
         let mut found = Vec::new();
         let mut hits = Vec::new();
+        // The raw-value look-ups miss the cache: ask for every value's
+        // line first, check the shapes meanwhile, then look them up.
+        let mut ahead = [None; AHEAD];
+        if let Some(m) = matcher {
+            for (slot, v) in ahead.iter_mut().zip(cells) {
+                *slot = v.and_then(|v| m.prefetch(v));
+            }
+        }
         for (c, v) in cells.iter().enumerate() {
             if let Some(v) = v {
-                identifiers::hits(v, matcher, &mut found);
+                identifiers::shape_hits(v, &mut found);
                 hits.extend(found.drain(..).map(|h| (c, h)));
+            }
+        }
+        if let Some(m) = matcher {
+            for (c, v) in cells.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let raw = match ahead.get(c) {
+                    Some(h) => h.is_some_and(|h| m.is_raw_hashed(v, h)),
+                    None => m.is_raw_value(v),
+                };
+                if raw {
+                    hits.push((c, identifiers::RAW_VALUE));
+                }
             }
         }
         Findings {

@@ -1,5 +1,7 @@
 //! Reading CSV, JSON Lines and Parquet files row by row for the checks:
 //! every value as text (`None` when null, missing or an empty CSV field).
+//! Chunks of records (Parquet: row groups) run on every core; rows come
+//! back in file order.
 //! A malformed row is reported by line (Parquet: row) number and a reason
 //! that never holds the value; reading goes on.
 
@@ -15,6 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
 use super::filetype::FileType;
+use crate::formats::split;
 use crate::parallel::{self, Chunk, Chunker};
 
 const BUFFER: usize = 1 << 20;
@@ -32,10 +35,6 @@ pub trait Visitor {
 /// Read a whole file on this thread; `Err` when it cannot be read at all
 /// (no header, not the format, an I/O error).
 pub fn read(path: &Path, t: FileType, v: &mut dyn Visitor) -> Result<(), String> {
-    if t == FileType::Parquet {
-        let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
-        return read_parquet(file, v);
-    }
     let head = header(path, t)?;
     v.header(&head.names);
     let mut row = 0u64;
@@ -52,31 +51,54 @@ pub fn read(path: &Path, t: FileType, v: &mut dyn Visitor) -> Result<(), String>
     })
 }
 
-/// The columns of a CSV or JSON Lines file and where its rows start.
-#[derive(Debug, Clone, PartialEq)]
+/// The columns of a tabular file and where its rows start.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Header {
     pub names: Vec<String>,
     /// Byte offset of the first data row, and its line number.
     pub offset: u64,
     pub line: u64,
+    /// Parquet: the rows of each row group.
+    pub row_groups: Vec<u64>,
 }
 
 /// Read the header (CSV: the first record; JSON Lines: the keys of the
-/// first object, which is also the first row).
+/// first object, which is also the first row; Parquet: the schema).
 pub fn header(path: &Path, t: FileType) -> Result<Header, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
     match t {
         FileType::Csv => csv_header(file),
         FileType::Jsonl => jsonl_header(file),
+        FileType::Parquet => parquet_header(file),
         other => Err(format!("{} is not a table format", other.name())),
     }
+}
+
+fn parquet_header(file: File) -> Result<Header, String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    Ok(Header {
+        names: builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+        row_groups: builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows().max(0) as u64)
+            .collect(),
+        ..Header::default()
+    })
 }
 
 fn csv_header(file: File) -> Result<Header, String> {
     let mut r = ::csv::ReaderBuilder::new().flexible(true).from_reader(file);
     let header = r
         .byte_headers()
-        .map_err(|e| format!("cannot read the CSV header: {}", csv_reason(&e)))?;
+        .map_err(|e| format!("cannot read the CSV header: {}", split::reason(&e)))?;
     let names: Vec<String> = header
         .iter()
         .enumerate()
@@ -97,6 +119,7 @@ fn csv_header(file: File) -> Result<Header, String> {
         names,
         offset: pos.byte(),
         line: pos.line(),
+        row_groups: Vec::new(),
     })
 }
 
@@ -112,6 +135,7 @@ fn jsonl_header(file: File) -> Result<Header, String> {
                 names: o.keys().cloned().collect(),
                 offset: 0,
                 line: 1,
+                row_groups: Vec::new(),
             }),
             Err(e) => Err(format!(
                 "the first line is not a JSON object ({:?})",
@@ -128,9 +152,9 @@ pub enum Item<P> {
     Malformed(u64, String),
 }
 
-/// The rows of a CSV or JSON Lines file, cut into chunks at record
-/// boundaries and run through `prepare` on `threads` worker threads;
-/// `consume` gets them in file order.
+/// The rows of a tabular file, cut into chunks at record boundaries
+/// (Parquet: by row group) and run through `prepare` on `threads` worker
+/// threads; `consume` gets them in file order.
 pub fn read_parallel<P: Send>(
     path: &Path,
     t: FileType,
@@ -139,6 +163,9 @@ pub fn read_parallel<P: Send>(
     prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
     consume: &mut dyn FnMut(Item<P>),
 ) -> Result<(), String> {
+    if t == FileType::Parquet {
+        return parquet_parallel(path, head, threads, prepare, consume);
+    }
     let mut file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
     file.seek(SeekFrom::Start(head.offset))
         .map_err(|e| format!("read error: {}", e.kind()))?;
@@ -163,33 +190,18 @@ fn csv_chunk<P>(
     ncols: usize,
     prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
 ) -> Vec<Item<P>> {
-    let mut r = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(chunk.data.as_slice());
-    let mut record = ::csv::ByteRecord::new();
     let mut items = Vec::new();
     let mut spare: Vec<Option<&str>> = Vec::with_capacity(ncols);
-    loop {
-        let line_of =
-            |p: Option<&::csv::Position>| chunk.first_line + p.map_or(1, |p| p.line()) - 1;
-        match r.read_byte_record(&mut record) {
-            Ok(false) => return items,
-            Ok(true) => {}
-            Err(e) => {
-                items.push(Item::Malformed(line_of(e.position()), csv_reason(&e)));
-                return items;
-            }
-        }
-        let line = line_of(record.position());
+    let read = split::records(&chunk.data, |line, record| {
+        let line = chunk.first_line + line - 1;
         if record.len() != ncols {
             let reason = format!("expected {ncols} fields, found {}", record.len());
             items.push(Item::Malformed(line, reason));
-            continue;
+            return Ok::<(), ()>(());
         }
-        let Ok(text) = simdutf8::basic::from_utf8(record.as_slice()) else {
+        let Ok(text) = simdutf8::basic::from_utf8(record.bytes()) else {
             items.push(Item::Malformed(line, "not valid UTF-8".into()));
-            continue;
+            return Ok(());
         };
         let mut cells = recycle(std::mem::take(&mut spare));
         cells.extend(
@@ -197,23 +209,18 @@ fn csv_chunk<P>(
         );
         items.push(Item::Row(line, prepare(&cells)));
         spare = recycle(cells);
+        Ok(())
+    });
+    if let Err(split::Stop::Csv { line, reason }) = read {
+        items.push(Item::Malformed(chunk.first_line + line - 1, reason));
     }
+    items
 }
 
 /// The same allocation, emptied, for borrows of another record.
 fn recycle<'b>(mut v: Vec<Option<&str>>) -> Vec<Option<&'b str>> {
     v.clear();
     v.into_iter().map(|_| None).collect()
-}
-
-/// The kind of a CSV error, never the data.
-fn csv_reason(e: &::csv::Error) -> String {
-    match e.kind() {
-        ::csv::ErrorKind::Io(io) => format!("read error: {}", io.kind()),
-        ::csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
-        ::csv::ErrorKind::UnequalLengths { .. } => "unequal record lengths".into(),
-        _ => "malformed CSV".into(),
-    }
 }
 
 fn jsonl_chunk<P>(
@@ -261,21 +268,52 @@ fn jsonl_chunk<P>(
     items
 }
 
-fn read_parquet(file: File, v: &mut dyn Visitor) -> Result<(), String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let names: Vec<String> = builder
-        .schema()
-        .fields()
+/// Parquet by row group: each worker reads its own row groups.
+fn parquet_parallel<P: Send>(
+    path: &Path,
+    head: &Header,
+    threads: usize,
+    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+    consume: &mut dyn FnMut(Item<P>),
+) -> Result<(), String> {
+    // Where each row group's rows start: known from the footer.
+    let bases: Vec<u64> = head
+        .row_groups
         .iter()
-        .map(|f| f.name().clone())
+        .scan(0, |acc, n| {
+            *acc += n;
+            Some(*acc - n)
+        })
         .collect();
-    v.header(&names);
-    let reader = builder
-        .with_batch_size(8192)
-        .build()
+    let work = |_, g: usize| row_group(path, g, bases[g], &head.names, prepare);
+    let groups = (0..head.row_groups.len()).map(Ok::<usize, String>);
+    parallel::ordered(
+        groups,
+        threads,
+        work,
+        |items: Result<Vec<Item<P>>, String>| {
+            items?.into_iter().for_each(&mut *consume);
+            Ok(())
+        },
+    )
+}
+
+/// The rows of row group `g`, whose first row is row `first` of the file;
+/// rows are numbered from 1 in place of lines.
+fn row_group<P>(
+    path: &Path,
+    g: usize,
+    first: u64,
+    names: &[String],
+    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+) -> Result<Vec<Item<P>>, String> {
+    // Each worker opens the file: clones of one share its offset.
+    let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_row_groups(vec![g]).with_batch_size(8192).build())
         .map_err(|e| format!("cannot read the Parquet file: {e}"))?;
-    let mut row = 0u64;
+    let mut items = Vec::new();
+    let mut row = first;
     for batch in reader {
         let batch = batch.map_err(|e| format!("cannot read row {}: {e}", row + 1))?;
         let mut texts = Vec::with_capacity(names.len());
@@ -293,11 +331,11 @@ fn read_parquet(file: File, v: &mut dyn Visitor) -> Result<(), String> {
                     .then(|| s.value(r))
                     .filter(|s| !s.is_empty())
             }));
-            v.row(row, row + 1, &cells);
             row += 1;
+            items.push(Item::Row(row, prepare(&cells)));
         }
     }
-    Ok(())
+    Ok(items)
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct Position {
     pub line: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cell: Option<Vec<usize>>,
+    /// The n-th piece of text (1-based) read from a PNG or PDF.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<u64>,
 }
 
 impl Position {
@@ -49,6 +52,13 @@ impl Position {
     pub fn line(line: u64) -> Self {
         Position {
             line: Some(line),
+            ..Position::default()
+        }
+    }
+
+    pub fn part(part: u64) -> Self {
+        Position {
+            part: Some(part),
             ..Position::default()
         }
     }

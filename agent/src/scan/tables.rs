@@ -37,6 +37,12 @@ const COUNT_NAMES: &[&str] = &[
     "户数",
 ];
 
+/// Why a table of totals with magnitudes is reviewed: ACRO checks
+/// dominance only on tables it builds from the contributions, and gives
+/// anything else (`custom_output`) to a person; so do we.
+pub const DOMINANCE_UNCHECKED: &str = "dominance not checkable without contributions: \
+nk-rule and p-ratio need each contributor's value, and this table holds totals";
+
 /// Cross products larger than this are not expanded for zeros.
 pub const MAX_CROSS: usize = 100_000;
 
@@ -168,11 +174,7 @@ fn totals(checks: &mut Checks, spec: &Spec, rows: &[(u64, Vec<Option<String>>)],
         }
     }
     if !spec.magnitudes.is_empty() {
-        checks.note(
-            "dominance-unchecked",
-            Verdict::Review,
-            "nk-rule and p-ratio need each contributor's value; this table holds totals",
-        );
+        checks.note("dominance-unchecked", Verdict::Review, DOMINANCE_UNCHECKED);
     }
 }
 
@@ -410,7 +412,12 @@ mod tests {
             &Policy::default(),
         );
         assert_eq!(c.verdict(), Verdict::Review);
-        assert!(c.get("dominance-unchecked").is_some());
+        let d = c.get("dominance-unchecked").expect("fired");
+        assert_eq!(d.detail.as_deref(), Some(DOMINANCE_UNCHECKED));
+        assert!(DOMINANCE_UNCHECKED.starts_with("dominance not checkable without contributions"));
+        // Counts alone have no dominance to check.
+        let c = run(&["d", "n"], &[&["a", "12"]], &Policy::default());
+        assert_eq!(c.verdict(), Verdict::Pass, "{c:?}");
     }
 
     #[test]

@@ -43,12 +43,13 @@ pub fn scan(path: &Path, checks: &mut Checks, raw: Option<&Matcher>) -> Result<u
             );
             continue;
         };
-        check_line(checks, line, text, raw);
+        check_text(checks, Position::line(line), text, raw);
     }
 }
 
-fn check_line(checks: &mut Checks, line: u64, text: &str, raw: Option<&Matcher>) {
-    let at = Position::line(line);
+/// Every value check on a piece of free text, and the raw-value check on
+/// it and on each of its tokens.
+pub fn check_text(checks: &mut Checks, at: Position, text: &str, raw: Option<&Matcher>) {
     check_value(checks, at.clone(), text, None);
     let Some(m) = raw else { return };
     let whole = text.trim();
