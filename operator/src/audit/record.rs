@@ -133,7 +133,7 @@ impl Action {
     }
 
     /// Every action, for parsing and help.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::Created,
         Action::Updated,
         Action::Deleted,
