@@ -267,6 +267,11 @@ pub async fn run(
     let export_loop = export_controller(&client, ctx);
 
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
+    // Off the path of every append: batches become segments in the background.
+    let compactor = tokio::spawn({
+        let audit = audit.clone();
+        async move { audit.compactor().await }
+    });
     let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit, upkeep_every));
 
     info!("controllers started");
@@ -275,6 +280,7 @@ pub async fn run(
     synced.abort();
     datasets.abort();
     upkeep.abort();
+    compactor.abort();
     info!("controllers stopped");
     Ok(())
 }
