@@ -168,6 +168,52 @@ async fn watch_until(
     Ok(seen)
 }
 
+/// When each workspace (by namespace) lost its compute and its members'
+/// binding: the deletions of its Deployment and RoleBinding, as watched.
+type Gone = std::sync::Arc<std::sync::Mutex<HashMap<String, (Option<Instant>, Option<Instant>)>>>;
+
+/// Watches the deletions of `K` objects named `name` in namespaces starting
+/// with `prefix`, noting each in `gone` (slot 0: compute, 1: access).
+fn watch_deletions<K>(
+    client: &Client,
+    prefix: String,
+    name: &'static str,
+    slot: usize,
+    gone: Gone,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let cfg = watcher::Config::default().labels("app.kubernetes.io/managed-by=cleanroom");
+    tokio::spawn(async move {
+        let mut events = watcher(api, cfg).boxed();
+        while let Some(Ok(event)) = events.next().await {
+            let watcher::Event::Delete(obj) = event else {
+                continue;
+            };
+            let meta = obj.meta();
+            let ns = meta.namespace.clone().unwrap_or_default();
+            if meta.name.as_deref() == Some(name) && ns.starts_with(&prefix) {
+                let mut g = gone.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = g.entry(ns).or_default();
+                let at = if slot == 0 {
+                    &mut entry.0
+                } else {
+                    &mut entry.1
+                };
+                at.get_or_insert_with(Instant::now);
+            }
+        }
+    })
+}
+
 fn condition_true(obj: &DynamicObject, type_: &str) -> bool {
     obj.data["status"]["conditions"]
         .as_array()
@@ -336,6 +382,25 @@ async fn main() -> Result<()> {
         println!("operator CPU, create to Ready: {cpu:.1} s");
     }
 
+    // The security figure: from validUntil until compute and access are gone.
+    let gone: Gone = Default::default();
+    let prefix = format!("cr-bench-{run}-");
+    let watches = [
+        watch_deletions::<k8s_openapi::api::apps::v1::Deployment>(
+            &client,
+            prefix.clone(),
+            "workspace",
+            0,
+            gone.clone(),
+        ),
+        watch_deletions::<k8s_openapi::api::rbac::v1::RoleBinding>(
+            &client,
+            prefix.clone(),
+            "workspace-members",
+            1,
+            gone.clone(),
+        ),
+    ];
     let expiry = Timestamp::now() + SignedDuration::from_secs(args.expire_in);
     let patch = json!({"spec": {"validUntil": expiry.to_string()}});
     authorizations
@@ -355,7 +420,7 @@ async fn main() -> Result<()> {
         o.data["status"]["phase"] == "Closed"
     })
     .await?;
-    let per: Vec<f64> = names
+    let per_closed: Vec<f64> = names
         .iter()
         .filter_map(|n| {
             Some(
@@ -366,9 +431,30 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
+    for w in &watches {
+        w.abort();
+    }
+    let per: Vec<f64> = {
+        let g = gone.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .filter_map(|n| match g.get(&format!("cr-{n}"))? {
+                (Some(compute), Some(access)) => Some(
+                    (*compute.max(access))
+                        .saturating_duration_since(expiry_instant)
+                        .as_secs_f64(),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    summary(
+        "validUntil -> compute and access gone (Deployment and members' binding deleted) per scenario",
+        per,
+    );
     summary(
         "validUntil -> Closed (wiped, namespace gone) per scenario",
-        per,
+        per_closed,
     );
     if let Some(kib) = operator_peak_rss_kib() {
         println!("operator peak RSS overall: {:.1} MiB", kib as f64 / 1024.0);
