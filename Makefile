@@ -56,7 +56,7 @@ e2e: ## end-to-end tests against the running local control plane (starts the ope
 	  e2e/scripts/operator.sh stop; exit $$status
 
 .PHONY: bench
-bench: ## figures: 300 scenarios at once (time to Ready, RSS, teardown after expiry), release builds
+bench: ## figures: the API server's floor, then 300 scenarios at once (SCENARIOS): to Provisioned as a ratio to the floor, to Ready, requests, RSS, CPU, etcd bytes, teardown after expiry; release builds
 	$(MAKE) cluster-up
 	$(CARGO) build --release -p cleanroom --bin cleanroom -p cleanroom-e2e --bin cleanroom-bench
 	CLEANROOM_OPERATOR_BIN=$(CURDIR)/target/release/cleanroom e2e/scripts/operator.sh restart
@@ -102,7 +102,7 @@ bench-airlock: ## figures of the airlock: Submitted to checked for a 100 MB tabl
 	e2e/scripts/operator.sh stop
 
 .PHONY: bench-audit
-bench-audit: ## figures of the audit ledger: records/s, bytes per record, verify time for 100,000 records
+bench-audit: ## figures of the audit ledger: etcd bytes written per record, records/s, bytes per record, verify time for 100,000 records
 	$(MAKE) cluster-up
 	$(CARGO) build --release -p cleanroom --bin cleanroom -p cleanroom-e2e --bin cleanroom-audit-bench
 	KUBECONFIG=$(KUBECONFIG_E2E) target/release/cleanroom-audit-bench --verify-records $${RECORDS:-100000}

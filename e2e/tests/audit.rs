@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use cleanroom::api::ScenarioPhase;
-use cleanroom::audit::{Action, Draft, Ledger, Limits};
+use cleanroom::audit::record::hash;
+use cleanroom::audit::{Action, Draft, Form, Ledger, Limits, Segment, store};
 use cleanroom::controller::prune_as_of;
-use cleanroom_e2e::harness::with_namespace;
+use cleanroom_e2e::harness::{wait_gone, with_namespace};
 use common::{AUDIT_NAMESPACE, T, ledger_records, phase, records_of, run_cleanroom, with_fixture};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -237,36 +238,68 @@ fn draft(i: u64) -> Draft {
     }
 }
 
-/// A ledger of 10 records in segments of 4 in `ns`, verified by the CLI.
-async fn small_ledger(client: &Client, ns: &str) -> Result<Ledger> {
-    let ledger = Ledger::new(client.clone(), ns).with_limits(Limits {
+/// A ledger in `ns` whose segments hold 4 records (tests compact by hand).
+fn ledger_of_fours(client: &Client, ns: &str) -> Ledger {
+    Ledger::new(client.clone(), ns).with_limits(Limits {
         records: 4,
         bytes: 512 * 1024,
-    });
+    })
+}
+
+/// The names of the ledger's ConfigMaps in `ns`, sorted.
+async fn pieces(client: &Client, ns: &str) -> Result<Vec<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut names: Vec<String> = store::list(&api)
+        .await?
+        .iter()
+        .map(|cm| cm.name_any())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A ledger of 10 records, one batch per append, compacted into segments
+/// of 4 (records 1-4 and 5-8) with batches 9 and 10 left: verified by the CLI.
+async fn small_ledger(client: &Client, ns: &str) -> Result<Ledger> {
+    let ledger = ledger_of_fours(client, ns);
     for i in 1..=10 {
         ledger.append(vec![draft(i)]).await?;
     }
     // The same record again (a retry) is not written twice.
     ensure!(ledger.append(vec![draft(3)]).await?.is_empty());
+    while ledger.compact().await?.is_some() {}
+    ensure!(
+        pieces(client, ns).await?
+            == [
+                "cleanroom-audit-b-000000000009",
+                "cleanroom-audit-b-000000000010",
+                "cleanroom-audit-s-000000000001",
+                "cleanroom-audit-s-000000000005",
+            ],
+        "compacted: {:?}",
+        pieces(client, ns).await?
+    );
     let (code, out) = verify_cli(ns)?;
     ensure!(code == 0, "the fresh ledger verifies: {out}");
-    ensure!(out.contains("10 records in 3 segments"), "{out}");
+    ensure!(
+        out.contains("10 records in 2 segments and 2 batches"),
+        "{out}"
+    );
     Ok(ledger)
 }
 
-/// Replaces segment `index` of the ledger in `ns` as a cluster admin would:
-/// a sealed (immutable) ConfigMap cannot be updated, so delete and create.
+/// Replaces piece `name` of the ledger in `ns` as a cluster admin would:
+/// an immutable ConfigMap cannot be updated, so delete and create.
 async fn rewrite(
     client: &Client,
     ns: &str,
-    index: u64,
+    name: &str,
     change: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
 ) -> Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let name = format!("cleanroom-audit-{index:08}");
-    let mut cm = api.get(&name).await?;
+    let mut cm = api.get(name).await?;
     change(cm.data.get_or_insert_with(Default::default));
-    api.delete(&name, &DeleteParams::default()).await?;
+    api.delete(name, &DeleteParams::default()).await?;
     cm.metadata.resource_version = None;
     cm.metadata.uid = None;
     cm.metadata.creation_timestamp = None;
@@ -308,14 +341,31 @@ async fn tampered_ledger_fails_at(
 async fn editing_one_record_fails_verification_and_names_it() -> Result<()> {
     tampered_ledger_fails_at(
         async |client, ns| {
-            rewrite(client, ns, 2, |data| {
+            rewrite(client, ns, "cleanroom-audit-s-000000000005", |data| {
                 let line = data.get_mut("000000000006").expect("record 6");
                 *line = line.replace("\"s6\"", "\"s7\"");
             })
             .await
         },
-        "cleanroom-audit-00000002",
+        "cleanroom-audit-s-000000000005",
         Some("000000000006"),
+        "edited",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn editing_the_record_of_a_batch_fails_verification_and_names_it() -> Result<()> {
+    tampered_ledger_fails_at(
+        async |client, ns| {
+            rewrite(client, ns, "cleanroom-audit-b-000000000009", |data| {
+                let line = data.get_mut("000000000009").expect("record 9");
+                *line = line.replace("\"s9\"", "\"s1\"");
+            })
+            .await
+        },
+        "cleanroom-audit-b-000000000009",
+        Some("000000000009"),
         "edited",
     )
     .await
@@ -325,12 +375,12 @@ async fn editing_one_record_fails_verification_and_names_it() -> Result<()> {
 async fn deleting_one_record_fails_verification_and_names_it() -> Result<()> {
     tampered_ledger_fails_at(
         async |client, ns| {
-            rewrite(client, ns, 2, |data| {
+            rewrite(client, ns, "cleanroom-audit-s-000000000005", |data| {
                 data.remove("000000000006");
             })
             .await
         },
-        "cleanroom-audit-00000002",
+        "cleanroom-audit-s-000000000005",
         Some("000000000006"),
         "missing",
     )
@@ -341,7 +391,7 @@ async fn deleting_one_record_fails_verification_and_names_it() -> Result<()> {
 async fn swapping_two_records_fails_verification_and_names_them() -> Result<()> {
     tampered_ledger_fails_at(
         async |client, ns| {
-            rewrite(client, ns, 1, |data| {
+            rewrite(client, ns, "cleanroom-audit-s-000000000001", |data| {
                 let a = data.remove("000000000002").expect("2");
                 let b = data.remove("000000000003").expect("3");
                 data.insert("000000000002".into(), b);
@@ -349,7 +399,7 @@ async fn swapping_two_records_fails_verification_and_names_them() -> Result<()> 
             })
             .await
         },
-        "cleanroom-audit-00000001",
+        "cleanroom-audit-s-000000000001",
         Some("000000000002"),
         "swapped",
     )
@@ -361,13 +411,29 @@ async fn a_missing_segment_fails_verification_and_is_named() -> Result<()> {
     tampered_ledger_fails_at(
         async |client, ns| {
             Api::<ConfigMap>::namespaced(client.clone(), ns)
-                .delete("cleanroom-audit-00000002", &DeleteParams::default())
+                .delete("cleanroom-audit-s-000000000005", &DeleteParams::default())
                 .await?;
             Ok(())
         },
-        "cleanroom-audit-00000002",
-        None,
-        "missing",
+        "cleanroom-audit-s-000000000005",
+        Some("000000000005"),
+        "records 5 to 8 are missing",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_missing_batch_fails_verification_and_is_named() -> Result<()> {
+    tampered_ledger_fails_at(
+        async |client, ns| {
+            Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .delete("cleanroom-audit-b-000000000009", &DeleteParams::default())
+                .await?;
+            Ok(())
+        },
+        "cleanroom-audit-s-000000000009 or cleanroom-audit-b-000000000009",
+        Some("000000000009"),
+        "records 9 to 9 are missing",
     )
     .await
 }
@@ -391,7 +457,11 @@ async fn pruning_past_retention_leaves_a_checkpoint_and_a_verifiable_chain() -> 
             .await?
             .map_err(|b| anyhow::anyhow!("refused: {b}"))?;
         ensure!(
-            pruned.segments == ["cleanroom-audit-00000001", "cleanroom-audit-00000002"],
+            pruned.segments
+                == [
+                    "cleanroom-audit-s-000000000001",
+                    "cleanroom-audit-s-000000000005"
+                ],
             "{pruned:?}"
         );
         ensure!(pruned.checkpoint == Some(11), "{pruned:?}");
@@ -412,23 +482,203 @@ async fn pruning_past_retention_leaves_a_checkpoint_and_a_verifiable_chain() -> 
                 == Some(&json!(8)),
             "{checkpoint:?}"
         );
-        // Pruning again changes nothing: the newest segment always stays.
+        // Pruning again changes nothing: batches are never pruned.
         let again = prune_as_of(&client, &ledger, late).await?;
         ensure!(again.is_ok_and(|p| p.segments.is_empty()));
-        // Appending goes on after the pruning, from the same head, into a
-        // new segment once the newest is full.
+        // Appending goes on after the pruning, from the same head.
         ledger.append(vec![draft(12)]).await?;
         ledger.append(vec![draft(13)]).await?;
         let (code, out) = verify_cli(&ns)?;
         ensure!(code == 0 && out.contains("sequence 9..13"), "{out}");
-        // Deleting a segment by hand is not covered by any checkpoint and is caught.
+        // Deleting a batch by hand is not covered by any checkpoint and is caught.
         Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .delete("cleanroom-audit-00000003", &DeleteParams::default())
+            .delete("cleanroom-audit-b-000000000009", &DeleteParams::default())
             .await?;
         let (code, out) = verify_cli(&ns)?;
         ensure!(
-            code == 5 && out.contains("cleanroom-audit-00000003") && out.contains("missing"),
+            code == 5 && out.contains("records 1 to 9 are missing"),
             "{code} {out}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// The copy of batches 1-4 a compaction creates before it deletes them.
+async fn segment_of_first_four(client: &Client, ns: &str) -> Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let batches: Vec<_> = store::segments(&api)
+        .await?
+        .into_iter()
+        .filter(|s| s.first <= 4)
+        .collect();
+    ensure!(batches.len() == 4, "batches 1-4: {batches:?}");
+    let segment = cleanroom::audit::compact::merged(&batches);
+    api.create(&PostParams::default(), &store::to_configmap(ns, &segment))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_compaction_interrupted_after_the_segment_is_finished_after_a_restart() -> Result<()> {
+    with_namespace("e2e-audit", &[], |client, ns| async move {
+        let ledger = ledger_of_fours(&client, &ns);
+        for i in 1..=6 {
+            ledger.append(vec![draft(i)]).await?;
+        }
+        // Killed right after creating the segment: its batches are still there.
+        segment_of_first_four(&client, &ns).await?;
+        drop(ledger);
+        let (code, out) = verify_cli(&ns)?;
+        ensure!(
+            code == 0,
+            "segment and its batches side by side verify: {out}"
+        );
+        ensure!(
+            out.contains("6 records in 1 segments and 6 batches"),
+            "{out}"
+        );
+        let once: Vec<u64> = ledger_records(&client, &ns)
+            .await?
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        ensure!(
+            once == [1, 2, 3, 4, 5, 6],
+            "each record read once: {once:?}"
+        );
+
+        // The operator restarted there: it loads the ledger, sees the
+        // compaction unfinished and finishes it in the background.
+        let restarted = std::sync::Arc::new(ledger_of_fours(&client, &ns));
+        ensure!(restarted.load().await?.is_ok(), "the chain loads intact");
+        let compactor = tokio::spawn({
+            let l = restarted.clone();
+            async move { l.compactor().await }
+        });
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        for i in 1..=4 {
+            let batch = format!("cleanroom-audit-b-{i:012}");
+            let gone = wait_gone(&api, &batch, T).await;
+            if gone.is_err() {
+                compactor.abort();
+            }
+            gone?;
+        }
+        compactor.abort();
+        let left = pieces(&client, &ns).await?;
+        ensure!(
+            left == [
+                "cleanroom-audit-b-000000000005",
+                "cleanroom-audit-b-000000000006",
+                "cleanroom-audit-s-000000000001",
+            ],
+            "{left:?}"
+        );
+        // It goes on from the same head, and no record was written twice.
+        ensure!(restarted.append(vec![draft(3)]).await?.is_empty());
+        let written = restarted.append(vec![draft(7)]).await?;
+        ensure!(written.first().map(|r| r.seq) == Some(7), "{written:?}");
+        let (code, out) = verify_cli(&ns)?;
+        ensure!(
+            code == 0 && out.contains("7 records in 1 segments and 3 batches"),
+            "{out}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_that_disagrees_with_its_segment_fails_verification() -> Result<()> {
+    tampered_ledger_fails_at(
+        async |client, ns| {
+            // Batch 2, compacted away, made again with record 2 edited (and
+            // its links recomputed): two copies of record 2 that differ.
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            let segment = api.get("cleanroom-audit-s-000000000001").await?;
+            let data = segment.data.context("segment data")?;
+            let line = |k: &str| data.get(k).cloned().context("record");
+            let edited = line("000000000002")?.replace("\"s2\"", "\"s9\"");
+            let forged = Segment {
+                name: String::new(),
+                form: Form::Batch,
+                first: 2,
+                prev: hash(&line("000000000001")?),
+                head: Some(hash(&edited)),
+                sealed: true,
+                entries: vec![("000000000002".into(), edited)],
+            };
+            api.create(&PostParams::default(), &store::to_configmap(ns, &forged))
+                .await?;
+            Ok(())
+        },
+        "cleanroom-audit-b-000000000002",
+        Some("000000000002"),
+        "differently",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_writers_racing_for_the_same_batch_name_fork_nothing_and_lose_nothing() -> Result<()> {
+    with_namespace("e2e-audit", &[], |client, ns| async move {
+        let (a, b) = (
+            Ledger::new(client.clone(), &ns),
+            Ledger::new(client.clone(), &ns),
+        );
+        // Each writer's records, in order; a failed append is retried, as a
+        // reconcile would be.
+        let write = async |ledger: &Ledger, from: u64| -> Result<()> {
+            for i in from..from + 40 {
+                let mut tries = 0;
+                while let Err(e) = ledger.append(vec![draft(i)]).await {
+                    tries += 1;
+                    ensure!(tries < 20, "record {i}: {e}");
+                }
+            }
+            Ok(())
+        };
+        let (ra, rb) = tokio::join!(write(&a, 1000), write(&b, 2000));
+        ra?;
+        rb?;
+        let (code, out) = verify_cli(&ns)?;
+        ensure!(
+            code == 0 && out.contains("80 records in 0 segments"),
+            "{out}"
+        );
+        let records = ledger_records(&client, &ns).await?;
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        ensure!(
+            seqs == (1..=80).collect::<Vec<_>>(),
+            "one chain, no gap: {seqs:?}"
+        );
+        let keys: HashSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        ensure!(keys.len() == 80, "every record once");
+        // Each writer's records are in the chain in the order it wrote them.
+        for from in [1000, 2000] {
+            let mine: Vec<&str> = records
+                .iter()
+                .filter(|r| r.name.starts_with(&format!("s{}", from / 1000)))
+                .map(|r| r.name.as_str())
+                .collect();
+            let want: Vec<String> = (from..from + 40).map(|i| format!("s{i}")).collect();
+            ensure!(mine == want, "writer {from}: {mine:?}");
+        }
+        // They raced: the writers' records interleave.
+        let first_b = seqs
+            .iter()
+            .zip(&records)
+            .find(|(_, r)| r.name.starts_with("s2"))
+            .map(|(s, _)| *s);
+        let last_a = records
+            .iter()
+            .filter(|r| r.name.starts_with("s1"))
+            .map(|r| r.seq)
+            .max();
+        ensure!(
+            first_b < last_a,
+            "the writers did not overlap: {first_b:?} {last_a:?}"
         );
         Ok(())
     })

@@ -153,6 +153,8 @@ async fn raw_records(client: &Client, uid: &str) -> Result<Vec<Value>> {
         .map(|r| (r["seq"].as_u64().unwrap_or_default(), r))
         .collect();
     records.sort_by_key(|(seq, _)| *seq);
+    // A record held by a segment and by a batch not yet compacted away, once.
+    records.dedup_by_key(|(seq, _)| *seq);
     Ok(records.into_iter().map(|(_, r)| r).collect())
 }
 

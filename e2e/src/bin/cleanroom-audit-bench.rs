@@ -2,16 +2,20 @@
 //!
 //! In a namespace of its own: appends records one per write (what a single
 //! status change costs), then in batches, and prints records per second and
-//! bytes per record; then fills a ledger of `--verify-records` records and
+//! bytes per record, and how many bytes etcd itself wrote to its log per
+//! record (its own metrics, with the compaction running, as in the
+//! operator); then fills a ledger of `--verify-records` records and
 //! times `cleanroom audit verify` on it (reading every segment through the
 //! API and checking every hash). Prints the figures; asserts nothing (the
 //! e2e tests do).
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use cleanroom::audit::{Action, Draft, Ledger, Limits};
+use cleanroom_e2e::etcd;
 use cleanroom_e2e::harness::{client, cluster_dir, unique_name};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
@@ -64,11 +68,52 @@ async fn fill(ledger: &Ledger, from: u64, count: u64, batch: u64) -> Result<f64>
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// What etcd wrote for `count` records appended one per write, the ledger's
+/// compaction running beside it, against what etcd writes while idle.
+async fn etcd_per_record(client: &Client, ns: &str, count: u64) -> Result<()> {
+    // Whole segments: every record both created in its batch and compacted.
+    let per = Limits::default().records as u64;
+    let count = count.div_ceil(per) * per;
+    let idle_for = Duration::from_secs(3);
+    let idle = etcd::written().await?;
+    tokio::time::sleep(idle_for).await;
+    let idle = idle.delta(&etcd::written().await?);
+    let ledger = Arc::new(Ledger::new(client.clone(), ns));
+    let compactor = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.compactor().await }
+    });
+    let before = etcd::written().await?;
+    let started = Instant::now();
+    fill(&ledger, 0, count, 1).await?;
+    while ledger.compact().await?.is_some() {}
+    let took = started.elapsed();
+    let run = before.delta(&etcd::written().await?);
+    compactor.abort();
+    let (bytes, records) = segment_bytes(client, ns).await?;
+    let record = bytes as f64 / records as f64;
+    let noise = idle.wal_bytes * took.as_secs_f64() / idle_for.as_secs_f64();
+    let per = (run.wal_bytes - noise) / count as f64;
+    println!(
+        "etcd, one record per write ({count} records in {:.1} s): {:.0} bytes written to its WAL per record, {:.1}x the record's own {record:.0} bytes \
+         ({:.0} bytes/record before subtracting the idle cluster's {:.0} bytes/s); {:.2} puts per record; database file {:+.1} MiB",
+        took.as_secs_f64(),
+        per,
+        per / record,
+        run.wal_bytes / count as f64,
+        idle.wal_bytes / idle_for.as_secs_f64(),
+        run.puts / count as f64,
+        run.db_bytes / (1024.0 * 1024.0),
+    );
+    Ok(())
+}
+
+/// Bytes of the records stored (each once) and how many there are.
 async fn segment_bytes(client: &Client, ns: &str) -> Result<(usize, u64)> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let segments = cleanroom::audit::store::segments(&api).await?;
-    let records = segments.iter().map(|s| s.entries.len() as u64).sum();
-    Ok((segments.iter().map(|s| s.bytes()).sum(), records))
+    let lines = cleanroom::audit::chain::lines(&segments);
+    Ok((lines.iter().map(|l| l.len() + 12).sum(), lines.len() as u64))
 }
 
 async fn with_namespace(
@@ -98,6 +143,11 @@ async fn with_namespace(
 async fn main() -> Result<()> {
     let args = Args::parse();
     let client = client().await?;
+
+    with_namespace(&client, async |ns| {
+        etcd_per_record(&client, &ns, args.single).await
+    })
+    .await?;
 
     with_namespace(&client, async |ns| {
         let ledger = Ledger::new(client.clone(), &ns);

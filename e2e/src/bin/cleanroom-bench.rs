@@ -1,11 +1,16 @@
 //! `make bench`: many scenarios at once on the local control plane.
 //!
-//! Creates one authorization and N scenarios together, measures each
-//! scenario's time from create to Ready, the operator's peak memory, then
-//! brings the authorization's validUntil forward so that they all expire at
-//! the same instant, and measures each one's time from validUntil to Closed
-//! (teardown, including the real wipe of its volume).
-//! Prints the figures; asserts nothing (the e2e tests do).
+//! First the floor: a plain client writes the objects of N workspaces (the
+//! operator's own builders) with no operator, and its time is what the API
+//! server and etcd need for those writes here ([`cleanroom_e2e::floor`]).
+//! Then creates one authorization and N scenarios together, measures each
+//! scenario's time from create to Provisioned (as a ratio to the floor) and
+//! to Ready, the operator's API requests, peak memory and CPU, then brings
+//! the authorization's validUntil forward so that they all expire at the
+//! same instant, and measures each one's time from validUntil to Closed
+//! (teardown, including the real wipe of its volume). etcd's own metrics
+//! say how much was written. Prints the figures; asserts nothing (the e2e
+//! tests do).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cleanroom_e2e::harness::{client, cluster_dir};
+use cleanroom_e2e::{etcd, floor};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
@@ -33,7 +39,18 @@ struct Args {
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Workspaces the floor writes at a time (0: all at once, as the
+    /// operator's controller works on every scenario at once).
+    #[arg(long, default_value_t = 0)]
+    floor_concurrency: usize,
+    /// Skip the floor.
+    #[arg(long)]
+    no_floor: bool,
 }
+
+/// Objects a workspace needs that the operator writes for it (namespace,
+/// policy, quota, limits, account, binding, claim, Deployment).
+const OBJECTS: f64 = 8.0;
 
 fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("cleanroom.io", "v1alpha1", kind))
@@ -47,7 +64,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn summary(name: &str, mut secs: Vec<f64>) {
+fn summary(name: &str, mut secs: Vec<f64>) -> f64 {
     secs.sort_by(f64::total_cmp);
     println!(
         "{name}: n={} p50={:.2}s p90={:.2}s p99={:.2}s max={:.2}s",
@@ -57,6 +74,18 @@ fn summary(name: &str, mut secs: Vec<f64>) {
         percentile(&secs, 99.0),
         secs.last().copied().unwrap_or(f64::NAN)
     );
+    percentile(&secs, 99.0)
+}
+
+/// The operator's CPU seconds so far (user and system), from its pid file.
+fn operator_cpu_seconds() -> Option<f64> {
+    let pid = std::fs::read_to_string(cluster_dir().join("run/operator.pid")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+    // Fields after the command (which may hold spaces): utime is the 14th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// The operator's peak resident memory (VmHWM) in KiB, from its pid file.
@@ -72,9 +101,14 @@ fn operator_peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
-/// The operator's count of API requests so far, scraped from its /metrics
-/// (its address is the last one it logged; the shared instance picks a free port).
+/// The operator's count of API requests so far.
 fn operator_api_requests() -> Option<f64> {
+    operator_metric("cleanroom_api_requests_total")
+}
+
+/// One counter of the operator, scraped from its /metrics (its address is
+/// the last one it logged; the shared instance picks a free port).
+fn operator_metric(name: &str) -> Option<f64> {
     use std::io::{Read, Write};
     let log = std::fs::read_to_string(cluster_dir().join("logs/operator.log")).ok()?;
     let addr = log
@@ -91,7 +125,7 @@ fn operator_api_requests() -> Option<f64> {
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     body.lines()
-        .find(|l| l.starts_with("cleanroom_api_requests_total "))?
+        .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -134,6 +168,52 @@ async fn watch_until(
     Ok(seen)
 }
 
+/// When each workspace (by namespace) lost its compute and its members'
+/// binding: the deletions of its Deployment and RoleBinding, as watched.
+type Gone = std::sync::Arc<std::sync::Mutex<HashMap<String, (Option<Instant>, Option<Instant>)>>>;
+
+/// Watches the deletions of `K` objects named `name` in namespaces starting
+/// with `prefix`, noting each in `gone` (slot 0: compute, 1: access).
+fn watch_deletions<K>(
+    client: &Client,
+    prefix: String,
+    name: &'static str,
+    slot: usize,
+    gone: Gone,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let cfg = watcher::Config::default().labels("app.kubernetes.io/managed-by=cleanroom");
+    tokio::spawn(async move {
+        let mut events = watcher(api, cfg).boxed();
+        while let Some(Ok(event)) = events.next().await {
+            let watcher::Event::Delete(obj) = event else {
+                continue;
+            };
+            let meta = obj.meta();
+            let ns = meta.namespace.clone().unwrap_or_default();
+            if meta.name.as_deref() == Some(name) && ns.starts_with(&prefix) {
+                let mut g = gone.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = g.entry(ns).or_default();
+                let at = if slot == 0 {
+                    &mut entry.0
+                } else {
+                    &mut entry.1
+                };
+                at.get_or_insert_with(Instant::now);
+            }
+        }
+    })
+}
+
 fn condition_true(obj: &DynamicObject, type_: &str) -> bool {
     obj.data["status"]["conditions"]
         .as_array()
@@ -153,6 +233,44 @@ async fn main() -> Result<()> {
     let run = format!("{:x}", Timestamp::now().as_second() % 0xfffff);
     let authz_name = format!("bench-{run}");
     let n = args.scenarios;
+    let spec = json!({
+        "authorization": authz_name,
+        "purpose": "benchmark",
+        "workspace": {"image": "bench", "resources": {"cpu": "100m", "memory": "64Mi"}, "scratch": "1Mi"},
+        "members": {"users": ["analyst@bench.example"]}
+    });
+    let etcd_start = etcd::written().await?;
+    let floor_p99 = if args.no_floor {
+        None
+    } else {
+        let concurrency = if args.floor_concurrency == 0 {
+            n
+        } else {
+            args.floor_concurrency
+        };
+        let (each, wall) = floor::run(
+            &client,
+            &run,
+            n,
+            concurrency,
+            &serde_json::from_value(spec.clone())?,
+            cleanroom::workspace::access::DEFAULT_MEMBER_CLUSTER_ROLE,
+        )
+        .await?;
+        println!(
+            "floor: a plain client wrote the {OBJECTS} objects of {n} workspaces, {concurrency} at a time, in {:.2}s",
+            wall.as_secs_f64()
+        );
+        let p99 = summary(
+            "floor: first to last object per workspace (no operator)",
+            each,
+        );
+        floor::clean(&client, &run, Duration::from_secs(args.timeout)).await?;
+        Some(p99)
+    };
+    let etcd_before = etcd::written().await?;
+    let cpu_before = operator_cpu_seconds();
+    let audit_before = operator_metric("cleanroom_audit_records_total");
 
     let now = Timestamp::now();
     // Far enough for any provisioning; brought forward once all are Ready.
@@ -181,17 +299,12 @@ async fn main() -> Result<()> {
     let created: Vec<(String, Instant)> = stream::iter(names.clone())
         .map(|name| {
             let scenarios = scenarios.clone();
-            let authz_name = authz_name.clone();
+            let spec = spec.clone();
             async move {
                 let obj: DynamicObject = serde_json::from_value(json!({
                     "apiVersion": "cleanroom.io/v1alpha1", "kind": "Scenario",
                     "metadata": {"name": name, "labels": {"bench": "cleanroom"}},
-                    "spec": {
-                        "authorization": authz_name,
-                        "purpose": "benchmark",
-                        "workspace": {"image": "bench", "resources": {"cpu": "100m", "memory": "64Mi"}, "scratch": "1Mi"},
-                        "members": {"users": ["analyst@bench.example"]}
-                    }
+                    "spec": spec
                 }))?;
                 let at = Instant::now();
                 scenarios.create(&PostParams::default(), &obj).await?;
@@ -230,7 +343,13 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
-    summary("create -> Provisioned per scenario (operator)", per);
+    let provisioned_p99 = summary("create -> Provisioned per scenario (operator)", per);
+    if let Some(floor) = floor_p99 {
+        println!(
+            "create -> Provisioned p99 is {:.2}x the floor's p99 ({floor:.2}s)",
+            provisioned_p99 / floor
+        );
+    }
     let all_ready = started.elapsed();
     let per: Vec<f64> = names
         .iter()
@@ -248,13 +367,40 @@ async fn main() -> Result<()> {
         );
     }
     let requests_ready = operator_api_requests();
+    let audit_ready = operator_metric("cleanroom_audit_records_total");
     if let (Some(a), Some(b)) = (requests_before, requests_ready) {
+        let records = match (audit_before, audit_ready) {
+            (Some(a), Some(b)) => (b - a) / n as f64,
+            _ => f64::NAN,
+        };
         println!(
-            "operator API requests per scenario, create to Ready: {:.1}",
+            "operator API requests per scenario, create to Ready: {:.1} (reads, watches and writes), against {OBJECTS} objects to write and {records:.1} audit records (in batches)",
             (b - a) / n as f64
         );
     }
+    if let Some(cpu) = operator_cpu_seconds().zip(cpu_before).map(|(b, a)| b - a) {
+        println!("operator CPU, create to Ready: {cpu:.1} s");
+    }
 
+    // The security figure: from validUntil until compute and access are gone.
+    let gone: Gone = Default::default();
+    let prefix = format!("cr-bench-{run}-");
+    let watches = [
+        watch_deletions::<k8s_openapi::api::apps::v1::Deployment>(
+            &client,
+            prefix.clone(),
+            "workspace",
+            0,
+            gone.clone(),
+        ),
+        watch_deletions::<k8s_openapi::api::rbac::v1::RoleBinding>(
+            &client,
+            prefix.clone(),
+            "workspace-members",
+            1,
+            gone.clone(),
+        ),
+    ];
     let expiry = Timestamp::now() + SignedDuration::from_secs(args.expire_in);
     let patch = json!({"spec": {"validUntil": expiry.to_string()}});
     authorizations
@@ -274,7 +420,7 @@ async fn main() -> Result<()> {
         o.data["status"]["phase"] == "Closed"
     })
     .await?;
-    let per: Vec<f64> = names
+    let per_closed: Vec<f64> = names
         .iter()
         .filter_map(|n| {
             Some(
@@ -285,9 +431,30 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
+    for w in &watches {
+        w.abort();
+    }
+    let per: Vec<f64> = {
+        let g = gone.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .filter_map(|n| match g.get(&format!("cr-{n}"))? {
+                (Some(compute), Some(access)) => Some(
+                    (*compute.max(access))
+                        .saturating_duration_since(expiry_instant)
+                        .as_secs_f64(),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    summary(
+        "validUntil -> compute and access gone (Deployment and members' binding deleted) per scenario",
+        per,
+    );
     summary(
         "validUntil -> Closed (wiped, namespace gone) per scenario",
-        per,
+        per_closed,
     );
     if let Some(kib) = operator_peak_rss_kib() {
         println!("operator peak RSS overall: {:.1} MiB", kib as f64 / 1024.0);
@@ -298,6 +465,29 @@ async fn main() -> Result<()> {
             (b - a) / n as f64
         );
     }
+    if let Some(cpu) = operator_cpu_seconds().zip(cpu_before).map(|(b, a)| b - a) {
+        println!("operator CPU, the whole run: {cpu:.1} s");
+    }
+    let etcd_after = etcd::written().await?;
+    let run_written = etcd_before.delta(&etcd_after);
+    let records = match (
+        audit_before,
+        operator_metric("cleanroom_audit_records_total"),
+    ) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    println!(
+        "etcd: database {:.1} MiB before the floor, {:.1} MiB before the operator's run, {:.1} MiB after; \
+         the operator's run wrote {:.1} MiB to etcd's log ({:.0} KiB per scenario, every object, status, Event and audit record included) for {records:.0} audit records \
+         (make bench-audit measures the ledger's own bytes per record)",
+        mib(etcd_start.db_bytes),
+        mib(etcd_before.db_bytes),
+        mib(etcd_after.db_bytes),
+        mib(run_written.wal_bytes),
+        run_written.wal_bytes / 1024.0 / n as f64,
+    );
     let wiped = scenarios
         .list(&ListParams::default().labels("bench=cleanroom"))
         .await?

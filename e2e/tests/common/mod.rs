@@ -708,10 +708,9 @@ pub async fn ledger_records(client: &Client, ns: &str) -> Result<Vec<cleanroom::
     use k8s_openapi::api::core::v1::ConfigMap;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let segments = cleanroom::audit::store::segments(&api).await?;
-    Ok(segments
-        .iter()
-        .flat_map(|s| s.sorted())
-        .filter_map(|(_, line)| cleanroom::audit::Record::parse(line).ok())
+    Ok(cleanroom::audit::chain::lines(&segments)
+        .into_iter()
+        .filter_map(|line| cleanroom::audit::Record::parse(line).ok())
         .collect())
 }
 

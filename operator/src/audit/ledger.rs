@@ -1,18 +1,25 @@
-//! The writer: appends records to the newest segment, seals full segments,
-//! and keeps in memory what it needs to write each record once.
+//! The writer: appends records by creating one immutable batch per group
+//! commit, and keeps in memory what it needs to write each record once.
 //!
-//! Every append is a `replace` of the newest segment with the
-//! `resourceVersion` it was read at, so two writers can never both extend the
-//! chain from the same head: the loser gets a conflict, reads the segments
-//! again and retries (finding its records there if its own earlier attempt
-//! went through without an answer). Only the leader writes (the controllers
-//! run only on the lease holder), so conflicts are rare.
+//! A batch is named by its first sequence number (see [`super::store`]), so
+//! two writers can never both extend the chain from the same head: the
+//! loser's create finds the name taken, reads the ledger again, rebases its
+//! records on the new head and retries (finding its records there if its own
+//! earlier attempt went through without an answer). Only the leader writes
+//! (the controllers run only on the lease holder), so conflicts are rare.
+//! Nothing is ever rewritten: etcd stores each record about twice (in its
+//! batch, then in the segment the compaction makes of a run of batches, see
+//! [`super::compact`]), not once per later append as when the newest
+//! segment was replaced on every write.
 //!
-//! In memory: the head (last sequence number and hash), the newest segment
-//! as last written, the idempotency key of every record still kept, and per
-//! object the members and the Dataset generation last recorded. All of it is
-//! rebuilt from the segments at start-up; a checkpoint record carries the
-//! part that the pruned segments established.
+//! In memory: the head (last sequence number and hash), the idempotency key
+//! of every record still kept, and per object the members and the Dataset
+//! generation last recorded. All of it is rebuilt from the ledger at
+//! start-up; a checkpoint record carries the part that the pruned records
+//! established. That memory sits behind a lock never held across a call to
+//! the API server; only the write turn (one batch in flight at a time, so
+//! that the chain stays linear) is, and every caller waiting for it is
+//! carried by the next batch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,24 +31,23 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Mutex;
 use tracing::{error, info, warn};
 
-use super::chain::{self, Break, Summary, anchor_of};
+use super::chain::{self, Break, Form, Summary, anchor_of};
 use super::prune::{Retention, prunable};
 use super::record::{Action, Draft, GENESIS, OPERATOR_ACTOR, Record, data_key, hash};
 use super::signing::Signer;
-use super::store::{self, HEAD, PREFIX, from_configmap, new_configmap};
+use super::store::{self, PREFIX, from_configmap};
 use super::transitions::{Change, transitions};
 use crate::api::{Authorization, Dataset, Members, Scenario, ScenarioStatus};
 use crate::metrics::Metrics;
 
-/// When a segment is full and sealed.
+/// How large a compacted segment (and at most a batch) grows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Records per segment.
     pub records: usize,
-    /// Bytes of records per segment (a ConfigMap holds at most 1 MiB).
+    /// Bytes of records per segment or batch (a ConfigMap holds at most 1 MiB).
     pub bytes: usize,
 }
 
@@ -120,17 +126,26 @@ fn remember(memory: &mut HashMap<String, Memo>, r: &Record) {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     loaded: bool,
-    /// The newest segment as last read or written, unless it is sealed.
-    open: Option<ConfigMap>,
-    next_index: u64,
     last_seq: u64,
     head: String,
     /// The action of the last record (a signed head is not signed again).
     last_action: Option<Action>,
     keys: HashSet<String>,
     memory: HashMap<String, Memo>,
+    /// Batches not yet compacted, and the records and bytes they hold.
+    pub(super) loose: Loose,
+}
+
+/// What the batches not yet compacted hold (when the compaction is due).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Loose {
+    pub(super) batches: usize,
+    pub(super) records: usize,
+    pub(super) bytes: usize,
+    /// A compaction was found interrupted: finish it whatever the size.
+    pub(super) interrupted: bool,
 }
 
 /// What a pruning did.
@@ -145,10 +160,17 @@ pub struct Pruned {
 
 /// The audit ledger of one namespace.
 pub struct Ledger {
-    api: Api<ConfigMap>,
+    pub(super) api: Api<ConfigMap>,
     namespace: String,
-    limits: Limits,
-    state: Mutex<State>,
+    pub(super) limits: Limits,
+    /// Never held across an await.
+    pub(super) state: std::sync::Mutex<State>,
+    /// The write turn: one batch in flight at a time, held across its create.
+    turn: tokio::sync::Mutex<()>,
+    /// Compaction and pruning, one at a time.
+    pub(super) upkeep: tokio::sync::Mutex<()>,
+    /// Woken when the batches fill a segment.
+    pub(super) compact_due: tokio::sync::Notify,
     /// Appends waiting for the write lock (see [`Ledger::append`]).
     pending: std::sync::Mutex<Vec<Waiting>>,
     metrics: Option<Arc<Metrics>>,
@@ -167,6 +189,43 @@ type Waiting = (
 /// Most drafts one write carries (a segment holds 512 records).
 const BATCH: usize = 256;
 
+/// The next batch: as many of `drafts` as fit in `bytes`, at least one,
+/// chained from the head (`last_seq`, `head`). Pure.
+fn next_batch(
+    drafts: Vec<Draft>,
+    last_seq: u64,
+    head: &str,
+    now: Timestamp,
+    bytes: usize,
+) -> (chain::Segment, Vec<(Record, String)>) {
+    let mut running = head.to_string();
+    let mut written: Vec<(Record, String)> = Vec::with_capacity(drafts.len());
+    let mut size = 0;
+    for d in drafts {
+        let record = Record::new(d, last_seq + 1 + written.len() as u64, now, &running);
+        let line = record.line();
+        size += line.len() + 12;
+        if !written.is_empty() && size > bytes {
+            break;
+        }
+        running = hash(&line);
+        written.push((record, line));
+    }
+    let piece = chain::Segment {
+        name: String::new(),
+        form: Form::Batch,
+        first: last_seq + 1,
+        prev: head.to_string(),
+        head: Some(running),
+        sealed: true,
+        entries: written
+            .iter()
+            .map(|(r, line)| (data_key(r.seq), line.clone()))
+            .collect(),
+    };
+    (piece, written)
+}
+
 impl Ledger {
     /// The ledger in `namespace` (read on first use).
     pub fn new(client: Client, namespace: &str) -> Ledger {
@@ -174,7 +233,10 @@ impl Ledger {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             limits: Limits::default(),
-            state: Mutex::new(State::default()),
+            state: std::sync::Mutex::new(State::default()),
+            turn: tokio::sync::Mutex::new(()),
+            upkeep: tokio::sync::Mutex::new(()),
+            compact_due: tokio::sync::Notify::new(),
             pending: std::sync::Mutex::new(Vec::new()),
             metrics: None,
             recorder: None,
@@ -183,7 +245,7 @@ impl Ledger {
         }
     }
 
-    /// Segment size limits (tests and the benchmark use small segments).
+    /// Segment size limits (tests use small segments).
     pub fn with_limits(mut self, limits: Limits) -> Ledger {
         self.limits = limits;
         self
@@ -258,21 +320,20 @@ impl Ledger {
         let Some(signer) = self.signer.get() else {
             return Ok(None);
         };
+        self.ensure_loaded().await?;
         let (seq, head) = {
-            let mut st = self.state.lock().await;
-            if !st.loaded {
-                let _verdict = self.load_locked(&mut st).await?;
-            }
+            let st = self.state();
             if st.last_seq == 0 || st.last_action == Some(Action::SignedHead) {
-                return Ok(None);
-            }
-            let segments = store::segments(&self.api).await?;
-            if let Err(why) = super::signing::may_sign(&segments, &signer.verifying_key()) {
-                error!(namespace = %self.namespace, %why, "refusing to sign the audit ledger's head");
                 return Ok(None);
             }
             (st.last_seq, st.head.clone())
         };
+        // Read after the head was taken: it holds at least that head.
+        let segments = store::segments(&self.api).await?;
+        if let Err(why) = super::signing::may_sign(&segments, &signer.verifying_key()) {
+            error!(namespace = %self.namespace, %why, "refusing to sign the audit ledger's head");
+            return Ok(None);
+        }
         let draft = signer.draft(seq, &head, why);
         let signature = draft
             .after
@@ -296,57 +357,43 @@ impl Ledger {
         &self.namespace
     }
 
-    /// Reads every segment, verifies the chain (reported in the metrics and
+    /// Reads every piece, verifies the chain (reported in the metrics and
     /// the log) and rebuilds the memory. Appending goes on after a broken
     /// chain: the evidence of the break is kept as it is.
     pub async fn load(&self) -> Result<Result<Summary, Break>, Error> {
-        let mut st = self.state.lock().await;
-        self.load_locked(&mut st).await
+        let _turn = self.turn.lock().await;
+        self.load_in_turn().await
     }
 
-    async fn load_locked(&self, st: &mut State) -> Result<Result<Summary, Break>, Error> {
+    /// The memory under its lock (poisoning is no reason to stop auditing).
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads the ledger unless its memory is current.
+    async fn ensure_loaded(&self) -> Result<(), Error> {
+        if self.state().loaded {
+            return Ok(());
+        }
+        let _turn = self.turn.lock().await;
+        if !self.state().loaded {
+            let _verdict = self.load_in_turn().await?;
+        }
+        Ok(())
+    }
+
+    /// [`Ledger::load`], for a caller holding the write turn.
+    async fn load_in_turn(&self) -> Result<Result<Summary, Break>, Error> {
         let configmaps = store::list(&self.api).await?;
         let segments: Vec<chain::Segment> = configmaps.iter().filter_map(from_configmap).collect();
         let verdict = chain::verify(PREFIX, &segments);
         self.report(&verdict);
-
-        let mut records: Vec<Record> = Vec::new();
-        let mut last: Option<(u64, String)> = None;
-        for segment in &segments {
-            for (_, line) in segment.sorted() {
-                if let Ok(r) = Record::parse(line) {
-                    last = Some((r.seq, hash(line)));
-                    records.push(r);
-                }
-            }
+        let fresh = rebuilt(&segments);
+        let interrupted = fresh.loose.interrupted;
+        *self.state() = fresh;
+        if interrupted {
+            self.compact_due.notify_one();
         }
-        let first_seq = records.first().map(|r| r.seq);
-        // The memory the pruned segments established, from the checkpoint
-        // that accounts for where the kept chain starts.
-        let mut memory: HashMap<String, Memo> = records
-            .iter()
-            .filter(|r| anchor_of(r).is_some_and(|a| Some(a.last_seq + 1) == first_seq))
-            .filter_map(|r| r.after.as_ref()?.get("memory").cloned())
-            .filter_map(|m| serde_json::from_value(m).ok())
-            .next_back()
-            .unwrap_or_default();
-        let mut keys = HashSet::with_capacity(records.len());
-        for r in &records {
-            remember(&mut memory, r);
-            keys.insert(r.key.clone());
-        }
-        let newest = configmaps.last();
-        st.open = newest.filter(|cm| cm.immutable != Some(true)).cloned();
-        st.next_index = segments.last().map_or(1, |s| s.index + 1);
-        (st.last_seq, st.head) = match (last, segments.last()) {
-            (Some(l), _) => l,
-            (None, Some(s)) => (0, s.prev.clone()),
-            (None, None) => (0, GENESIS.to_string()),
-        };
-        st.last_action = records.last().map(|r| r.action);
-        st.keys = keys;
-        st.memory = memory;
-        st.loaded = true;
         Ok(verdict)
     }
 
@@ -369,14 +416,19 @@ impl Ledger {
     /// Reads and verifies the chain as stored now; it must also still hold
     /// the records this process wrote, unchanged (the head it remembers).
     pub async fn verify(&self) -> Result<Result<Summary, Break>, Error> {
-        let st = self.state.lock().await;
+        // The head this process knows, taken before the read: the ledger
+        // read afterwards must still hold it (appends only add).
+        let (loaded, last_seq, head) = {
+            let st = self.state();
+            (st.loaded, st.last_seq, st.head.clone())
+        };
         let segments = store::segments(&self.api).await?;
         let mut verdict = chain::verify(PREFIX, &segments);
         if let Ok(summary) = &verdict
-            && st.loaded
-            && st.last_seq > 0
+            && loaded
+            && last_seq > 0
         {
-            let key = data_key(st.last_seq);
+            let key = data_key(last_seq);
             let found = segments.iter().find_map(|s| {
                 s.entries
                     .iter()
@@ -384,16 +436,15 @@ impl Ledger {
                     .map(|e| (s, hash(&e.1)))
             });
             let broken = match found {
-                Some((_, h)) if h == st.head => None,
+                Some((_, h)) if h == head => None,
                 Some((s, _)) => Some(Break {
                     segment: s.name.clone(),
                     record: Some(key),
                     problem: format!(
-                        "this operator wrote it with the hash {}; the chain was rewritten from there on",
-                        st.head
+                        "this operator wrote it with the hash {head}; the chain was rewritten from there on",
                     ),
                 }),
-                None if summary.last_seq.is_some_and(|l| l > st.last_seq) => None,
+                None if summary.last_seq.is_some_and(|l| l > last_seq) => None,
                 None => Some(Break {
                     segment: summary_segment(&segments),
                     record: Some(key),
@@ -404,7 +455,6 @@ impl Ledger {
                 verdict = Err(b);
             }
         }
-        drop(st);
         self.report(&verdict);
         Ok(verdict)
     }
@@ -438,13 +488,8 @@ impl Ledger {
             return Ok(Vec::new());
         };
         let generation = d.metadata.generation;
-        let known = {
-            let mut st = self.state.lock().await;
-            if !st.loaded {
-                let _verdict = self.load_locked(&mut st).await?;
-            }
-            st.memory.get(&uid).and_then(|m| m.generation)
-        };
+        self.ensure_loaded().await?;
+        let known = self.state().memory.get(&uid).and_then(|m| m.generation);
         let (action, key) = match (deleted, known) {
             (true, _) => (Action::Deleted, format!("{uid}/deleted")),
             (false, None) => (Action::Created, format!("{uid}/created/first")),
@@ -486,10 +531,8 @@ impl Ledger {
     }
 
     async fn known_members(&self, uid: Option<&str>) -> Result<Option<Members>, Error> {
-        let mut st = self.state.lock().await;
-        if !st.loaded {
-            let _verdict = self.load_locked(&mut st).await?;
-        }
+        self.ensure_loaded().await?;
+        let st = self.state();
         Ok(uid
             .and_then(|u| st.memory.get(u))
             .and_then(|m| m.members.clone()))
@@ -498,11 +541,11 @@ impl Ledger {
     /// Appends the drafts whose keys are not in the ledger yet, in order, and
     /// returns the records written. Published as Events, logged, counted.
     ///
-    /// Group commit: every write replaces the newest segment, so writes are
-    /// one at a time; callers that arrive while one is in flight queue up,
-    /// and whoever takes the lock next writes all their drafts in one
-    /// replace (in arrival order, up to [`BATCH`]) and hands each caller its
-    /// records. Each caller returns only once its own drafts are stored.
+    /// Group commit: one batch is in flight at a time (the chain is
+    /// linear); callers that arrive meanwhile queue up, and whoever takes
+    /// the write turn next writes all their drafts in one batch (in arrival
+    /// order, up to [`BATCH`]) and hands each caller its records. Each
+    /// caller returns only once its own drafts are stored.
     pub async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Record>, Error> {
         if drafts.is_empty() {
             return Ok(Vec::new());
@@ -510,7 +553,7 @@ impl Ledger {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         self.waiting().push((drafts, tx));
         loop {
-            let mut st = self.state.lock().await;
+            let turn = self.turn.lock().await;
             // A writer before us may have carried ours.
             if let Ok(done) = rx.try_recv() {
                 return done.map_err(Error::Batch);
@@ -519,15 +562,15 @@ impl Ledger {
             if batch.is_empty() {
                 // Ours is in a batch being written right now (taken by a
                 // writer that has not sent yet): wait for its result.
-                drop(st);
+                drop(turn);
                 return rx
                     .await
                     .map_err(|_| Error::Batch("audit ledger: the batch writer went away".into()))?
                     .map_err(Error::Batch);
             }
             let all: Vec<Draft> = batch.iter().flat_map(|(d, _)| d.iter().cloned()).collect();
-            let result = self.append_locked(&mut st, all).await;
-            drop(st);
+            let result = self.append_in_turn(all).await;
+            drop(turn);
             match result {
                 Ok(written) => {
                     for (drafts, tx) in batch {
@@ -575,105 +618,75 @@ impl Ledger {
         waiting.drain(..take).collect()
     }
 
-    async fn append_locked(
-        &self,
-        st: &mut State,
-        drafts: Vec<Draft>,
-    ) -> Result<Vec<(Record, String)>, Error> {
+    /// Writes the drafts not yet in the ledger as new batches (more than
+    /// one only if they exceed a segment's bytes), holding the write turn.
+    async fn append_in_turn(&self, drafts: Vec<Draft>) -> Result<Vec<(Record, String)>, Error> {
         const ATTEMPTS: usize = 5;
-        if !st.loaded {
-            let _verdict = self.load_locked(st).await?;
+        if !self.state().loaded {
+            let _verdict = self.load_in_turn().await?;
         }
-        for _ in 0..ATTEMPTS {
-            let mut seen = HashSet::new();
-            let fresh: Vec<Draft> = drafts
-                .iter()
-                .filter(|d| !st.keys.contains(&d.key) && seen.insert(d.key.clone()))
-                .cloned()
-                .collect();
-            if fresh.is_empty() {
-                return Ok(Vec::new());
-            }
-            match self.try_append(st, fresh).await {
-                Ok(written) => return Ok(written),
+        let mut written = Vec::new();
+        let mut attempts = 0;
+        loop {
+            let (piece, records) = {
+                let st = self.state();
+                let mut seen = HashSet::new();
+                let fresh: Vec<Draft> = drafts
+                    .iter()
+                    .filter(|d| !st.keys.contains(&d.key) && seen.insert(d.key.clone()))
+                    .cloned()
+                    .collect();
+                if fresh.is_empty() {
+                    return Ok(written);
+                }
+                next_batch(
+                    fresh,
+                    st.last_seq,
+                    &st.head,
+                    Timestamp::now(),
+                    self.limits.bytes,
+                )
+            };
+            let cm = store::to_configmap(&self.namespace, &piece);
+            match self.api.create(&PostParams::default(), &cm).await {
+                Ok(_) => {
+                    self.commit(&piece, &records);
+                    written.extend(records);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 && attempts + 1 < ATTEMPTS => {
+                    attempts += 1;
+                    warn!(namespace = %self.namespace, batch = %cm.name_any(),
+                        "another writer extended the audit chain first; rebasing on its head");
+                    let _verdict = self.load_in_turn().await?;
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
-                    warn!(namespace = %self.namespace, "audit segment changed under us; reading it again");
-                    let _verdict = self.load_locked(st).await?;
+                    return Err(Error::Contention(ATTEMPTS));
                 }
                 Err(e) => {
-                    // The write may or may not have happened: read before the next one.
-                    st.loaded = false;
+                    // The create may or may not have happened: read before the next one.
+                    self.state().loaded = false;
                     return Err(e.into());
                 }
             }
         }
-        Err(Error::Contention(ATTEMPTS))
     }
 
-    async fn try_append(
-        &self,
-        st: &mut State,
-        drafts: Vec<Draft>,
-    ) -> Result<Vec<(Record, String)>, kube::Error> {
-        let now = Timestamp::now();
-        let mut head = st.head.clone();
-        let mut written = Vec::with_capacity(drafts.len());
-        for (i, d) in drafts.into_iter().enumerate() {
-            let record = Record::new(d, st.last_seq + 1 + i as u64, now, &head);
-            let line = record.line();
-            head = hash(&line);
-            written.push((record, line));
-        }
-        let adding: usize = written.iter().map(|(_, l)| l.len() + 12).sum();
-
-        // Seal the newest segment if this batch does not fit.
-        if let Some(open) = &st.open {
-            let data = open.data.as_ref();
-            let count = data.map_or(0, |d| d.len());
-            let bytes: usize = data.map_or(0, |d| d.iter().map(|(k, v)| k.len() + v.len()).sum());
-            if count > 0 && (count >= self.limits.records || bytes + adding > self.limits.bytes) {
-                let mut sealed = open.clone();
-                sealed.immutable = Some(true);
-                self.api
-                    .replace(&open.name_any(), &PostParams::default(), &sealed)
-                    .await?;
-                st.open = None;
-            }
-        }
-        if st.open.is_none() {
-            let created = self
-                .api
-                .create(
-                    &PostParams::default(),
-                    &new_configmap(&self.namespace, st.next_index, &st.head),
-                )
-                .await?;
-            st.next_index += 1;
-            st.open = Some(created);
-        }
-        let Some(open) = st.open.as_ref() else {
-            unreachable!("a segment was just opened");
-        };
-        let mut next = open.clone();
-        let data = next.data.get_or_insert_with(Default::default);
-        for (r, line) in &written {
-            data.insert(data_key(r.seq), line.clone());
-        }
-        next.annotations_mut()
-            .insert(HEAD.to_string(), head.clone());
-        let stored = self
-            .api
-            .replace(&open.name_any(), &PostParams::default(), &next)
-            .await?;
-        st.open = Some(stored);
-        st.head = head;
-        st.last_seq += written.len() as u64;
-        st.last_action = written.last().map(|(r, _)| r.action);
-        for (r, _) in &written {
+    /// The memory after `piece` was created with `records`.
+    fn commit(&self, piece: &chain::Segment, records: &[(Record, String)]) {
+        let mut st = self.state();
+        for (r, line) in records {
             st.keys.insert(r.key.clone());
             remember(&mut st.memory, r);
+            st.last_seq = r.seq;
+            st.head = hash(line);
+            st.last_action = Some(r.action);
         }
-        Ok(written)
+        st.loose.batches += 1;
+        st.loose.records += records.len();
+        st.loose.bytes += piece.bytes();
+        if super::compact::due(&st.loose, &self.limits) {
+            self.compact_due.notify_one();
+        }
     }
 
     /// The second copies: one JSON log line and one Event per record.
@@ -720,18 +733,20 @@ impl Ledger {
         }
     }
 
-    /// Prunes the segments whose every record is past its retention `as_of`
-    /// (see [`super::prune`]): first a checkpoint record naming the last
-    /// sequence number and hash of the pruned tail (and the memory it
+    /// Prunes the oldest pieces whose every record is past its retention
+    /// `as_of` (see [`super::prune`]): first a checkpoint record naming the
+    /// last sequence number and hash of the pruned tail (and the memory it
     /// established, for the objects in `live`), then the deletions, oldest
-    /// first. Interrupted, it is finished by the next call; the chain
-    /// verifies at every step. Refuses to prune a broken chain.
+    /// first (with any batch a pruned segment holds). Interrupted, it is
+    /// finished by the next call; the chain verifies at every step. Refuses
+    /// to prune a broken chain. Never at the same time as a compaction.
     pub async fn prune(
         &self,
         as_of: Timestamp,
         authorizations: &[Authorization],
         live: &HashSet<String>,
     ) -> Result<Result<Pruned, Break>, Error> {
+        let _upkeep = self.upkeep.lock().await;
         let retentions: HashMap<String, Retention> = authorizations
             .iter()
             .map(|a| (a.name_any(), Retention::of(a)))
@@ -740,32 +755,32 @@ impl Ledger {
         if let Err(b) = chain::verify(PREFIX, &segments) {
             return Ok(Err(b));
         }
-        let count = prunable(&segments, as_of, &retentions);
+        // Compacted segments only, oldest first: batches are young, and the
+        // checkpoint that a pruning appends never makes the next one due.
+        let units = super::compact::covering(&segments);
+        let segments_first = units.iter().take_while(|u| u.form == Form::Segment).count();
+        let count = prunable(
+            &units[..(segments_first + 1).min(units.len())],
+            as_of,
+            &retentions,
+        );
+        let nothing = Pruned {
+            segments: Vec::new(),
+            checkpoint: None,
+        };
         if count == 0 {
-            return Ok(Ok(Pruned {
-                segments: Vec::new(),
-                checkpoint: None,
-            }));
+            return Ok(Ok(nothing));
         }
-        let gone = &segments[..count];
-        let kept_from = segments[count].index;
-        let mut records: Vec<Record> = Vec::new();
-        let mut last: Option<(u64, String)> = None;
-        for s in &segments {
-            for (_, line) in s.sorted() {
-                if let Ok(r) = Record::parse(line) {
-                    if s.index < kept_from {
-                        last = Some((r.seq, hash(line)));
-                    }
-                    records.push(r);
-                }
-            }
-        }
-        let Some((last_seq, last_hash)) = last else {
-            return Ok(Ok(Pruned {
-                segments: Vec::new(),
-                checkpoint: None,
-            }));
+        let (gone, kept_from) = (&units[..count], units[count].first);
+        let lines = chain::lines(&segments);
+        let records: Vec<Record> = lines.iter().filter_map(|l| Record::parse(l).ok()).collect();
+        let Some((last_seq, last_hash)) = lines
+            .iter()
+            .filter_map(|l| Some((Record::parse(l).ok()?.seq, hash(l))))
+            .take_while(|(seq, _)| *seq < kept_from)
+            .last()
+        else {
+            return Ok(Ok(nothing));
         };
         // What the pruned records established: the current base, then them.
         let first_seq = records.first().map(|r| r.seq);
@@ -780,7 +795,15 @@ impl Ledger {
             remember(&mut memory, r);
         }
         memory.retain(|uid, _| live.contains(uid));
-        let names: Vec<String> = gone.iter().map(|s| s.name.clone()).collect();
+        // Every piece wholly in the pruned range: the units and the batches
+        // a pruned segment still holds twice.
+        let mut names: Vec<(u64, String)> = segments
+            .iter()
+            .filter(|s| s.last() <= last_seq)
+            .map(|s| (s.first, s.name.clone()))
+            .collect();
+        names.sort();
+        let names: Vec<String> = names.into_iter().map(|(_, n)| n).collect();
         let checkpoint = Draft {
             actor: OPERATOR_ACTOR.into(),
             kind: "Ledger".into(),
@@ -796,11 +819,11 @@ impl Ledger {
             after: Some(json!({
                 "prunedThroughSeq": last_seq,
                 "prunedThroughHash": last_hash,
-                "firstKeptSegment": kept_from,
-                "prunedSegments": names,
+                "firstKeptSeq": kept_from,
+                "prunedSegments": gone.iter().map(|s| &s.name).collect::<Vec<_>>(),
                 "memory": memory,
             })),
-            key: format!("checkpoint/{kept_from}"),
+            key: format!("checkpoint/seq-{kept_from}"),
         };
         let written = self.append(vec![checkpoint]).await?;
         for name in &names {
@@ -811,11 +834,9 @@ impl Ledger {
             }
         }
         // The keys of pruned records are forgotten with them.
-        {
-            let mut st = self.state.lock().await;
-            st.loaded = false;
-        }
-        info!(segments = ?names, through = last_seq, "audit segments pruned after a checkpoint");
+        self.state().loaded = false;
+        info!(segments = ?names, through = last_seq, "audit records pruned after a checkpoint");
+        drop(_upkeep);
         self.sign_head("after pruning").await?;
         Ok(Ok(Pruned {
             segments: names,
@@ -847,9 +868,51 @@ fn public_key_reference(namespace: &str) -> ObjectReference {
 }
 
 fn summary_segment(segments: &[chain::Segment]) -> String {
-    segments
-        .last()
-        .map_or_else(|| chain::segment_name(PREFIX, 1), |s| s.name.clone())
+    segments.last().map_or_else(
+        || chain::piece_name(PREFIX, Form::Batch, 1),
+        |s| s.name.clone(),
+    )
+}
+
+/// The memory a ledger read as `segments` establishes (pure).
+fn rebuilt(segments: &[chain::Segment]) -> State {
+    let mut records: Vec<Record> = Vec::new();
+    let mut last: Option<(u64, String)> = None;
+    for line in chain::lines(segments) {
+        if let Ok(r) = Record::parse(line) {
+            last = Some((r.seq, hash(line)));
+            records.push(r);
+        }
+    }
+    let first_seq = records.first().map(|r| r.seq);
+    // The memory the pruned records established, from the checkpoint
+    // that accounts for where the kept chain starts.
+    let mut memory: HashMap<String, Memo> = records
+        .iter()
+        .filter(|r| anchor_of(r).is_some_and(|a| Some(a.last_seq + 1) == first_seq))
+        .filter_map(|r| r.after.as_ref()?.get("memory").cloned())
+        .filter_map(|m| serde_json::from_value(m).ok())
+        .next_back()
+        .unwrap_or_default();
+    let mut keys = HashSet::with_capacity(records.len());
+    for r in &records {
+        remember(&mut memory, r);
+        keys.insert(r.key.clone());
+    }
+    let (last_seq, head) = match (last, segments.iter().min_by_key(|s| s.first)) {
+        (Some(l), _) => l,
+        (None, Some(s)) => (0, s.prev.clone()),
+        (None, None) => (0, GENESIS.to_string()),
+    };
+    State {
+        loaded: true,
+        last_seq,
+        head,
+        last_action: records.last().map(|r| r.action),
+        keys,
+        memory,
+        loose: super::compact::loose(segments),
+    }
 }
 
 /// The Event of one record, on its object.

@@ -6,8 +6,10 @@
 //! - [`chain`]: verification of a list of segments, pure, naming the first broken link;
 //! - [`transitions`]: which records a status change calls for, pure, with
 //!   idempotency keys and the actor;
-//! - [`store`]: segments as ConfigMaps in `cleanroom-system`;
-//! - [`ledger`]: the writer the controllers call before each status write;
+//! - [`store`]: batches and segments as immutable ConfigMaps in `cleanroom-system`;
+//! - [`ledger`]: the writer the controllers call before each status write:
+//!   each group commit creates one batch, nothing is rewritten;
+//! - [`compact`]: runs of batches copied into sealed segments, in the background;
 //! - [`prune`]: retention, pure; [`Ledger::prune`] writes the checkpoint and deletes;
 //! - [`signing`]: signed heads, pure: the Ed25519 signature over the head and
 //!   its check with the public key ([`Ledger::sign_head`] appends one);
@@ -26,6 +28,7 @@
 //! signs the head (at start, hourly and after each pruning).
 
 pub mod chain;
+pub mod compact;
 pub mod keys;
 pub mod ledger;
 pub mod prune;
@@ -34,6 +37,6 @@ pub mod signing;
 pub mod store;
 pub mod transitions;
 
-pub use chain::{Break, Segment, Summary, verify};
+pub use chain::{Break, Form, Segment, Summary, verify};
 pub use ledger::{Error, Ledger, Limits, Pruned};
 pub use record::{Action, Draft, Record};

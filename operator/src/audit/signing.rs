@@ -165,12 +165,9 @@ fn signature_holds(head: &SignedHead, key: &VerifyingKey) -> Result<(), String> 
 
 /// Every record that parses, in chain order, with the hash of its line.
 pub fn chained(segments: &[Segment]) -> Vec<(Record, String)> {
-    let mut ordered: Vec<&Segment> = segments.iter().collect();
-    ordered.sort_by_key(|s| s.index);
-    ordered
-        .iter()
-        .flat_map(|s| s.sorted())
-        .filter_map(|(_, line)| Record::parse(line).ok().map(|r| (r, hash(line))))
+    super::chain::lines(segments)
+        .into_iter()
+        .filter_map(|line| Record::parse(line).ok().map(|r| (r, hash(line))))
         .collect()
 }
 
@@ -365,7 +362,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::chain::{segment_name, verify};
+    use crate::audit::chain::{Form, piece_name, verify};
     use crate::audit::record::{GENESIS, data_key};
 
     const PREFIX: &str = "cleanroom-audit";
@@ -428,8 +425,9 @@ mod tests {
                     .collect();
                 let head = chunk.last().map(|l| hash(l));
                 out.push(Segment {
-                    name: segment_name(PREFIX, i as u64 + 1),
-                    index: i as u64 + 1,
+                    name: piece_name(PREFIX, Form::Batch, first),
+                    form: Form::Batch,
+                    first,
                     prev: prev.clone(),
                     head: head.clone(),
                     sealed: false,

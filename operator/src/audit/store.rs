@@ -1,8 +1,19 @@
-//! Segments as ConfigMaps: `cleanroom-audit-<index>` in the audit namespace
-//! (`cleanroom-system` by default), one record per data key (its zero-padded
-//! sequence number), the chain links in annotations, `immutable: true` once
-//! sealed. Reading needs only `list` on ConfigMaps in that namespace, so
-//! `cleanroom audit verify` works for any auditor allowed that.
+//! The ledger's pieces as ConfigMaps in the audit namespace
+//! (`cleanroom-system` by default), every one created once with
+//! `immutable: true` and never rewritten:
+//!
+//! - a **batch** `cleanroom-audit-b-<first seq>` holds the records of one
+//!   group commit. Its name is the compare-and-swap: two writers extending
+//!   the chain from the same head both try to create the same name, and
+//!   the API server lets one of them;
+//! - a **segment** `cleanroom-audit-s-<first seq>` holds a run of batches,
+//!   copied by the compaction, which deletes the batches once it exists.
+//!
+//! One record per data key (its zero-padded sequence number); the chain
+//! links in annotations. Reading needs only `list` on ConfigMaps in that
+//! namespace, so `cleanroom audit verify` works for any auditor allowed that.
+//! A segment of the earlier layout (`cleanroom-audit-<8 digits>`, rewritten
+//! in place) is still read, as a segment starting at its first record.
 
 use std::collections::BTreeMap;
 
@@ -10,73 +21,125 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, ResourceExt};
 
-use super::chain::{Segment, segment_name};
+use super::chain::{Form, Segment, piece_name};
+use super::record::Record;
 use crate::workspace::labels;
 
 /// Default namespace of the ledger.
 pub const DEFAULT_NAMESPACE: &str = "cleanroom-system";
-/// Name prefix of the segments.
+/// Name prefix of the pieces.
 pub const PREFIX: &str = "cleanroom-audit";
-/// Label that marks a segment (value [`SEGMENT`]).
+/// Label that marks a piece: [`SEGMENT`] or [`BATCH`].
 pub const LABEL: &str = "cleanroom.io/audit";
 pub const SEGMENT: &str = "segment";
-/// Annotation: hash of the last record of the previous segment.
+pub const BATCH: &str = "batch";
+/// Annotation: hash of the record before the piece's first.
 pub const PREV: &str = "cleanroom.io/audit-prev";
-/// Annotation: hash of this segment's last record.
+/// Annotation: hash of the piece's last record.
 pub const HEAD: &str = "cleanroom.io/audit-head";
 
-/// The index of a segment from its name, if it is one.
-pub fn index_of(name: &str) -> Option<u64> {
-    name.strip_prefix(PREFIX)?.strip_prefix('-')?.parse().ok()
+/// The form of a piece and its first sequence number, from its name
+/// (`None` for the number of a segment of the earlier layout: its records say).
+pub fn parse_name(name: &str) -> Option<(Form, Option<u64>)> {
+    let rest = name.strip_prefix(PREFIX)?.strip_prefix('-')?;
+    let numbered = |digits: &str| (digits.len() == 12).then(|| digits.parse().ok()).flatten();
+    if let Some(d) = rest.strip_prefix("b-") {
+        return Some((Form::Batch, Some(numbered(d)?)));
+    }
+    if let Some(d) = rest.strip_prefix("s-") {
+        return Some((Form::Segment, Some(numbered(d)?)));
+    }
+    (rest.len() == 8 && rest.parse::<u64>().is_ok()).then_some((Form::Segment, None))
 }
 
-/// A segment read from its ConfigMap.
+/// A piece read from its ConfigMap (`None`: not one, or an empty segment
+/// of the earlier layout, which holds nothing).
 pub fn from_configmap(cm: &ConfigMap) -> Option<Segment> {
     let name = cm.name_any();
-    let index = index_of(&name)?;
+    let (form, first) = parse_name(&name)?;
+    let entries: Vec<(String, String)> = cm.data.clone().unwrap_or_default().into_iter().collect();
+    let first = match first {
+        Some(f) => f,
+        None => entries
+            .iter()
+            .filter_map(|(_, l)| Record::parse(l).ok())
+            .map(|r| r.seq)
+            .min()?,
+    };
     let annotations = cm.annotations();
     Some(Segment {
-        index,
+        form,
+        first,
         prev: annotations.get(PREV).cloned().unwrap_or_default(),
         head: annotations.get(HEAD).cloned(),
         sealed: cm.immutable == Some(true),
-        entries: cm.data.clone().unwrap_or_default().into_iter().collect(),
+        entries,
         name,
     })
 }
 
-/// A new, empty segment `index` that follows the record hashing to `prev`.
-pub fn new_configmap(namespace: &str, index: u64, prev: &str) -> ConfigMap {
+/// The immutable ConfigMap of `piece` (its name is made from its form and
+/// first record) in `namespace`.
+pub fn to_configmap(namespace: &str, piece: &Segment) -> ConfigMap {
+    let value = match piece.form {
+        Form::Batch => BATCH,
+        Form::Segment => SEGMENT,
+    };
+    let mut annotations = BTreeMap::from([(PREV.to_string(), piece.prev.clone())]);
+    if let Some(head) = &piece.head {
+        annotations.insert(HEAD.to_string(), head.clone());
+    }
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(segment_name(PREFIX, index)),
+            name: Some(piece_name(PREFIX, piece.form, piece.first)),
             namespace: Some(namespace.to_string()),
             labels: Some(BTreeMap::from([
                 (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-                (LABEL.to_string(), SEGMENT.to_string()),
+                (LABEL.to_string(), value.to_string()),
             ])),
-            annotations: Some(BTreeMap::from([(PREV.to_string(), prev.to_string())])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::new()),
+        data: Some(piece.entries.iter().cloned().collect()),
+        immutable: Some(true),
         ..ConfigMap::default()
     }
 }
 
-/// Every segment ConfigMap in `api`'s namespace, in chain order.
-pub async fn list(api: &Api<ConfigMap>) -> Result<Vec<ConfigMap>, kube::Error> {
+async fn list_selected(
+    api: &Api<ConfigMap>,
+    selector: &str,
+) -> Result<Vec<ConfigMap>, kube::Error> {
     let mut items = api
-        .list(&ListParams::default().labels(&format!("{LABEL}={SEGMENT}")))
+        .list(&ListParams::default().labels(selector))
         .await?
         .items;
-    items.retain(|cm| index_of(&cm.name_any()).is_some());
-    items.sort_by_key(|cm| index_of(&cm.name_any()));
+    items.retain(|cm| parse_name(&cm.name_any()).is_some());
     Ok(items)
 }
 
-/// Every segment in `api`'s namespace, in chain order.
+/// Every piece ConfigMap (segments and batches) in `api`'s namespace.
+pub async fn list(api: &Api<ConfigMap>) -> Result<Vec<ConfigMap>, kube::Error> {
+    list_selected(api, &format!("{LABEL} in ({SEGMENT},{BATCH})")).await
+}
+
+/// Every piece in `api`'s namespace, in chain order.
 pub async fn segments(api: &Api<ConfigMap>) -> Result<Vec<Segment>, kube::Error> {
-    Ok(list(api).await?.iter().filter_map(from_configmap).collect())
+    let mut pieces: Vec<Segment> = list(api).await?.iter().filter_map(from_configmap).collect();
+    pieces.sort_by_key(|s| (s.first, s.form));
+    Ok(pieces)
+}
+
+/// The batches only (what the compaction works on), in chain order.
+pub async fn batches(api: &Api<ConfigMap>) -> Result<Vec<(Segment, ConfigMap)>, kube::Error> {
+    let mut pieces: Vec<(Segment, ConfigMap)> = list_selected(api, &format!("{LABEL}={BATCH}"))
+        .await?
+        .into_iter()
+        .filter_map(|cm| Some((from_configmap(&cm)?, cm)))
+        .filter(|(s, _)| s.form == Form::Batch)
+        .collect();
+    pieces.sort_by_key(|(s, _)| s.first);
+    Ok(pieces)
 }
 
 #[cfg(test)]
@@ -84,16 +147,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_segment_round_trips_through_its_configmap() {
-        let mut cm = new_configmap("cleanroom-system", 12, "ab");
-        assert_eq!(cm.name_any(), "cleanroom-audit-00000012");
-        assert_eq!(index_of("cleanroom-audit-00000012"), Some(12));
-        assert_eq!(index_of("cleanroom-auditor"), None);
-        cm.data = Some(BTreeMap::from([("000000000001".into(), "{}".into())]));
-        cm.immutable = Some(true);
-        let s = from_configmap(&cm).expect("segment");
-        assert_eq!((s.index, s.prev.as_str(), s.sealed), (12, "ab", true));
-        assert_eq!(s.entries.len(), 1);
-        assert_eq!(s.head, None);
+    fn a_piece_round_trips_through_its_immutable_configmap() {
+        let piece = Segment {
+            name: String::new(),
+            form: Form::Batch,
+            first: 12,
+            prev: "ab".into(),
+            head: Some("cd".into()),
+            sealed: true,
+            entries: vec![("000000000012".into(), "{}".into())],
+        };
+        let cm = to_configmap("cleanroom-system", &piece);
+        assert_eq!(cm.name_any(), "cleanroom-audit-b-000000000012");
+        assert_eq!(cm.immutable, Some(true));
+        assert_eq!(cm.labels()[LABEL], BATCH);
+        let s = from_configmap(&cm).expect("piece");
+        assert_eq!(
+            (
+                s.form,
+                s.first,
+                s.prev.as_str(),
+                s.head.as_deref(),
+                s.sealed
+            ),
+            (Form::Batch, 12, "ab", Some("cd"), true)
+        );
+        assert_eq!(s.entries, piece.entries);
+        assert_eq!(
+            parse_name("cleanroom-audit-s-000000000513"),
+            Some((Form::Segment, Some(513)))
+        );
+        assert_eq!(
+            parse_name("cleanroom-audit-00000002"),
+            Some((Form::Segment, None))
+        );
+        assert_eq!(parse_name("cleanroom-auditor"), None);
+        assert_eq!(parse_name("cleanroom-audit-b-12"), None);
     }
 }

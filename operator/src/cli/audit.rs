@@ -39,9 +39,11 @@ pub(super) struct LedgerArg {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Reads every segment (ConfigMaps cleanroom-audit-NNNNNNNN) and checks \
-that each record's hash is named by the next one, that sequence numbers have no gap, that no \
-segment is missing and that pruned segments are accounted for by a checkpoint. Exit code 0 \
+    after_help = "Reads every batch and segment (ConfigMaps cleanroom-audit-b-N and \
+cleanroom-audit-s-N, N the first sequence number) and checks that each record's hash is named \
+by the next one, that sequence numbers have no gap (no batch or segment is missing), that a \
+record held by both a segment and a batch not yet compacted away is the same in both, and that \
+pruned records are accounted for by a checkpoint. Exit code 0 \
 if the chain is intact, 5 if it is broken (the first broken link is printed), 1 on error.
 
 Whoever may rewrite every ConfigMap of the ledger can also recompute every hash. With \
@@ -157,12 +159,9 @@ pub(super) async fn read(client: &kube::Client, namespace: &str) -> anyhow::Resu
 
 /// Every record that parses, in chain order.
 pub(super) fn records(segments: &[Segment]) -> Vec<Record> {
-    let mut ordered: Vec<&Segment> = segments.iter().collect();
-    ordered.sort_by_key(|s| s.index);
-    ordered
-        .iter()
-        .flat_map(|s| s.sorted())
-        .filter_map(|(_, line)| Record::parse(line).ok())
+    crate::audit::chain::lines(segments)
+        .into_iter()
+        .filter_map(|line| Record::parse(line).ok())
         .collect()
 }
 
@@ -231,9 +230,10 @@ fn verdict_text(
         (_, Output::Json) => serde_json::to_string_pretty(&verdict_json(verdict, signed))? + "\n",
         (_, Output::Yaml) => serde_yaml::to_string(&verdict_json(verdict, signed))?,
         (Ok(s), Output::Table) => format!(
-            "intact: {} records in {} segments (sequence {}..{}), {} checkpoint(s)\nhead: {}\n{}",
+            "intact: {} records in {} segments and {} batches (sequence {}..{}), {} checkpoint(s)\nhead: {}\n{}",
             s.records,
-            s.segments,
+            s.segments - s.batches,
+            s.batches,
             s.first_seq.map_or("-".into(), |n| n.to_string()),
             s.last_seq.map_or("-".into(), |n| n.to_string()),
             s.checkpoints,
@@ -371,6 +371,7 @@ mod tests {
     fn verify_says_how_far_the_signatures_prove_the_chain() {
         let summary = Summary {
             segments: 1,
+            batches: 0,
             records: 10,
             first_seq: Some(1),
             last_seq: Some(10),

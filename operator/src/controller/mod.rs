@@ -274,6 +274,11 @@ pub async fn run(
     let export_loop = export_controller(&client, ctx);
 
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
+    // Off the path of every append: batches become segments in the background.
+    let compactor = tokio::spawn({
+        let audit = audit.clone();
+        async move { audit.compactor().await }
+    });
     let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit, upkeep_every));
     let delivery = tokio::spawn(airlock::delivery::follow(client.clone()));
 
@@ -284,6 +289,7 @@ pub async fn run(
     datasets.abort();
     upkeep.abort();
     delivery.abort();
+    compactor.abort();
     sessions.set(None);
     info!("controllers stopped");
     Ok(())
