@@ -114,6 +114,22 @@ pub fn reviewer_binding(id: &Identity, reviewers: &Members, role: &str) -> Optio
     Some(binding)
 }
 
+/// The RBAC subjects of `members`: each user, then each group.
+pub fn subjects(members: &Members) -> Vec<Subject> {
+    let subject = |kind: &str, name: &str| Subject {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+        namespace: None,
+    };
+    members
+        .users
+        .iter()
+        .map(|u| subject("User", u))
+        .chain(members.groups.iter().map(|g| subject("Group", g)))
+        .collect()
+}
+
 /// Binds the members to the member ClusterRole `role` in the workspace
 /// namespace only; `None` when nobody is named, so the binding is removed
 /// rather than left empty.
@@ -121,18 +137,7 @@ pub fn member_binding(id: &Identity, members: &Members, role: &str) -> Option<Ro
     if members.is_empty() {
         return None;
     }
-    let subject = |kind: &str, name: &str| Subject {
-        api_group: Some("rbac.authorization.k8s.io".into()),
-        kind: kind.into(),
-        name: name.into(),
-        namespace: None,
-    };
-    let subjects = members
-        .users
-        .iter()
-        .map(|u| subject("User", u))
-        .chain(members.groups.iter().map(|g| subject("Group", g)))
-        .collect();
+    let subjects = subjects(members);
     Some(RoleBinding {
         metadata: id.meta(MEMBER_BINDING),
         role_ref: RoleRef {

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Volume,
     VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
@@ -627,18 +627,7 @@ pub fn delivery_binding(authorization: &str, delivery: &Members) -> Option<RoleB
     if delivery.is_empty() {
         return None;
     }
-    let subject = |kind: &str, name: &str| Subject {
-        api_group: Some("rbac.authorization.k8s.io".into()),
-        kind: kind.into(),
-        name: name.into(),
-        namespace: None,
-    };
-    let subjects = delivery
-        .users
-        .iter()
-        .map(|u| subject("User", u))
-        .chain(delivery.groups.iter().map(|g| subject("Group", g)))
-        .collect();
+    let subjects = super::access::subjects(delivery);
     Some(RoleBinding {
         metadata: release_meta(&delivery_name(authorization), authorization),
         role_ref: RoleRef {
