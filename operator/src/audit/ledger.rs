@@ -783,14 +783,7 @@ impl Ledger {
             return Ok(Ok(nothing));
         };
         // What the pruned records established: the current base, then them.
-        let first_seq = records.first().map(|r| r.seq);
-        let mut memory: HashMap<String, Memo> = records
-            .iter()
-            .filter(|r| anchor_of(r).is_some_and(|a| Some(a.last_seq + 1) == first_seq))
-            .filter_map(|r| r.after.as_ref()?.get("memory").cloned())
-            .filter_map(|m| serde_json::from_value(m).ok())
-            .next_back()
-            .unwrap_or_default();
+        let mut memory = pruned_memory(&records);
         for r in records.iter().filter(|r| r.seq <= last_seq) {
             remember(&mut memory, r);
         }
@@ -884,16 +877,7 @@ fn rebuilt(segments: &[chain::Segment]) -> State {
             records.push(r);
         }
     }
-    let first_seq = records.first().map(|r| r.seq);
-    // The memory the pruned records established, from the checkpoint
-    // that accounts for where the kept chain starts.
-    let mut memory: HashMap<String, Memo> = records
-        .iter()
-        .filter(|r| anchor_of(r).is_some_and(|a| Some(a.last_seq + 1) == first_seq))
-        .filter_map(|r| r.after.as_ref()?.get("memory").cloned())
-        .filter_map(|m| serde_json::from_value(m).ok())
-        .next_back()
-        .unwrap_or_default();
+    let mut memory = pruned_memory(&records);
     let mut keys = HashSet::with_capacity(records.len());
     for r in &records {
         remember(&mut memory, r);
@@ -968,6 +952,19 @@ fn reference_to(kind: &str, name: &str, uid: &str) -> ObjectReference {
         uid: Some(uid.into()),
         ..ObjectReference::default()
     }
+}
+
+/// The memory the pruned records established: the one the checkpoint that
+/// accounts for where the kept chain starts carries (empty without one).
+fn pruned_memory(records: &[Record]) -> HashMap<String, Memo> {
+    let first_seq = records.first().map(|r| r.seq);
+    records
+        .iter()
+        .filter(|r| anchor_of(r).is_some_and(|a| Some(a.last_seq + 1) == first_seq))
+        .filter_map(|r| r.after.as_ref()?.get("memory").cloned())
+        .filter_map(|m| serde_json::from_value(m).ok())
+        .next_back()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
