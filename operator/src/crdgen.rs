@@ -78,13 +78,13 @@ mod tests {
     #[test]
     fn crds_are_in_one_group_with_status_and_printer_columns() {
         let crds = api::crds();
-        assert_eq!(crds.len(), 5);
+        assert_eq!(crds.len(), 6);
         for crd in &crds {
             assert_eq!(crd.spec.group, api::GROUP);
             // The airlock's kinds live in the workspace namespace, where RBAC
             // decides who may ask and who may review.
             let scope = match crd.spec.names.kind.as_str() {
-                "Export" | "Review" => "Namespaced",
+                "Export" | "Review" | "Import" => "Namespaced",
                 _ => "Cluster",
             };
             assert_eq!(crd.spec.scope, scope, "{}", crd.spec.names.kind);
@@ -287,7 +287,8 @@ mod tests {
                 "cleanroom.io_authorizations.yaml",
                 "cleanroom.io_scenarios.yaml",
                 "cleanroom.io_exports.yaml",
-                "cleanroom.io_reviews.yaml"
+                "cleanroom.io_reviews.yaml",
+                "cleanroom.io_imports.yaml"
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);

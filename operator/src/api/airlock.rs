@@ -332,12 +332,18 @@ pub struct RecalledCopy {
     namespaced,
     category = "cleanroom",
     derive = "PartialEq",
-    doc = "One reviewer's decision (Approve, Reject, Return, or Recall after release) on one Export in the same namespace. The API server checks that the reviewer is the caller, not the requester and not a member of the authorization.",
+    doc = "One reviewer's decision (Approve, Reject, Return, or Recall after release) on one Export or Import in the same namespace. The API server checks that the reviewer is the caller, not the requester and not a member of the authorization.",
     printcolumn(
         name = "Export",
         type_ = "string",
         json_path = ".spec.export",
         description = "The export reviewed"
+    ),
+    printcolumn(
+        name = "Import",
+        type_ = "string",
+        json_path = ".spec.import",
+        description = "The import reviewed"
     ),
     printcolumn(
         name = "Reviewer",
@@ -363,10 +369,20 @@ pub struct RecalledCopy {
 #[x_kube(validation = Rule::new("self.decision == 'Approve' || self.comment.trim().size() > 0")
     .message("a Reject, Return or Recall needs a comment that says why")
     .field_path(".comment"))]
+#[x_kube(validation = Rule::new("has(self.export) != has(self.__import__)")
+    .message("a review names one export or one import"))]
+#[x_kube(validation = Rule::new("!has(self.__import__) || self.decision != 'Recall'")
+    .message("an import is not recalled: its requester withdraws it (delete), which wipes it from the workspace")
+    .field_path(".decision"))]
 pub struct ReviewSpec {
     /// The Export (in this namespace) under review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub export: String,
+    pub export: Option<String>,
+    /// The Import (in this namespace) under review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub import: Option<String>,
     /// Who decides: must be the user making the request.
     #[schemars(length(min = 1, max = 253))]
     pub reviewer: String,
@@ -380,6 +396,25 @@ pub struct ReviewSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub files: Vec<FileNote>,
+}
+
+/// What a review is of: an export or an import, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    Export(&'a str),
+    Import(&'a str),
+}
+
+impl ReviewSpec {
+    /// The export or import reviewed (`None` only for a review the API
+    /// server's rule would have refused: neither or both named).
+    pub fn subject(&self) -> Option<Subject<'_>> {
+        match (&self.export, &self.import) {
+            (Some(e), None) => Some(Subject::Export(e)),
+            (None, Some(i)) => Some(Subject::Import(i)),
+            _ => None,
+        }
+    }
 }
 
 /// A reviewer's decision.

@@ -507,3 +507,56 @@ fn scenario_data_is_fixed_once_approved() {
     suspended["spec"]["reason"] = json!("inspection");
     accepted(&Scenario::crd(), &suspended, Some(&old));
 }
+
+fn review(subject: Value, decision: &str) -> Value {
+    let mut spec = json!({"reviewer": "carol", "decision": decision, "comment": "why"});
+    for (k, v) in subject.as_object().expect("subject is an object") {
+        spec[k] = v.clone();
+    }
+    json!({"apiVersion": "cleanroom.io/v1alpha1", "kind": "Review",
+        "metadata": {"name": "r", "namespace": "cr-x"}, "spec": spec})
+}
+
+#[test]
+fn a_review_names_one_export_or_one_import() {
+    let crd = super::Review::crd();
+    accepted(&crd, &review(json!({"export": "e"}), "Approve"), None);
+    accepted(&crd, &review(json!({"import": "i"}), "Reject"), None);
+    let both = review(json!({"export": "e", "import": "i"}), "Approve");
+    rejected(&crd, &both, None, "one export or one import");
+    rejected(
+        &crd,
+        &review(json!({}), "Approve"),
+        None,
+        "one export or one import",
+    );
+    let recall = review(json!({"import": "i"}), "Recall");
+    rejected(&crd, &recall, None, "an import is not recalled");
+    accepted(&crd, &review(json!({"export": "e"}), "Recall"), None);
+}
+
+fn import() -> Value {
+    json!({"apiVersion": "cleanroom.io/v1alpha1", "kind": "Import",
+        "metadata": {"name": "weather", "namespace": "cr-x"},
+        "spec": {
+            "requester": "alice", "supplier": "Met Office",
+            "legalBasis": {"kind": "Contract", "reference": "C-2026-17"},
+            "stagingClaim": "weather-2026",
+            "files": [{"path": "daily.csv", "schema": [
+                {"name": "day", "type": "date"}, {"name": "rain_mm", "type": "decimal"}]}],
+            "purpose": "rainfall beside the care visits"}})
+}
+
+#[test]
+fn an_import_is_fixed_once_submitted_and_names_each_file_once() {
+    let crd = super::Import::crd();
+    let old = import();
+    accepted(&crd, &old, None);
+    let mut changed = old.clone();
+    changed["spec"]["supplier"] = json!("someone else");
+    rejected(&crd, &changed, Some(&old), "cannot change once submitted");
+    let mut twice = import();
+    let file = twice["spec"]["files"][0].clone();
+    twice["spec"]["files"] = json!([file.clone(), file]);
+    rejected(&crd, &twice, None, "each file may be named once");
+}

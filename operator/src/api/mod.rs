@@ -1,5 +1,5 @@
 //! The `cleanroom.io/v1alpha1` API: three cluster-scoped kinds, one file each,
-//! and the airlock's two namespaced kinds ([`airlock`]).
+//! and the airlock's three namespaced kinds ([`airlock`], [`import`]).
 //!
 //! CEL rules for everything that can be checked inside one object live on the
 //! types (the API server rejects bad input at once); rules across objects are
@@ -9,6 +9,7 @@ pub mod airlock;
 pub mod authorization;
 pub mod common;
 pub mod dataset;
+pub mod import;
 pub mod masking;
 pub mod scenario;
 
@@ -26,6 +27,7 @@ pub use common::{Condition, Members, PositiveQuantity, State, Time, WipeAttestat
 pub use dataset::{
     Column, ColumnType, Dataset, DatasetPhase, DatasetSpec, DatasetStatus, Sensitivity,
 };
+pub use import::{Import, ImportSpec};
 pub use masking::{DatePart, Generalization, MaskingRule, Strength};
 pub use scenario::{
     ColumnRule, DataRequest, EnvVar, PreparedData, Sampling, Scenario, ScenarioPhase, ScenarioSpec,
@@ -46,6 +48,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Scenario::crd(),
         Export::crd(),
         Review::crd(),
+        Import::crd(),
     ]
 }
 

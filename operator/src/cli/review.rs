@@ -160,7 +160,8 @@ pub fn review(decision: Decision, a: &DecisionArgs, reviewer: &str) -> Review {
     let mut r = Review::new(
         "",
         ReviewSpec {
-            export: a.export.clone(),
+            export: Some(a.export.clone()),
+            import: None,
             reviewer: reviewer.into(),
             decision,
             comment: a.comment.clone(),
@@ -192,7 +193,7 @@ impl From<&Review> for Made {
         Made {
             name: r.name_any(),
             namespace: r.namespace().unwrap_or_default(),
-            export: r.spec.export.clone(),
+            export: r.spec.export.clone().unwrap_or_default(),
             reviewer: r.spec.reviewer.clone(),
             decision: r.spec.decision,
             comment: r.spec.comment.clone(),

@@ -315,7 +315,7 @@ fn export_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Fu
         watcher::Config::default(),
         |r: Review| {
             let ns = r.namespace()?;
-            Some(ObjectRef::<Export>::new(&r.spec.export).within(&ns))
+            Some(ObjectRef::<Export>::new(r.spec.export.as_deref()?).within(&ns))
         },
     )
     .watches(

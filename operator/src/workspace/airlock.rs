@@ -25,6 +25,7 @@ use super::compute::{SCRATCH, agent_job, rwo_claim};
 use super::{Identity, bounded_name, labels};
 use crate::api::airlock::{
     Decision, Export, FileVerdict, OUTBOX, ReviewRecord, ScanSummary, SealedCopy, SealedFile,
+    Subject,
 };
 use crate::api::{Members, Review, Time};
 
@@ -539,17 +540,20 @@ impl Excluded<'_> {
     }
 }
 
-/// The verdict of the reviews of `export` (oldest first): any Reject
+/// The verdict of the reviews of `subject` (oldest first): any Reject
 /// rejects, any Return returns, else approvals by distinct reviewers count
 /// until `required`. Reviews by anyone who may not review are not counted
 /// (the admission policy refuses them first); Recalls are handled after release.
 pub fn tally(
-    export: &str,
+    subject: Subject<'_>,
     reviews: &[Review],
     excluded: &Excluded<'_>,
     required: usize,
 ) -> (Vec<ReviewRecord>, Tally) {
-    let mut ordered: Vec<&Review> = reviews.iter().filter(|r| r.spec.export == export).collect();
+    let mut ordered: Vec<&Review> = reviews
+        .iter()
+        .filter(|r| r.spec.subject() == Some(subject))
+        .collect();
     ordered.sort_by_key(|r| {
         (
             r.metadata.creation_timestamp.clone(),
@@ -678,7 +682,8 @@ pub fn recall_of(
 ) -> Option<ReviewRecord> {
     let mut recalls: Vec<&Review> = reviews
         .iter()
-        .filter(|r| r.spec.export == export && r.spec.decision == Decision::Recall)
+        .filter(|r| r.spec.subject() == Some(Subject::Export(export)))
+        .filter(|r| r.spec.decision == Decision::Recall)
         .filter(|r| excluded.counts(&r.spec.reviewer))
         .collect();
     recalls.sort_by_key(|r| {

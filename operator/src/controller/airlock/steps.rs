@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{Outcome, Workspace, draft};
-use crate::api::airlock::{ExportPhase, ExportStatus, ReleasedCopy, SealedCopy};
+use crate::api::airlock::{ExportPhase, ExportStatus, ReleasedCopy, SealedCopy, Subject};
 use crate::api::dataset::{Classification, VAULT_NAMESPACE};
 use crate::api::{Authorization, DataRequest, Dataset, Export, Review, Time};
 use crate::audit::Action as Audit;
@@ -407,7 +407,12 @@ pub(super) async fn review(
         reviewers: &authorization.spec.review.reviewers,
     };
     let required = status.approvals_required.unwrap_or(1).max(1) as usize;
-    let (counted, tally) = builders::tally(&export.name_any(), &reviews.items, &excluded, required);
+    let (counted, tally) = builders::tally(
+        Subject::Export(&export.name_any()),
+        &reviews.items,
+        &excluded,
+        required,
+    );
     let drafts: Vec<_> = counted
         .iter()
         .filter(|r| !status.reviews.contains(r))

@@ -3,7 +3,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
-use crate::api::airlock::ReviewSpec;
+use crate::api::airlock::{ReviewSpec, Subject};
 use crate::workspace::testing::identity;
 
 fn export(files: &[&str]) -> Export {
@@ -22,7 +22,8 @@ fn review(name: &str, reviewer: &str, decision: Decision, second: i64) -> Review
     let mut r = Review::new(
         name,
         ReviewSpec {
-            export: "by-district".into(),
+            export: Some("by-district".into()),
+            import: None,
             reviewer: reviewer.into(),
             decision,
             comment: "why".into(),
@@ -55,7 +56,7 @@ fn two_distinct_reviewers_approve_and_the_requester_and_members_never_count() {
         review("r4", "carol", Decision::Approve, 4),
         review("r5", "mallory", Decision::Approve, 5),
     ];
-    let (counted, tally_) = tally("by-district", &reviews, &excluded, 2);
+    let (counted, tally_) = tally(Subject::Export("by-district"), &reviews, &excluded, 2);
     assert_eq!(
         tally_,
         Tally::Waiting { approvals: 1 },
@@ -71,12 +72,12 @@ fn two_distinct_reviewers_approve_and_the_requester_and_members_never_count() {
     let mut more = reviews.clone();
     more.push(review("r6", "dave", Decision::Approve, 6));
     assert_eq!(
-        tally("by-district", &more, &excluded, 2).1,
+        tally(Subject::Export("by-district"), &more, &excluded, 2).1,
         Tally::Approved { approvals: 2 }
     );
     // Reviews of another export do not count.
     assert_eq!(
-        tally("other", &more, &excluded, 1).1,
+        tally(Subject::Export("other"), &more, &excluded, 1).1,
         Tally::Waiting { approvals: 0 }
     );
 }
@@ -93,7 +94,7 @@ fn a_reject_or_return_decides_in_the_order_reviews_were_made() {
         review("late", "dave", Decision::Return, 9),
         review("early", "carol", Decision::Reject, 1),
     ];
-    match tally("by-district", &reviews, &excluded, 1).1 {
+    match tally(Subject::Export("by-district"), &reviews, &excluded, 1).1 {
         Tally::Rejected(r) => assert_eq!(r.name, "early"),
         other => panic!("{other:?}"),
     }
@@ -102,7 +103,7 @@ fn a_reject_or_return_decides_in_the_order_reviews_were_made() {
         review("a", "carol", Decision::Approve, 2),
     ];
     assert!(matches!(
-        tally("by-district", &returned, &excluded, 1).1,
+        tally(Subject::Export("by-district"), &returned, &excluded, 1).1,
         Tally::Returned(_)
     ));
 }
@@ -257,7 +258,7 @@ fn only_a_listed_reviewer_recalls_and_a_recall_never_counts_as_a_review() {
         review("r4", "mallory", Decision::Recall, 4),
     ];
     // A recall during review decides nothing (admission refuses it anyway).
-    let (counted, verdict) = tally("by-district", &reviews, &excluded, 1);
+    let (counted, verdict) = tally(Subject::Export("by-district"), &reviews, &excluded, 1);
     assert_eq!(verdict, Tally::Approved { approvals: 1 });
     assert!(counted.iter().all(|r| r.decision == Decision::Approve));
     // The requester, a member and a stranger cannot recall.
