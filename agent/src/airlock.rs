@@ -44,6 +44,9 @@ pub struct Requested {
     pub kind: String,
     #[serde(default)]
     pub columns: Option<serde_json::Value>,
+    /// An import's declared columns (names and types), checked by the scan.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// The manifest of a sealed copy.
@@ -62,6 +65,8 @@ pub struct Entry {
     pub sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// What `seal`, `verify` and `release` print (and leave in the termination
@@ -200,6 +205,7 @@ pub fn seal(from: &Path, to: &Path, request: &Request) -> Result<Outcome, Error>
             size: digest.size,
             sha256: digest.sha256,
             columns: asked.columns.clone(),
+            schema: asked.schema.clone(),
         });
     }
     let manifest = Manifest {
@@ -378,6 +384,7 @@ mod tests {
                     name: n.to_string(),
                     kind: "Table".into(),
                     columns: None,
+                    schema: None,
                 })
                 .collect(),
         }

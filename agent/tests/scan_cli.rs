@@ -568,3 +568,55 @@ fn parquet_tables_get_the_same_checks() {
     );
     assert_eq!(file(&full, "t.parquet")["verdict"], "fail");
 }
+
+/// An import's file: the header and every value against the declared schema.
+#[test]
+fn an_import_is_held_to_its_declared_schema() {
+    let schema = json!([{"name": "day", "type": "date"}, {"name": "rain_mm", "type": "decimal"}]);
+    let with_schema = |body: &str, schema: &Value| {
+        let mut e = Export::new();
+        e.add("daily.csv", "Other", body.as_bytes(), None);
+        e.files[0]["schema"] = schema.clone();
+        e.scan("{}", &[])
+    };
+    let (_, summary, _) = with_schema("day,rain_mm\n2026-11-01,3.5\n2026-11-02,\n", &schema);
+    assert_eq!(summary["verdict"], "pass", "{summary}");
+
+    let (_, summary, full) = with_schema("day,rain_mm\n2026-11-01,3.5\n2026-11-31,lots\n", &schema);
+    assert_eq!(summary["verdict"], "fail", "{summary}");
+    let c = check(&full, "daily.csv", "schema-type");
+    assert_eq!(
+        c["positions"],
+        json!([{"row": 1, "column": 0}, {"row": 1, "column": 1}])
+    );
+    assert!(
+        !full.to_string().contains("lots"),
+        "a value is quoted: {full}"
+    );
+
+    let (_, summary, full) = with_schema("rain_mm,day\n3.5,2026-11-01\n", &schema);
+    assert_eq!(
+        summary["files"][0]["checks"],
+        json!(["schema"]),
+        "{summary}"
+    );
+    let detail = check(&full, "daily.csv", "schema")["detail"].to_string();
+    assert!(
+        detail.contains("column 1 is not the declared \\\"day\\\""),
+        "{detail}"
+    );
+
+    // A tabular file must declare its columns; a document cannot have any.
+    let (_, summary, _) = with_schema("day,rain_mm\n2026-11-01,3.5\n", &json!([]));
+    assert_eq!(
+        summary["files"][0]["checks"],
+        json!(["schema"]),
+        "{summary}"
+    );
+    let (_, summary, _) = with_schema("# Notes\n\nRain was heavy.\n", &schema);
+    assert_eq!(
+        summary["files"][0]["checks"],
+        json!(["schema"]),
+        "{summary}"
+    );
+}

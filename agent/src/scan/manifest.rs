@@ -34,6 +34,10 @@ pub struct Entry {
     pub sha256: String,
     #[serde(default)]
     pub columns: Option<Columns>,
+    /// An import's declared columns: when present, the file must be
+    /// tabular with exactly these columns and value types.
+    #[serde(default)]
+    pub schema: Option<Vec<super::schema::Declared>>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]

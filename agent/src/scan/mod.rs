@@ -15,6 +15,7 @@ pub mod policy;
 pub mod raw;
 pub mod records;
 pub mod report;
+pub mod schema;
 pub mod tables;
 pub mod text;
 
@@ -227,12 +228,29 @@ fn content_checks(
         );
         return checks.note("file-type", Verdict::Fail, what);
     }
+    if let Some(why) = schema_applies(entry, t) {
+        return checks.note("schema", Verdict::Fail, why);
+    }
     match t {
         FileType::Csv | FileType::Jsonl | FileType::Parquet => {
             tabular(entry, path, t, p, raw, f, checks)
         }
         FileType::Text | FileType::Json => text_file(path, raw, f, checks),
         _ => media_file(path, t, raw, f, checks),
+    }
+}
+
+/// Why a declared schema cannot hold for this file: an import's tabular
+/// file must declare its columns, and a document cannot have any.
+fn schema_applies(entry: &Entry, t: FileType) -> Option<String> {
+    let declared = entry.schema.as_ref()?;
+    match (t.tabular(), declared.is_empty()) {
+        (true, true) => Some(format!("a {} file must declare its columns", t.name())),
+        (false, false) => Some(format!(
+            "columns are declared but the content is {}",
+            t.name()
+        )),
+        _ => None,
     }
 }
 
@@ -347,7 +365,14 @@ fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), St
     scan.header(&head.names);
     let keep = scan.keeps_cells();
     let matcher = scan.matcher.take();
-    let prepare = |cells: &[Option<&str>]| Findings::of(matcher.as_ref(), keep, cells);
+    let types = scan.types.take();
+    let prepare = |cells: &[Option<&str>]| {
+        let mut found = Findings::of(matcher.as_ref(), keep, cells);
+        if let Some(types) = &types {
+            found.misfits = schema::misfits(types, cells);
+        }
+        found
+    };
     records::read_parallel(
         path,
         t,
@@ -370,6 +395,8 @@ pub struct Findings {
     unique_combination: bool,
     /// The row itself, when a table or microdata check needs it.
     cells: Option<Vec<Option<String>>>,
+    /// Columns whose value is not of the declared type.
+    misfits: Vec<usize>,
 }
 
 impl Findings {
@@ -406,6 +433,7 @@ impl Findings {
             hits,
             unique_combination: matcher.is_some_and(|m| m.unique_combination(cells)),
             cells: keep.then(|| cells.iter().map(|c| c.map(str::to_string)).collect()),
+            misfits: Vec::new(),
         }
     }
 }
@@ -417,6 +445,8 @@ struct FileScan<'a> {
     raw: Option<&'a RawIndex>,
     checks: &'a mut Checks,
     matcher: Option<Matcher<'a>>,
+    /// The declared types, once the header is the declared one.
+    types: Option<Vec<schema::Type>>,
     header: Vec<String>,
     rows: u64,
     /// Rows of a `Table`, while within the row limit.
@@ -440,6 +470,7 @@ impl<'a> FileScan<'a> {
             raw,
             checks,
             matcher: None,
+            types: None,
             header: Vec::new(),
             rows: 0,
             table: (entry.kind == Kind::Table).then(Vec::new),
@@ -509,6 +540,10 @@ impl<'a> FileScan<'a> {
         for (c, h) in found.hits {
             identifiers::record(self.checks, Position::at(row, c), h);
         }
+        for c in found.misfits {
+            self.checks
+                .hit("schema-type", Verdict::Fail, Position::at(row, c));
+        }
         if found.unique_combination {
             let at = Position {
                 row: Some(row),
@@ -557,13 +592,22 @@ impl Visitor for FileScan<'_> {
     fn header(&mut self, names: &[String]) {
         self.header = names.to_vec();
         self.matcher = self.raw.map(|r| Matcher::new(r, names));
+        if let Some(declared) = &self.entry.schema {
+            match schema::header_mismatch(declared, names) {
+                Some(why) => self.checks.note("schema", Verdict::Fail, why),
+                None => self.types = Some(declared.iter().map(|d| d.type_).collect()),
+            }
+        }
         if self.entry.kind == Kind::Microdata {
             self.microdata_columns();
         }
     }
 
     fn row(&mut self, _row: u64, _line: u64, cells: &[Option<&str>]) {
-        let found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells);
+        let mut found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells);
+        if let Some(types) = &self.types {
+            found.misfits = schema::misfits(types, cells);
+        }
         self.apply(found);
     }
 
