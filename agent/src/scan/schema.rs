@@ -120,7 +120,7 @@ fn datetime(v: &str) -> bool {
     if v.len() < 16 || !v.is_char_boundary(10) || !date(&v[..10]) {
         return false;
     }
-    let rest = v[10..].as_bytes();
+    let rest = &v.as_bytes()[10..];
     let two = |i: usize, max: u32| {
         rest.get(i..i + 2)
             .and_then(|s| std::str::from_utf8(s).ok())
