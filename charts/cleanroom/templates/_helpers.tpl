@@ -30,7 +30,7 @@ app.kubernetes.io/component: operator
 {{- define "cleanroom.reviewerClusterRole" -}}{{ include "cleanroom.name" . }}-reviewer{{- end }}
 
 {{/* What every member gets beside entering pods: follow the workspace, ask
-  for exports, read reviews (operator/src/workspace/access.rs). */}}
+  for exports and imports, read reviews (operator/src/workspace/access.rs). */}}
 {{- define "cleanroom.memberAirlockRules" }}
   - apiGroups: [""]
     resources: [events]
@@ -42,7 +42,7 @@ app.kubernetes.io/component: operator
     resources: [jobs]
     verbs: [get, list, watch]
   - apiGroups: [cleanroom.io]
-    resources: [exports]
+    resources: [exports, imports]
     verbs: [create, get, list, watch, delete]
   - apiGroups: [cleanroom.io]
     resources: [reviews]
@@ -64,6 +64,9 @@ app.kubernetes.io/component: operator
 
 {{/* The vault namespace: a constant of the operator (api::VAULT_NAMESPACE), not a value. */}}
 {{- define "cleanroom.vaultNamespace" -}}cleanroom-vault{{- end }}
+
+{{/* Where third-party data is staged by staff, sealed and checked (operator/src/api/import.rs). */}}
+{{- define "cleanroom.importNamespace" -}}cleanroom-import{{- end }}
 
 {{/* Where released products are delivered (operator/src/workspace/airlock.rs). */}}
 {{- define "cleanroom.releaseNamespace" -}}cleanroom-release{{- end }}

@@ -12,6 +12,7 @@ pub mod authorization;
 pub mod data;
 pub mod foreign;
 pub mod handover;
+pub mod import;
 pub mod kube_ops;
 pub mod lifecycle;
 pub mod memo;
@@ -271,7 +272,8 @@ pub async fn run(
         });
 
     let sessions = ctx.settings.sessions.clone();
-    let export_loop = export_controller(&client, ctx);
+    let export_loop = export_controller(&client, ctx.clone());
+    let import_loop = import_controller(&client, ctx);
 
     let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
     // Off the path of every append: batches become segments in the background.
@@ -284,7 +286,7 @@ pub async fn run(
 
     info!("controllers started");
     let synced = tokio::spawn(synced);
-    futures::join!(scenario_loop, authorization_loop, export_loop);
+    futures::join!(scenario_loop, authorization_loop, export_loop, import_loop);
     synced.abort();
     datasets.abort();
     upkeep.abort();
@@ -333,6 +335,49 @@ fn export_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Fu
     .for_each(|result| async move {
         if let Err(e) = result {
             warn!(error = %e, "export controller");
+        }
+    })
+}
+
+/// The imports' controller: Imports, woken by their Reviews and by the Jobs
+/// and claims made for them (labelled with the import and its scenario).
+fn import_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Future<Output = ()> {
+    use crate::api::Import;
+    use crate::workspace::import::IMPORT_LABEL;
+    let of_child = |l: &std::collections::BTreeMap<String, String>| {
+        let import = l.get(IMPORT_LABEL)?;
+        let scenario = l.get(labels::SCENARIO)?;
+        let ns = format!("{}{scenario}", crate::api::scenario::NAMESPACE_PREFIX);
+        Some(ObjectRef::<Import>::new(import).within(&ns))
+    };
+    let with_import = watcher::Config::default().labels(IMPORT_LABEL);
+    Controller::new(
+        Api::<Import>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Review>::all(client.clone()),
+        watcher::Config::default(),
+        |r: Review| {
+            let ns = r.namespace()?;
+            Some(ObjectRef::<Import>::new(r.spec.import.as_deref()?).within(&ns))
+        },
+    )
+    .watches(
+        Api::<Job>::all(client.clone()),
+        with_import.clone(),
+        move |j: Job| of_child(j.labels()),
+    )
+    .watches(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        with_import,
+        move |c: PersistentVolumeClaim| of_child(c.labels()),
+    )
+    .shutdown_on_signal()
+    .run(import::reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            warn!(error = %e, "import controller");
         }
     })
 }

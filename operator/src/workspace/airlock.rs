@@ -144,7 +144,7 @@ pub fn release_claim(
     rwo_claim(meta, size, storage_class)
 }
 
-fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
+pub(crate) fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
     Volume {
         name: name.into(),
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -155,7 +155,7 @@ fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+pub(crate) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -188,27 +188,41 @@ pub fn seal_request(export: &Export) -> String {
 /// The Job, in the workspace namespace, that copies the named files from the
 /// outbox (scratch mounted read-only) into the seal claim.
 pub fn seal_job(id: &Identity, export: &Export, uid: &str, image: &str) -> Job {
-    let name = seal_name(uid);
+    let meta = export_meta(id, export, &seal_name(uid), &id.namespace);
+    let from = (SCRATCH, OUTBOX);
+    seal_job_for(meta, from, seal_request(export), uid, image)
+}
+
+/// A seal Job named by `meta`: `agent seal` copies the files `request`
+/// names from directory `from.1` of claim `from.0` (mounted read-only) into
+/// the seal claim of `uid`.
+pub(crate) fn seal_job_for(
+    meta: ObjectMeta,
+    from: (&str, &str),
+    request: String,
+    uid: &str,
+    image: &str,
+) -> Job {
     let command = vec![
         "agent".into(),
         "seal".into(),
         "--from".into(),
-        format!("{OUTBOX_MOUNT}/{OUTBOX}"),
+        format!("{OUTBOX_MOUNT}/{}", from.1),
         "--to".into(),
         SEALED_MOUNT.into(),
         "--request".into(),
-        seal_request(export),
+        request,
     ];
     let mounts = vec![
-        mount("scratch", OUTBOX_MOUNT, true),
+        mount("source", OUTBOX_MOUNT, true),
         mount("sealed", SEALED_MOUNT, false),
     ];
     agent_job(
-        export_meta(id, export, &name, &id.namespace),
+        meta,
         agent("seal", image, command, mounts),
         vec![
-            claim_volume("scratch", SCRATCH, true),
-            claim_volume("sealed", &name, false),
+            claim_volume("source", from.0, true),
+            claim_volume("sealed", &seal_name(uid), false),
         ],
         STEP_SECONDS,
     )
@@ -320,6 +334,20 @@ pub fn scan_job(
     image: &str,
     raw: &[RawSource],
 ) -> Job {
+    let vault = crate::api::dataset::VAULT_NAMESPACE;
+    let meta = export_meta(id, export, &scan_name(uid), vault);
+    scan_job_for(meta, uid, manifest, image, raw)
+}
+
+/// A scan Job named by `meta`, beside the seal claim of `uid` and the policy
+/// ConfigMap of the same name as the Job.
+pub(crate) fn scan_job_for(
+    meta: ObjectMeta,
+    uid: &str,
+    manifest: &str,
+    image: &str,
+    raw: &[RawSource],
+) -> Job {
     let name = scan_name(uid);
     let (raw_volumes, raw_mounts, raw_args) = raw_mounts(raw);
     let mut scan: Vec<String> = vec![
@@ -353,7 +381,7 @@ pub fn scan_job(
         .chain(raw_volumes)
         .collect();
     agent_job(
-        export_meta(id, export, &name, crate::api::dataset::VAULT_NAMESPACE),
+        meta,
         agent("scan", image, scan, mounts),
         volumes,
         STEP_SECONDS,
@@ -448,21 +476,29 @@ pub fn sealed_files(
     export: &Export,
     message: &str,
 ) -> Result<(String, Vec<SealedFile>), OutcomeError> {
+    let paths: Vec<&str> = export.spec.files.iter().map(|f| f.path.as_str()).collect();
+    sealed_paths(&paths, message)
+}
+
+/// The manifest hash and each of `paths` as the seal Job reported it, in
+/// the order asked.
+pub fn sealed_paths(
+    paths: &[&str],
+    message: &str,
+) -> Result<(String, Vec<SealedFile>), OutcomeError> {
     let outcome = copy_outcome(message)?;
-    let asked = export.spec.files.len();
+    let asked = paths.len();
     if outcome.files.len() != asked {
         return Err(OutcomeError::Count {
             got: outcome.files.len(),
             asked,
         });
     }
-    let files = export
-        .spec
-        .files
+    let files = paths
         .iter()
         .zip(outcome.files)
-        .map(|(f, d)| SealedFile {
-            name: f.path.clone(),
+        .map(|(p, d)| SealedFile {
+            name: p.to_string(),
             size: d.size,
             sha256: d.sha256,
         })

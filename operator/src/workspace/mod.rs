@@ -16,6 +16,7 @@ pub mod access;
 pub mod airlock;
 pub mod compute;
 pub mod data;
+pub mod import;
 pub mod isolation;
 pub mod wipe;
 

@@ -28,7 +28,7 @@ use crate::workspace::airlock::{
 use crate::workspace::wipe::job_name;
 
 /// Where the wipe of a sealed copy stands.
-pub(super) enum Wiped {
+pub(crate) enum Wiped {
     /// Under way (or failed and kept for a human): look again then.
     Pending(Duration),
     /// Nothing left; the attestation if this pass completed a wipe.
@@ -64,7 +64,7 @@ pub(super) async fn finish(
 /// recalled, its `released.cleanroom.io/` one): no Review of it is admitted
 /// any more. A released export keeps the latter unless `all`: it may be
 /// recalled.
-pub(super) async fn close_review(
+pub(crate) async fn close_review(
     ctx: &Context,
     export: &Export,
     w: &Workspace,
@@ -76,6 +76,15 @@ pub(super) async fn close_review(
     if all || phase != Some(crate::api::airlock::ExportPhase::Released) {
         keys.push(format!("{RELEASED_ANNOTATION_PREFIX}{name}"));
     }
+    remove_annotations(ctx, w, keys).await
+}
+
+/// Removes those of `keys` the workspace namespace carries.
+pub(crate) async fn remove_annotations(
+    ctx: &Context,
+    w: &Workspace,
+    keys: Vec<String>,
+) -> Result<(), Error> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let present: Vec<String> = namespaces
         .get_metadata_opt(&w.id.namespace)
@@ -114,10 +123,31 @@ pub(super) async fn wipe_sealed(
 ) -> Result<Wiped, Error> {
     let uid = export.metadata.uid.clone().unwrap_or_default();
     let name = seal_name(&uid);
-    for ns in [w.id.namespace.as_str(), VAULT_NAMESPACE, RELEASE_NAMESPACE] {
+    let places =
+        [w.id.namespace.as_str(), VAULT_NAMESPACE, RELEASE_NAMESPACE].map(|ns| (ns, name.as_str()));
+    let (wiped, wiped_in) = wipe_held(ctx, w, &places, status, now).await?;
+    if let Wiped::Done(_) = wiped {
+        let wiped_in = wiped_in.unwrap_or(w.id.namespace.as_str());
+        remove_children(ctx, w, &uid, wiped_in).await?;
+    }
+    Ok(wiped)
+}
+
+/// Wipes the first of `places` (namespace, claim) that holds its volume
+/// and is the scenario's, then deletes the claim (and a retained sealed
+/// volume); claims left behind by a move are deleted unwiped. Also says in
+/// which namespace a wipe was done.
+pub(crate) async fn wipe_held<'a>(
+    ctx: &Context,
+    w: &Workspace,
+    places: &[(&'a str, &str)],
+    status: &ExportStatus,
+    now: &Time,
+) -> Result<(Wiped, Option<&'a str>), Error> {
+    for &(ns, name) in places {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
         let Some(claim) = claims
-            .get_opt(&name)
+            .get_opt(name)
             .await?
             .filter(|c| w.id.owns(&c.metadata))
         else {
@@ -126,26 +156,24 @@ pub(super) async fn wipe_sealed(
         if !holds_its_volume(ctx, &claim).await? {
             // Left behind by a move (the volume is bound elsewhere) or never
             // provisioned: it holds nothing to wipe.
-            delete(&claims, &name).await?;
+            delete(&claims, name).await?;
             continue;
         }
         let size = capacity(&claim);
-        match wipe(&w.id, ctx, ns, &name, size.as_deref(), now).await? {
-            WipeState::Running => return Ok(Wiped::Pending(Duration::from_secs(10))),
+        match wipe(&w.id, ctx, ns, name, size.as_deref(), now).await? {
+            WipeState::Running => return Ok((Wiped::Pending(Duration::from_secs(10)), None)),
             WipeState::Failed(why) => {
-                warn!(export = %export.name_any(), namespace = ns, %why, "wipe of a sealed copy failed; kept for a human");
-                return Ok(Wiped::Pending(Duration::from_secs(300)));
+                warn!(claim = name, namespace = ns, %why, "wipe of an airlock copy failed; kept for a human");
+                return Ok((Wiped::Pending(Duration::from_secs(300)), None));
             }
             WipeState::Attested(attestation) => {
-                delete(&claims, &name).await?;
+                delete(&claims, name).await?;
                 delete_retained(ctx, status).await?;
-                remove_children(ctx, w, &uid, ns).await?;
-                return Ok(Wiped::Done(Some(attestation)));
+                return Ok((Wiped::Done(Some(attestation)), Some(ns)));
             }
         }
     }
-    remove_children(ctx, w, &uid, w.id.namespace.as_str()).await?;
-    Ok(Wiped::Done(None))
+    Ok((Wiped::Done(None), None))
 }
 
 /// Whether `claim` is the one its volume is bound to: after a move the

@@ -13,10 +13,10 @@
 //! Each phase change is in the audit ledger (with the files' hashes) before
 //! it is in status.
 
-mod cleanup;
+pub(crate) mod cleanup;
 pub(crate) mod delivery;
 mod recall;
-mod steps;
+pub(crate) mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,34 @@ pub(crate) enum Outcome {
     Advance(ExportPhase, Vec<Draft>),
     /// The step cannot finish: `Failed` with this reason.
     Fail(String),
+}
+
+/// What the airlock moves: an Export out of a workspace, an Import into
+/// one. Both carry the same status, recorded and written the same way.
+pub(crate) trait Request:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The status as last read.
+    fn current(&self) -> Option<&ExportStatus>;
+}
+
+impl Request for Export {
+    fn current(&self) -> Option<&ExportStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl Request for crate::api::Import {
+    fn current(&self) -> Option<&ExportStatus> {
+        self.status.as_ref()
+    }
 }
 
 /// The export's workspace, scenario and authorization, checked by uid.
@@ -106,10 +134,10 @@ pub async fn reconcile(export: Arc<Export>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Writes what a step decided: records, then status.
-async fn apply_outcome(
+pub(crate) async fn apply_outcome<R: Request>(
     ctx: &Context,
-    api: &Api<Export>,
-    export: &Export,
+    api: &Api<R>,
+    export: &R,
     workspace: &Workspace,
     mut status: ExportStatus,
     outcome: Outcome,
@@ -140,7 +168,7 @@ async fn apply_outcome(
             )
         }
     };
-    info!(export = %export.name_any(), namespace = %workspace.id.namespace, phase = phase_name(phase), "export");
+    info!(kind = %R::kind(&()), name = %export.name_any(), namespace = %workspace.id.namespace, phase = phase_name(phase), "airlock");
     status.phase = Some(phase);
     status.deadline = deadline_of(phase, now);
     write_status(ctx, api, export, &status, drafts).await?;
@@ -157,14 +185,14 @@ fn deadline_of(phase: ExportPhase, now: &Time) -> Option<Time> {
     }
 }
 
-fn overdue(status: &ExportStatus, now: &Time) -> bool {
+pub(crate) fn overdue(status: &ExportStatus, now: &Time) -> bool {
     let final_phase = status.phase.is_some_and(ExportPhase::is_final);
     !final_phase && status.deadline.as_ref().is_some_and(|d| d.0 < now.0)
 }
 
 /// Exports move only while their workspace is in use: nothing leaves a
 /// suspended or ending workspace.
-fn open(scenario: &Scenario) -> bool {
+pub(crate) fn open(scenario: &Scenario) -> bool {
     let phase = scenario.status.as_ref().and_then(|s| s.phase);
     matches!(phase, Some(ScenarioPhase::Ready))
 }
@@ -188,7 +216,7 @@ pub(crate) fn phase_name(p: ExportPhase) -> &'static str {
 
 /// The scenario whose workspace namespace `ns` is, checked by uid: the
 /// namespace must carry the scenario's uid label.
-async fn workspace_of(ctx: &Context, ns: &str) -> Result<Option<Workspace>, Error> {
+pub(crate) async fn workspace_of(ctx: &Context, ns: &str) -> Result<Option<Workspace>, Error> {
     let Some(name) = ns.strip_prefix(crate::api::scenario::NAMESPACE_PREFIX) else {
         return Ok(None);
     };
@@ -219,11 +247,12 @@ async fn workspace_of(ctx: &Context, ns: &str) -> Result<Option<Workspace>, Erro
     Ok(ours.then_some(Workspace { id, scenario }))
 }
 
-/// An Export outside a cleanroom workspace is Failed at once (and lets go).
-async fn refuse_outside_workspace(
+/// An Export (or Import) outside a cleanroom workspace is Failed at once
+/// (and lets go).
+pub(crate) async fn refuse_outside_workspace<R: Request>(
     ctx: &Context,
-    api: &Api<Export>,
-    export: &Export,
+    api: &Api<R>,
+    export: &R,
 ) -> Result<Action, Error> {
     if export.meta().deletion_timestamp.is_some() {
         remove_finalizer(api, export, FINALIZER).await?;
@@ -231,8 +260,11 @@ async fn refuse_outside_workspace(
     }
     let status = ExportStatus {
         phase: Some(ExportPhase::Failed),
-        message: Some("an Export is made in a cleanroom workspace namespace (cr-<scenario>) whose scenario exists".into()),
-        ..export.status.clone().unwrap_or_default()
+        message: Some(format!(
+            "an {} is made in a cleanroom workspace namespace (cr-<scenario>) whose scenario exists",
+            R::kind(&())
+        )),
+        ..export.current().cloned().unwrap_or_default()
     };
     write_status(ctx, api, export, &status, Vec::new()).await?;
     Ok(Action::await_change())
@@ -267,20 +299,20 @@ async fn withdraw(
 }
 
 /// Appends `drafts`, then writes `status` unless unchanged.
-pub(crate) async fn write_status(
+pub(crate) async fn write_status<R: Request>(
     ctx: &Context,
-    api: &Api<Export>,
-    export: &Export,
+    api: &Api<R>,
+    export: &R,
     status: &ExportStatus,
     drafts: Vec<Draft>,
 ) -> Result<(), Error> {
     ctx.audit.append(drafts).await?;
-    if export.status.as_ref() == Some(status) {
+    if export.current() == Some(status) {
         return Ok(());
     }
     let patch = json!({
-        "apiVersion": Export::api_version(&()),
-        "kind": Export::kind(&()),
+        "apiVersion": R::api_version(&()),
+        "kind": R::kind(&()),
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -289,16 +321,16 @@ pub(crate) async fn write_status(
     Ok(())
 }
 
-/// A ledger record about `export`, keyed by its uid and the action (and
-/// `after`, so two reviews make two records).
-pub(crate) fn draft(
-    export: &Export,
+/// A ledger record about `export` (or an import), keyed by its uid and the
+/// action (and `after`, so two reviews make two records).
+pub(crate) fn draft<R: Request>(
+    export: &R,
     workspace: &Workspace,
     action: Audit,
     actor: &str,
     after: Value,
 ) -> Draft {
-    let uid = export.metadata.uid.clone().unwrap_or_default();
+    let uid = export.meta().uid.clone().unwrap_or_default();
     let key = format!(
         "{uid}/{}/{}",
         action.as_str(),
@@ -306,10 +338,10 @@ pub(crate) fn draft(
     );
     Draft {
         actor: actor.into(),
-        kind: "Export".into(),
+        kind: R::kind(&()).into_owned(),
         name: format!("{}/{}", workspace.id.namespace, export.name_any()),
         uid,
-        generation: export.metadata.generation,
+        generation: export.meta().generation,
         authorization: Some(workspace.id.authorization.clone()),
         action,
         reason: None,

@@ -149,7 +149,7 @@ fn exceeds_quota(e: &Error) -> bool {
 
 /// The termination message of a finished agent Job, or what the step
 /// decides while it runs (wait) or after it failed (`what`, and the error).
-pub(super) async fn finished(
+pub(crate) async fn finished(
     ctx: &Context,
     w: &Workspace,
     ns: &str,
@@ -360,7 +360,7 @@ async fn recalled_content(
     Ok(Some(Outcome::Advance(ExportPhase::Blocked, vec![record])))
 }
 
-pub(super) async fn authorization(
+pub(crate) async fn authorization(
     ctx: &Context,
     w: &Workspace,
 ) -> Result<Option<Authorization>, Error> {
@@ -466,10 +466,23 @@ async fn open_for_review(
     w: &Workspace,
     a: &Authorization,
 ) -> Result<(), Error> {
-    let join = |v: &[String]| v.join(",");
     let key = format!("{REVIEW_ANNOTATION_PREFIX}{}", export.name_any());
+    open_review(ctx, &key, &export.spec.requester, w, a).await
+}
+
+/// Writes on the workspace namespace `key` = `requester` (the Review policy
+/// admits reviews of what `key` names, never by its requester), the
+/// authorization's members and reviewers, and the reviewers' binding.
+pub(crate) async fn open_review(
+    ctx: &Context,
+    key: &str,
+    requester: &str,
+    w: &Workspace,
+    a: &Authorization,
+) -> Result<(), Error> {
+    let join = |v: &[String]| v.join(",");
     let patch = json!({"metadata": {"annotations": {
-        key: export.spec.requester,
+        key: requester,
         builders::MEMBERS_ANNOTATION: join(&a.spec.members.users),
         builders::MEMBER_GROUPS_ANNOTATION: join(&a.spec.members.groups),
         builders::REVIEWERS_ANNOTATION: join(&a.spec.review.reviewers.users),
