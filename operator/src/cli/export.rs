@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 
+use super::airlock_view::{ExportView, list_table};
 use super::common::{
     OutputArg, api_error, block_on, caller, create_error, print, workspace_namespace,
 };
 use super::export_spec::{Request, parse_file};
-use super::export_view::{ExportView, list_table};
 use crate::api::Export;
 use crate::api::airlock::ExportFile;
 

@@ -4,12 +4,12 @@
 //! exist, 4 the transition is not allowed (for example out of Revoked), 5 the
 //! audit chain is broken.
 
+mod airlock_view;
 mod audit;
 mod common;
 mod crd;
 mod export;
 mod export_spec;
-mod export_view;
 mod render;
 mod renew;
 mod report;

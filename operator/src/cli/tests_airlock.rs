@@ -5,10 +5,10 @@ use clap::Parser;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use super::airlock_view::{ExportView, list_table};
 use super::common::Output;
 use super::export::{ExportCommand, withdrawn_message};
 use super::export_spec::{Request, check_name, outbox_path, parse_file};
-use super::export_view::{ExportView, list_table};
 use super::report_exports::{exports, table_line};
 use super::review::{self, name_prefix, parse_note, slug};
 use super::*;
