@@ -6,13 +6,9 @@
 //! refuses any other name, and lets only the requester withdraw.
 
 use clap::{Args, Subcommand};
-use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client};
 
-use super::airlock_view::{ExportView, list_table};
-use super::common::{
-    OutputArg, api_error, block_on, caller, create_error, print, workspace_namespace,
-};
+use super::airlock::{self, Scope};
+use super::common::{OutputArg, workspace_namespace};
 use super::export_spec::{Request, parse_file};
 use crate::api::Export;
 use crate::api::airlock::ExportFile;
@@ -91,18 +87,6 @@ pub(super) struct CreateArgs {
     pub(super) output: OutputArg,
 }
 
-/// Where to list.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-#[group(required = true, multiple = false)]
-pub(super) struct Scope {
-    /// The scenario whose exports to list.
-    #[arg(long)]
-    pub(super) scenario: Option<String>,
-    /// Every workspace's exports.
-    #[arg(short = 'A', long)]
-    pub(super) all_namespaces: bool,
-}
-
 #[derive(Args, Debug)]
 pub(super) struct ListArgs {
     #[command(flatten)]
@@ -147,63 +131,24 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
 }
 
-fn api(client: &Client, scenario: &str) -> Api<Export> {
-    Api::namespaced(client.clone(), &workspace_namespace(scenario))
-}
-
 fn create(args: CreateArgs) -> anyhow::Result<()> {
     let request = Request::from_args(&args)?;
-    block_on(async |client| {
-        let requester = caller(&client).await?;
-        let export = request.export(&requester);
-        let created = api(&client, &args.scenario)
-            .create(&PostParams::default(), &export)
-            .await
-            .map_err(|e| create_error(e, "export", &args.name, &args.scenario))?;
-        print(&ExportView::from(&created).render(args.output.output)?)
+    airlock::create(&args.scenario, args.output.output, |requester| {
+        request.export(requester)
     })
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        let api = match &args.scope.scenario {
-            Some(s) => api(&client, s),
-            None => Api::all(client.clone()),
-        };
-        let exports = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(e, "exports in", &scope_name(&args.scope)))?;
-        let views: Vec<ExportView> = exports.items.iter().map(ExportView::from).collect();
-        print(&list_table(&views, args.output.output)?)
-    })
-}
-
-fn scope_name(scope: &Scope) -> String {
-    scope
-        .scenario
-        .as_deref()
-        .map_or_else(|| "all workspaces".into(), workspace_namespace)
+    airlock::list::<Export>(&args.scope, args.output.output)
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        let export = api(&client, &args.scenario)
-            .get(&args.name)
-            .await
-            .map_err(|e| api_error(e, "export", &args.name))?;
-        print(&ExportView::from(&export).render(args.output.output)?)
-    })
+    airlock::show::<Export>(&args.name, &args.scenario, args.output.output)
 }
 
 fn withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        api(&client, &args.scenario)
-            .delete(&args.name, &DeleteParams::default())
-            .await
-            .map_err(|e| api_error(e, "export", &args.name))?;
-        print(&withdrawn_message(&args.name, &args.scenario))
-    })
+    let said = withdrawn_message(&args.name, &args.scenario);
+    airlock::withdraw::<Export>(&args.name, &args.scenario, said)
 }
 
 /// What a withdrawal does, said once it is accepted.

@@ -112,6 +112,7 @@ fn the_request_is_checked_before_it_is_sent() {
     ])
     .expect("parses");
     let err = Request::from_args(&twice).expect_err("named twice");
+    assert_eq!(exit_code(&err), 2, "a bad request is a usage error");
     assert!(
         format!("{err:#}").contains("a.csv is named twice"),
         "{err:#}"

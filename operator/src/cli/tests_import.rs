@@ -1,0 +1,345 @@
+//! The import verbs: argument parsing, the checks made before sending, the
+//! Import built from the arguments, and what show and list print.
+
+use clap::Parser;
+
+use super::airlock_view::{ImportView, list_table};
+use super::common::Output;
+use super::import::{ImportCommand, withdrawn_message};
+use super::import_spec::{ImportRequest, parse_file, parse_legal_basis, parse_type};
+use super::*;
+use crate::api::Import;
+use crate::api::dataset::ColumnType;
+use crate::api::import::LegalBasisKind;
+
+fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+    Cli::try_parse_from(args).map(|c| c.command)
+}
+
+const BASE: [&str; 13] = [
+    "cleanroom",
+    "import",
+    "create",
+    "care-homes",
+    "--scenario",
+    "census",
+    "--supplier",
+    "Civil Affairs Bureau",
+    "--legal-basis",
+    "contract:NCAB-2026-014",
+    "--staging-claim",
+    "care-homes-q1",
+    "--purpose",
+];
+
+fn create(extra: &[&str]) -> Result<super::import::CreateArgs, clap::Error> {
+    let mut args = BASE.to_vec();
+    args.push("bed capacity by district");
+    args.extend_from_slice(extra);
+    match parse(&args)? {
+        Command::Import(i) => match i.command {
+            ImportCommand::Create(c) => Ok(c),
+            other => panic!("expected create, got {other:?}"),
+        },
+        other => panic!("expected import, got {other:?}"),
+    }
+}
+
+#[test]
+fn import_create_parses_files_with_declared_schemas_and_the_legal_basis() {
+    let c = create(&[
+        "--file",
+        "2026/care-homes.csv:home_id=string, district=String,beds=integer,opened=date",
+        "--file",
+        "methodology.pdf",
+        "-o",
+        "yaml",
+    ])
+    .expect("parses");
+    assert_eq!(c.supplier, "Civil Affairs Bureau");
+    assert_eq!(c.legal_basis.kind, LegalBasisKind::Contract);
+    assert_eq!(c.legal_basis.reference, "NCAB-2026-014");
+    assert_eq!(c.staging_claim, "care-homes-q1");
+    assert_eq!(c.files.len(), 2);
+    assert_eq!(c.files[0].path, "2026/care-homes.csv");
+    let schema: Vec<(&str, ColumnType)> = c.files[0]
+        .schema
+        .iter()
+        .map(|d| (d.name.as_str(), d.type_))
+        .collect();
+    assert_eq!(
+        schema,
+        [
+            ("home_id", ColumnType::String),
+            ("district", ColumnType::String),
+            ("beds", ColumnType::Integer),
+            ("opened", ColumnType::Date),
+        ]
+    );
+    assert_eq!(c.files[1].path, "methodology.pdf");
+    assert!(
+        c.files[1].schema.is_empty(),
+        "a document declares no columns"
+    );
+    assert_eq!(c.output.output, Output::Yaml);
+
+    let consent = parse_legal_basis("Consent: survey-2025/form-7").expect("consent");
+    assert_eq!(consent.kind, LegalBasisKind::Consent);
+    assert_eq!(consent.reference, "survey-2025/form-7");
+    for t in ["decimal", "DATETIME", "Boolean"] {
+        assert!(parse_type(t).is_ok(), "{t}");
+    }
+}
+
+#[test]
+fn bad_import_arguments_are_usage_errors_that_say_what_is_wrong() {
+    for (flag, bad, said) in [
+        ("--file", "/staging/a.csv", "relative to the staging claim"),
+        ("--file", "../a.csv", "no '..'"),
+        ("--file", "a/.hidden.csv", "no hidden parts"),
+        ("--file", "a.csv:", "an empty schema"),
+        ("--file", "a.csv:id", "a column is NAME=TYPE"),
+        ("--file", "a.csv:id=uuid", "unknown column type \"uuid\""),
+        (
+            "--file",
+            "a.csv:id=string,id=integer",
+            "\"id\" is declared twice",
+        ),
+        ("--file", "a.csv:=string", "1 to 253 characters"),
+        ("--file", "a.csv:a=string,", "a column is NAME=TYPE"),
+        ("--legal-basis", "license:X", "contract:REFERENCE"),
+        ("--legal-basis", "contract", "contract:REFERENCE"),
+        ("--legal-basis", "consent: ", "the reference is 1 to 253"),
+        ("--staging-claim", "Care_Homes", "not a claim's name"),
+        ("--staging-claim", "care-homes-", "not a claim's name"),
+    ] {
+        // A flag of BASE is given its bad value in place of the good one.
+        let mut args = BASE.to_vec();
+        args.push("p");
+        match args.iter().position(|a| *a == flag) {
+            Some(i) => args[i + 1] = bad,
+            None => args.extend_from_slice(&[flag, bad]),
+        }
+        if flag != "--file" {
+            args.extend_from_slice(&["--file", "a.csv"]);
+        }
+        let e = parse(&args).expect_err(bad);
+        assert_eq!(e.exit_code(), 2, "{bad}");
+        assert!(e.to_string().contains(said), "{bad}: {e}");
+    }
+    let none = create(&[]).expect_err("at least one --file");
+    assert_eq!(none.exit_code(), 2);
+    let no_basis: Vec<&str> = BASE
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--legal-basis") && !a.starts_with("contract:"))
+        .chain(["p", "--file", "a.csv"])
+        .collect();
+    assert_eq!(parse(&no_basis).expect_err("no basis").exit_code(), 2);
+    assert!(parse_file("a.csv:n=integer").is_ok());
+}
+
+#[test]
+fn the_import_is_built_from_the_arguments_in_the_callers_name() {
+    let c = create(&["--file", "a.csv:id=string,n=integer", "--file", "b.pdf"]).expect("parses");
+    let r = ImportRequest::from_args(&c).expect("valid");
+    let i = r.import("alice@acme.example");
+    assert_eq!(i.metadata.name.as_deref(), Some("care-homes"));
+    assert_eq!(i.metadata.namespace.as_deref(), Some("cr-census"));
+    assert_eq!(i.spec.requester, "alice@acme.example");
+    assert_eq!(i.spec.supplier, "Civil Affairs Bureau");
+    assert_eq!(i.spec.legal_basis, c.legal_basis);
+    assert_eq!(i.spec.staging_claim, "care-homes-q1");
+    assert_eq!(i.spec.files, c.files);
+    assert_eq!(i.spec.purpose, "bed capacity by district");
+    let json = serde_json::to_value(&i).expect("json");
+    assert_eq!(json["spec"]["legalBasis"]["kind"], "Contract");
+    assert_eq!(json["spec"]["files"][0]["schema"][1]["type"], "integer");
+    assert!(json["spec"]["files"][1].get("schema").is_none(), "{json}");
+
+    let twice = create(&["--file", "a.csv", "--file", "a.csv:x=string"]).expect("parses");
+    let e = ImportRequest::from_args(&twice).expect_err("named twice");
+    assert_eq!(exit_code(&e), 2);
+    assert!(format!("{e:#}").contains("a.csv is named twice"), "{e:#}");
+    for (bad, said) in [
+        (
+            ImportRequest {
+                purpose: " ".into(),
+                ..r.clone()
+            },
+            "--purpose must say something",
+        ),
+        (
+            ImportRequest {
+                supplier: String::new(),
+                ..r.clone()
+            },
+            "--supplier must say something",
+        ),
+        (
+            ImportRequest {
+                supplier: "s".repeat(254),
+                ..r.clone()
+            },
+            "--supplier is 254 characters; at most 253",
+        ),
+        (
+            ImportRequest {
+                files: vec![r.files[0].clone(); 33],
+                ..r.clone()
+            },
+            "an import names 1 to 32 files, not 33",
+        ),
+        (
+            ImportRequest {
+                name: "Care_Homes".into(),
+                ..r.clone()
+            },
+            "not a valid name",
+        ),
+    ] {
+        let e = bad.check().expect_err(said);
+        assert_eq!(exit_code(&e), 2, "{said}");
+        assert!(format!("{e:#}").contains(said), "{said}: {e:#}");
+    }
+}
+
+#[test]
+fn import_list_show_and_withdraw_parse_like_the_export_verbs() {
+    let Ok(Command::Import(i)) = parse(&["cleanroom", "import", "list", "-A", "-o", "json"]) else {
+        panic!("expected import list");
+    };
+    let ImportCommand::List(l) = i.command else {
+        panic!("expected list");
+    };
+    assert!(l.scope.all_namespaces && l.scope.scenario.is_none());
+    assert_eq!(l.output.output, Output::Json);
+    let Ok(Command::Import(i)) = parse(&["cleanroom", "import", "show", "x", "--scenario", "s"])
+    else {
+        panic!("expected import show");
+    };
+    let ImportCommand::Show(s) = i.command else {
+        panic!("expected show");
+    };
+    assert_eq!((s.name.as_str(), s.scenario.as_str()), ("x", "s"));
+    for args in [
+        &["cleanroom", "import", "list"][..],
+        &["cleanroom", "import", "list", "-A", "--scenario", "x"][..],
+        &["cleanroom", "import", "show", "x"][..],
+        &["cleanroom", "import", "withdraw", "x"][..],
+        &["cleanroom", "import", "recall", "x", "--scenario", "s"][..],
+    ] {
+        assert_eq!(parse(args).expect_err("usage").exit_code(), 2, "{args:?}");
+    }
+    let said = withdrawn_message("care-homes", "census");
+    assert!(
+        said.contains("care-homes in cr-census withdrawn")
+            && said.contains("/imports/care-homes")
+            && said.contains("records the wipe"),
+        "{said}"
+    );
+}
+
+const IMPORT_YAML: &str = r#"
+apiVersion: cleanroom.io/v1alpha1
+kind: Import
+metadata: {name: care-homes, namespace: cr-census, creationTimestamp: "2026-03-01T08:00:00Z"}
+spec:
+  requester: alice@acme.example
+  supplier: Civil Affairs Bureau
+  legalBasis: {kind: Contract, reference: NCAB-2026-014}
+  stagingClaim: care-homes-q1
+  files:
+    - path: care-homes.csv
+      schema:
+        - {name: home_id, type: string}
+        - {name: beds, type: integer}
+    - {path: methodology.pdf}
+  purpose: bed capacity by district
+status:
+  phase: Released
+  message: mounted read-only
+  scenario: census
+  sealed:
+    volume: pv-2
+    manifestSha256: 2222222222222222222222222222222222222222222222222222222222222222
+    sealedAt: "2026-03-01T08:01:00Z"
+    files:
+      - {name: care-homes.csv, size: 4096, sha256: dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd}
+      - {name: methodology.pdf, size: 99, sha256: eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee}
+  scan:
+    verdict: pass
+    policyVersion: "1"
+    files:
+      - {name: care-homes.csv, verdict: pass, checks: [schema-matches]}
+      - {name: methodology.pdf, verdict: pass}
+  approvalsRequired: 1
+  approvals: 1
+  reviews:
+    - {name: care-homes-carol-x1, reviewer: carol@bureau.example, decision: Approve}
+  released: {claim: cr-census/import-care-homes, path: /imports/care-homes, releasedAt: "2026-03-01T09:00:00Z"}
+"#;
+
+fn import_fixture() -> Import {
+    serde_yaml::from_str(IMPORT_YAML).expect("fixture")
+}
+
+#[test]
+fn import_show_prints_supplier_basis_schemas_hashes_checks_reviews_and_mount() {
+    let v = ImportView::from(&import_fixture());
+    assert_eq!(v.scenario, "census");
+    assert_eq!(v.approvals_text(), "1/1");
+    let text = v.render(Output::Table).expect("table");
+    for want in [
+        "import/care-homes in cr-census",
+        "requester     alice@acme.example",
+        "supplier      Civil Affairs Bureau",
+        "legal basis   Contract NCAB-2026-014",
+        "staging claim care-homes-q1",
+        "purpose       bed capacity by district",
+        "phase         Released",
+        "sha256 2222222222222222222222222222222222222222222222222222222222222222",
+        "PATH                        SCHEMA",
+        "      home_id string, beds integer",
+        "schema-matches",
+        "Approve   carol@bureau.example (care-homes-carol-x1)",
+        "mounted:      /imports/care-homes from claim cr-census/import-care-homes",
+    ] {
+        assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+    let row = |path: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(path))
+            .unwrap_or_else(|| panic!("{path} not in\n{text}"))
+            .to_string()
+    };
+    let csv = row("care-homes.csv");
+    assert!(
+        csv.contains("2 columns") && csv.contains("4096") && csv.contains("dddd"),
+        "{csv}"
+    );
+    assert!(row("methodology.pdf").contains("document"));
+    assert!(!text.contains("wiped:"), "{text}");
+
+    let j: serde_json::Value =
+        serde_json::from_str(&v.render(Output::Json).expect("json")).expect("parses");
+    assert_eq!(j["supplier"], "Civil Affairs Bureau");
+    assert_eq!(j["legalBasis"]["reference"], "NCAB-2026-014");
+    assert_eq!(j["stagingClaim"], "care-homes-q1");
+    assert_eq!(j["files"][0]["schema"][1]["type"], "integer");
+    assert_eq!(j["released"]["path"], "/imports/care-homes");
+    assert!(j.get("context").is_none(), "an import has no context: {j}");
+
+    let mut new = import_fixture();
+    new.status = None;
+    let both = [v, ImportView::from(&new)];
+    let table = list_table(&both, Output::Table).expect("table");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].ends_with("FILES SUPPLIER"), "{table}");
+    assert!(
+        lines[1].contains("Released") && lines[1].ends_with("2     Civil Affairs Bureau"),
+        "{table}"
+    );
+    assert!(lines[2].contains("0/-"), "{table}");
+}
