@@ -72,7 +72,7 @@ enum Command {
     Export(export::ExportArgs),
     /// The airlock: ask for staged third-party data to enter a workspace, follow and withdraw the request.
     Import(import::ImportArgs),
-    /// The airlock: approve, reject or return an export or an import as one of its reviewers.
+    /// The airlock: approve, reject or return an export (or --import) as one of its reviewers.
     Review(review::ReviewArgs),
 }
 

@@ -177,7 +177,14 @@ fn review_verbs_parse_and_reject_or_return_need_a_comment() {
         "/work/outbox/b.csv=round to 5",
     ]);
     assert_eq!(d, Decision::Approve);
-    assert_eq!((a.export.as_str(), a.scenario.as_str()), ("q1", "census"));
+    assert_eq!(
+        (
+            a.export.as_deref(),
+            a.import.as_deref(),
+            a.scenario.as_str()
+        ),
+        (Some("q1"), None, "census")
+    );
     assert_eq!(a.files[1].name, "b.csv");
     assert_eq!(a.files[1].comment, "round to 5");
     assert!(review::check(d, &a).is_ok(), "approve needs no comment");
@@ -526,7 +533,8 @@ fn export_recall_needs_a_comment_and_makes_a_recall_review() {
         panic!("expected recall");
     };
     let a = review::DecisionArgs {
-        export: r.name,
+        export: Some(r.name),
+        import: None,
         scenario: r.scenario,
         comment: r.comment,
         files: Vec::new(),

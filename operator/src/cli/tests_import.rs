@@ -7,8 +7,10 @@ use super::airlock_view::{ImportView, list_table};
 use super::common::Output;
 use super::import::{ImportCommand, withdrawn_message};
 use super::import_spec::{ImportRequest, parse_file, parse_legal_basis, parse_type};
+use super::review;
 use super::*;
 use crate::api::Import;
+use crate::api::airlock::Decision;
 use crate::api::dataset::ColumnType;
 use crate::api::import::LegalBasisKind;
 
@@ -342,4 +344,107 @@ fn import_show_prints_supplier_basis_schemas_hashes_checks_reviews_and_mount() {
         "{table}"
     );
     assert!(lines[2].contains("0/-"), "{table}");
+}
+
+fn decision(args: &[&str]) -> Result<(Decision, review::DecisionArgs), clap::Error> {
+    let mut all = vec!["cleanroom", "review"];
+    all.extend_from_slice(args);
+    match parse(&all)? {
+        Command::Review(r) => Ok(r.command.split()),
+        other => panic!("expected review, got {other:?}"),
+    }
+}
+
+#[test]
+fn review_import_makes_a_review_of_the_import_and_not_of_an_export() {
+    let (d, a) = decision(&[
+        "approve",
+        "--import",
+        "care-homes",
+        "--scenario",
+        "census",
+        "--comment",
+        "contract checked",
+        "--file",
+        "care-homes.csv=schema as declared",
+    ])
+    .expect("parses");
+    assert_eq!(d, Decision::Approve);
+    assert_eq!(a.subject(), Some(("import", "care-homes")));
+    assert!(review::check(d, &a).is_ok());
+    let r = review::review(d, &a, "carol@bureau.example");
+    assert_eq!(r.spec.import.as_deref(), Some("care-homes"));
+    assert_eq!(r.spec.export, None);
+    assert_eq!(
+        r.spec.subject(),
+        Some(crate::api::airlock::Subject::Import("care-homes"))
+    );
+    assert_eq!(
+        r.metadata.generate_name.as_deref(),
+        Some("care-homes-carol-bureau-example-")
+    );
+    assert_eq!(r.metadata.namespace.as_deref(), Some("cr-census"));
+    assert_eq!(r.spec.files[0].name, "care-homes.csv");
+
+    let made = review::Made::from(&r);
+    let text = made.render(Output::Table).expect("table");
+    assert!(
+        text.contains("Approve import care-homes by carol"),
+        "{text}"
+    );
+    let j = serde_json::to_value(&made).expect("json");
+    assert_eq!(j["import"], "care-homes");
+    assert!(j.get("export").is_none(), "{j}");
+
+    // The export stays positional, and one of the two must be named.
+    let (_, e) = decision(&["approve", "q1", "--scenario", "census"]).expect("parses");
+    assert_eq!(e.subject(), Some(("export", "q1")));
+    let r = review::review(Decision::Approve, &e, "carol");
+    assert_eq!(
+        (r.spec.export.as_deref(), r.spec.import.as_deref()),
+        (Some("q1"), None)
+    );
+    for args in [
+        &[
+            "approve",
+            "q1",
+            "--import",
+            "care-homes",
+            "--scenario",
+            "census",
+        ][..],
+        &["approve", "--scenario", "census"][..],
+        &["approve", "--import", "--scenario", "census"][..],
+    ] {
+        let e = decision(args).expect_err("one of export or import");
+        assert_eq!(e.exit_code(), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn an_import_needs_a_comment_to_be_rejected_and_is_never_recalled() {
+    let (d, a) =
+        decision(&["reject", "--import", "care-homes", "--scenario", "census"]).expect("parses");
+    let e = review::check(d, &a).expect_err("no comment");
+    assert_eq!(exit_code(&e), 2);
+    assert!(
+        format!("{e:#}").contains("to reject an import, --comment must say why"),
+        "{e:#}"
+    );
+    let recall = review::DecisionArgs {
+        comment: "superseded".into(),
+        ..a
+    };
+    let e = review::check(Decision::Recall, &recall).expect_err("recall of an import");
+    assert_eq!(exit_code(&e), 2);
+    assert!(
+        format!("{e:#}").contains("an import is not recalled"),
+        "{e:#}"
+    );
+    let neither = review::DecisionArgs {
+        import: None,
+        ..recall
+    };
+    let e = review::check(Decision::Approve, &neither).expect_err("nothing named");
+    assert_eq!(exit_code(&e), 2);
 }
