@@ -16,7 +16,7 @@ mod import_spec;
 mod render;
 mod renew;
 mod report;
-mod report_exports;
+mod report_airlock;
 mod report_sessions;
 mod resume;
 mod review;
@@ -66,7 +66,7 @@ enum Command {
     Render(render::RenderArgs),
     /// The audit ledger: verify its hash chain, show its records.
     Audit(audit::AuditArgs),
-    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents, exports.
+    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents, exports, imports.
     Report(report::ReportArgs),
     /// The airlock: ask for files to leave a workspace, follow and withdraw the request.
     Export(export::ExportArgs),

@@ -9,7 +9,7 @@ use super::airlock_view::{ExportView, list_table};
 use super::common::Output;
 use super::export::{ExportCommand, withdrawn_message};
 use super::export_spec::{Request, check_name, outbox_path, parse_file};
-use super::report_exports::{exports, table_line};
+use super::report_airlock::{self, Airlock, AirlockLine, lines};
 use super::review::{self, name_prefix, parse_note, slug};
 use super::*;
 use crate::api::Export;
@@ -375,6 +375,17 @@ fn rec(seq: u64, action: Action, actor: &str, uid: &str, after: serde_json::Valu
         format!("2026-03-0{seq}T00:00:00Z").parse().expect("time"),
         GENESIS,
     )
+}
+
+fn exports(
+    ledger: &[Record],
+    since: Timestamp,
+) -> std::collections::BTreeMap<String, Vec<AirlockLine>> {
+    lines(ledger, since, Airlock::Export)
+}
+
+fn table_line(e: &AirlockLine) -> String {
+    report_airlock::table_line(e, Airlock::Export)
 }
 
 #[test]

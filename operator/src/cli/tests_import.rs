@@ -2,17 +2,23 @@
 //! Import built from the arguments, and what show and list print.
 
 use clap::Parser;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
 
 use super::airlock_view::{ImportView, list_table};
 use super::common::Output;
 use super::import::{ImportCommand, withdrawn_message};
 use super::import_spec::{ImportRequest, parse_file, parse_legal_basis, parse_type};
+use super::report;
+use super::report_airlock::{Airlock, lines, table_line};
 use super::review;
 use super::*;
 use crate::api::Import;
 use crate::api::airlock::Decision;
 use crate::api::dataset::ColumnType;
 use crate::api::import::LegalBasisKind;
+use crate::audit::record::GENESIS;
+use crate::audit::{Action, Draft, Record};
 
 fn parse(args: &[&str]) -> Result<Command, clap::Error> {
     Cli::try_parse_from(args).map(|c| c.command)
@@ -447,4 +453,200 @@ fn an_import_needs_a_comment_to_be_rejected_and_is_never_recalled() {
     };
     let e = review::check(Decision::Approve, &neither).expect_err("nothing named");
     assert_eq!(exit_code(&e), 2);
+}
+
+fn rec(seq: u64, kind: &str, uid: &str, action: Action, actor: &str, after: Value) -> Record {
+    Record::new(
+        Draft {
+            actor: actor.into(),
+            kind: kind.into(),
+            name: format!("cr-census/{uid}"),
+            uid: uid.into(),
+            generation: Some(1),
+            authorization: Some("acme".into()),
+            action,
+            reason: None,
+            before: None,
+            after: Some(after),
+            key: format!("k{seq}"),
+        },
+        seq,
+        format!("2026-03-0{seq}T00:00:00Z").parse().expect("time"),
+        GENESIS,
+    )
+}
+
+const M: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const OPERATOR: &str = "cleanroom-operator";
+
+/// An import handed into the workspace, one withdrawn after it was, and an
+/// export beside them.
+fn ledger() -> Vec<Record> {
+    let imp = |seq, uid, action, actor, after| rec(seq, "Import", uid, action, actor, after);
+    vec![
+        imp(
+            1,
+            "care-homes",
+            Action::Submitted,
+            "alice",
+            json!({
+                "phase": "Submitted",
+                "supplier": "Civil Affairs Bureau",
+                "legalBasis": {"kind": "Contract", "reference": "NCAB-2026-014"},
+                "files": [{"path": "care-homes.csv", "schema": [{"name": "beds", "type": "integer"}]}],
+                "purpose": "bed capacity by district",
+            }),
+        ),
+        rec(2, "Export", "q1", Action::Submitted, "bob", json!({})),
+        imp(
+            2,
+            "care-homes",
+            Action::Sealed,
+            OPERATOR,
+            json!({"phase": "Sealed", "manifestSha256": M}),
+        ),
+        imp(
+            3,
+            "care-homes",
+            Action::Checked,
+            OPERATOR,
+            json!({"phase": "InReview", "scan": {"verdict": "pass"}}),
+        ),
+        imp(
+            4,
+            "care-homes",
+            Action::Reviewed,
+            "carol",
+            json!({"review": "r1", "decision": "Approve"}),
+        ),
+        imp(
+            5,
+            "care-homes",
+            Action::Released,
+            OPERATOR,
+            json!({
+                "phase": "Released",
+                "manifestSha256": M,
+                "claim": "cr-census/import-care-homes",
+                "path": "/imports/care-homes",
+            }),
+        ),
+        imp(
+            3,
+            "survey",
+            Action::Submitted,
+            "bob",
+            json!({
+                "phase": "Submitted",
+                "supplier": "Pollster Ltd",
+                "legalBasis": {"kind": "Consent", "reference": "form-7"},
+                "files": [{"path": "answers.csv"}],
+                "purpose": "attitudes to home care",
+            }),
+        ),
+        imp(
+            6,
+            "survey",
+            Action::Released,
+            OPERATOR,
+            json!({"phase": "Released", "path": "/imports/survey"}),
+        ),
+        imp(
+            7,
+            "survey",
+            Action::Withdrawn,
+            "bob",
+            json!({"phase": "Released"}),
+        ),
+        imp(8, "survey", Action::Wiped, OPERATOR, json!({"bytes": 10})),
+    ]
+}
+
+#[test]
+fn the_report_tells_each_import_from_its_ledger_records() {
+    let since: Timestamp = "2026-03-01T00:00:00Z".parse().expect("time");
+    let ledger = ledger();
+    let by = lines(&ledger, since, Airlock::Import);
+    let imports = &by["acme"];
+    assert_eq!(imports.len(), 2, "the export is not an import: {imports:?}");
+    let homes = &imports[0];
+    assert_eq!(homes.name, "cr-census/care-homes");
+    assert_eq!(homes.requester.as_deref(), Some("alice"));
+    assert_eq!(homes.supplier.as_deref(), Some("Civil Affairs Bureau"));
+    let basis = homes.legal_basis.as_ref().expect("legal basis");
+    assert_eq!(
+        (basis.kind, basis.reference.as_str()),
+        (LegalBasisKind::Contract, "NCAB-2026-014")
+    );
+    assert_eq!(homes.verdict.as_deref(), Some("pass"));
+    assert_eq!(homes.manifest_sha256.as_deref(), Some(M));
+    assert_eq!(homes.phase, "Released");
+    assert_eq!(homes.released_path.as_deref(), Some("/imports/care-homes"));
+    assert_eq!(homes.reviews.len(), 1);
+    assert_eq!(
+        (
+            homes.reviews[0].reviewer.as_str(),
+            homes.reviews[0].decision.as_str()
+        ),
+        ("carol", "Approve")
+    );
+    assert!(!homes.wiped);
+    let line = table_line(homes, Airlock::Import);
+    assert_eq!(
+        line,
+        format!(
+            "    cr-census/care-homes by alice from Civil Affairs Bureau (Contract NCAB-2026-014): \
+             Released, verdict pass, reviews carol Approve, manifest {M}, mounted at /imports/care-homes"
+        )
+    );
+
+    let survey = &imports[1];
+    assert_eq!(
+        survey.phase, "Withdrawn",
+        "withdrawing a mounted import takes it out of the workspace"
+    );
+    assert!(survey.wiped);
+    assert_eq!(survey.released_path.as_deref(), Some("/imports/survey"));
+    let line = table_line(survey, Airlock::Import);
+    assert!(
+        line.contains("from Pollster Ltd (Consent form-7): Withdrawn")
+            && line.ends_with("mounted at /imports/survey, copy wiped"),
+        "{line}"
+    );
+
+    let exports = lines(&ledger, since, Airlock::Export);
+    assert_eq!(exports["acme"].len(), 1);
+    assert_eq!(exports["acme"][0].supplier, None);
+}
+
+#[test]
+fn the_report_lists_imports_beside_exports_per_authorization() {
+    let since: Timestamp = "2026-03-01T00:00:00Z".parse().expect("time");
+    let now: Timestamp = "2026-04-01T00:00:00Z".parse().expect("time");
+    let r = report::build(since, now, &[], &[], &ledger(), true);
+    let acme = &r.authorizations[0];
+    assert_eq!(
+        (acme.name.as_str(), acme.phase.as_str()),
+        ("acme", "Deleted")
+    );
+    assert_eq!((acme.exports.len(), acme.imports.len()), (1, 2));
+    assert_eq!(acme.wipes, 1);
+    let text = r.table();
+    for want in [
+        "  exports:      1\n    cr-census/q1 by bob: Submitted",
+        "  imports:      2\n    cr-census/care-homes by alice from Civil Affairs Bureau",
+    ] {
+        assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+    let j = serde_json::to_value(&r).expect("json");
+    let homes = &j["authorizations"][0]["imports"][0];
+    assert_eq!(homes["legalBasis"]["kind"], "Contract");
+    assert_eq!(homes["supplier"], "Civil Affairs Bureau");
+    assert_eq!(homes["releasedPath"], "/imports/care-homes");
+    assert_eq!(homes["manifestSha256"], M);
+    let q1 = &j["authorizations"][0]["exports"][0];
+    assert!(
+        q1.get("supplier").is_none() && q1.get("legalBasis").is_none(),
+        "an export's line is as before: {q1}"
+    );
 }
