@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::airlock_view::{AirlockView, Asked, ExportAsked, ImportAsked, list_table};
 use super::common::{
-    Output, api_error, block_on, caller, create_error, print, workspace_namespace,
+    Output, OutputArg, api_error, block_on, caller, create_error, print, workspace_namespace,
 };
 use crate::api::{Export, Import};
 
@@ -55,6 +55,36 @@ pub(super) struct Scope {
     /// Every workspace.
     #[arg(short = 'A', long)]
     pub(super) all_namespaces: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct ListArgs {
+    #[command(flatten)]
+    pub(super) scope: Scope,
+    #[command(flatten)]
+    pub(super) output: OutputArg,
+}
+
+/// One export or import (each verb says which, and its help what follows).
+#[derive(Args, Debug)]
+pub(super) struct ShowArgs {
+    /// Name of the Export or Import.
+    pub(super) name: String,
+    /// The scenario whose workspace it is in.
+    #[arg(long)]
+    pub(super) scenario: String,
+    #[command(flatten)]
+    pub(super) output: OutputArg,
+}
+
+/// One export or import to withdraw.
+#[derive(Args, Debug)]
+pub(super) struct WithdrawArgs {
+    /// Name of the Export or Import.
+    pub(super) name: String,
+    /// The scenario whose workspace it is in.
+    #[arg(long)]
+    pub(super) scenario: String,
 }
 
 impl Scope {

@@ -7,7 +7,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::airlock::{self, Scope};
+use super::airlock::{self, ListArgs, ShowArgs, WithdrawArgs};
 use super::common::{OutputArg, workspace_namespace};
 use super::export_spec::{Request, parse_file};
 use crate::api::Export;
@@ -26,8 +26,14 @@ pub(super) enum ExportCommand {
     /// List exports of one scenario (--scenario) or of every workspace (-A).
     List(ListArgs),
     /// Show one export: phase, sealed files and hashes, checks, reviews, release, wipe.
+    #[command(after_help = "Exit code 3 if the export does not exist.")]
     Show(ShowArgs),
     /// Withdraw (delete) an export you asked for; its sealed copy is wiped.
+    #[command(
+        after_help = "Only the requester may withdraw an export (the API server refuses \
+anyone else). The operator wipes the sealed copy and records the wipe; a released copy stays \
+released. Exit code 3 if the export does not exist."
+    )]
     Withdraw(WithdrawArgs),
     /// Recall a released export (reviewers only): its released copy is wiped
     /// from the release claim and its content is never released again.
@@ -87,46 +93,15 @@ pub(super) struct CreateArgs {
     pub(super) output: OutputArg,
 }
 
-#[derive(Args, Debug)]
-pub(super) struct ListArgs {
-    #[command(flatten)]
-    pub(super) scope: Scope,
-    #[command(flatten)]
-    pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-#[command(after_help = "Exit code 3 if the export does not exist.")]
-pub(super) struct ShowArgs {
-    /// Name of the Export.
-    pub(super) name: String,
-    /// The scenario whose workspace it is in.
-    #[arg(long)]
-    pub(super) scenario: String,
-    #[command(flatten)]
-    pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-#[command(
-    after_help = "Only the requester may withdraw an export (the API server refuses \
-anyone else). The operator wipes the sealed copy and records the wipe; a released copy stays \
-released. Exit code 3 if the export does not exist."
-)]
-pub(super) struct WithdrawArgs {
-    /// Name of the Export.
-    pub(super) name: String,
-    /// The scenario whose workspace it is in.
-    #[arg(long)]
-    pub(super) scenario: String,
-}
-
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
     match args.command {
         ExportCommand::Create(a) => create(a),
-        ExportCommand::List(a) => list(a),
-        ExportCommand::Show(a) => show(a),
-        ExportCommand::Withdraw(a) => withdraw(a),
+        ExportCommand::List(a) => airlock::list::<Export>(&a.scope, a.output.output),
+        ExportCommand::Show(a) => airlock::show::<Export>(&a.name, &a.scenario, a.output.output),
+        ExportCommand::Withdraw(a) => {
+            let said = withdrawn_message(&a.name, &a.scenario);
+            airlock::withdraw::<Export>(&a.name, &a.scenario, said)
+        }
         ExportCommand::Recall(a) => super::review::recall(a),
     }
 }
@@ -136,19 +111,6 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     airlock::create(&args.scenario, args.output.output, |requester| {
         request.export(requester)
     })
-}
-
-fn list(args: ListArgs) -> anyhow::Result<()> {
-    airlock::list::<Export>(&args.scope, args.output.output)
-}
-
-fn show(args: ShowArgs) -> anyhow::Result<()> {
-    airlock::show::<Export>(&args.name, &args.scenario, args.output.output)
-}
-
-fn withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
-    let said = withdrawn_message(&args.name, &args.scenario);
-    airlock::withdraw::<Export>(&args.name, &args.scenario, said)
 }
 
 /// What a withdrawal does, said once it is accepted.

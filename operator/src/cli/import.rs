@@ -9,7 +9,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::airlock::{self, Scope};
+use super::airlock::{self, ListArgs, ShowArgs, WithdrawArgs};
 use super::common::{OutputArg, workspace_namespace};
 use super::import_spec::{ImportRequest, parse_claim, parse_file, parse_legal_basis};
 use crate::api::Import;
@@ -28,8 +28,15 @@ pub(super) enum ImportCommand {
     /// List imports of one scenario (--scenario) or of every workspace (-A).
     List(ListArgs),
     /// Show one import: phase, supplier, legal basis, files and schemas, hashes, checks, reviews, mount, wipe.
+    #[command(after_help = "Exit code 3 if the import does not exist.")]
     Show(ShowArgs),
     /// Withdraw (delete) an import you asked for; its copies are wiped, from the workspace too.
+    #[command(
+        after_help = "Only the requester may withdraw an import (the API server refuses anyone \
+else). An import is never recalled: withdrawing it is how it leaves the workspace. The \
+operator wipes its sealed copy, or its mounted copy once handed in, and records the wipe. \
+Exit code 3 if the import does not exist."
+    )]
     Withdraw(WithdrawArgs),
 }
 
@@ -73,41 +80,6 @@ pub(super) struct CreateArgs {
     pub(super) purpose: String,
     #[command(flatten)]
     pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-pub(super) struct ListArgs {
-    #[command(flatten)]
-    pub(super) scope: Scope,
-    #[command(flatten)]
-    pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-#[command(after_help = "Exit code 3 if the import does not exist.")]
-pub(super) struct ShowArgs {
-    /// Name of the Import.
-    pub(super) name: String,
-    /// The scenario whose workspace it is for.
-    #[arg(long)]
-    pub(super) scenario: String,
-    #[command(flatten)]
-    pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-#[command(
-    after_help = "Only the requester may withdraw an import (the API server refuses anyone \
-else). An import is never recalled: withdrawing it is how it leaves the workspace. The \
-operator wipes its sealed copy, or its mounted copy once handed in, and records the wipe. \
-Exit code 3 if the import does not exist."
-)]
-pub(super) struct WithdrawArgs {
-    /// Name of the Import.
-    pub(super) name: String,
-    /// The scenario whose workspace it is for.
-    #[arg(long)]
-    pub(super) scenario: String,
 }
 
 pub(super) fn run(args: ImportArgs) -> anyhow::Result<()> {

@@ -357,10 +357,23 @@ fn a_new_export_shows_dashes_and_the_list_has_one_line_each() {
 }
 
 fn rec(seq: u64, action: Action, actor: &str, uid: &str, after: serde_json::Value) -> Record {
+    record(seq, "Export", uid, action, actor, after)
+}
+
+/// A ledger record about the airlock request `uid` of kind `kind` (named
+/// `cr-census/<uid>`, of authorization acme), on day `seq` of March 2026.
+pub(super) fn record(
+    seq: u64,
+    kind: &str,
+    uid: &str,
+    action: Action,
+    actor: &str,
+    after: serde_json::Value,
+) -> Record {
     Record::new(
         Draft {
             actor: actor.into(),
-            kind: "Export".into(),
+            kind: kind.into(),
             name: format!("cr-census/{uid}"),
             uid: uid.into(),
             generation: Some(1),

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::airlock_view::{ImportView, list_table};
 use super::common::Output;
@@ -12,13 +12,13 @@ use super::import_spec::{ImportRequest, parse_file, parse_legal_basis, parse_typ
 use super::report;
 use super::report_airlock::{Airlock, lines, table_line};
 use super::review;
+use super::tests_airlock::record;
 use super::*;
 use crate::api::Import;
 use crate::api::airlock::Decision;
 use crate::api::dataset::ColumnType;
 use crate::api::import::LegalBasisKind;
-use crate::audit::record::GENESIS;
-use crate::audit::{Action, Draft, Record};
+use crate::audit::{Action, Record};
 
 fn parse(args: &[&str]) -> Result<Command, clap::Error> {
     Cli::try_parse_from(args).map(|c| c.command)
@@ -455,34 +455,13 @@ fn an_import_needs_a_comment_to_be_rejected_and_is_never_recalled() {
     assert_eq!(exit_code(&e), 2);
 }
 
-fn rec(seq: u64, kind: &str, uid: &str, action: Action, actor: &str, after: Value) -> Record {
-    Record::new(
-        Draft {
-            actor: actor.into(),
-            kind: kind.into(),
-            name: format!("cr-census/{uid}"),
-            uid: uid.into(),
-            generation: Some(1),
-            authorization: Some("acme".into()),
-            action,
-            reason: None,
-            before: None,
-            after: Some(after),
-            key: format!("k{seq}"),
-        },
-        seq,
-        format!("2026-03-0{seq}T00:00:00Z").parse().expect("time"),
-        GENESIS,
-    )
-}
-
 const M: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 const OPERATOR: &str = "cleanroom-operator";
 
 /// An import handed into the workspace, one withdrawn after it was, and an
 /// export beside them.
 fn ledger() -> Vec<Record> {
-    let imp = |seq, uid, action, actor, after| rec(seq, "Import", uid, action, actor, after);
+    let imp = |seq, uid, action, actor, after| record(seq, "Import", uid, action, actor, after);
     vec![
         imp(
             1,
@@ -497,7 +476,7 @@ fn ledger() -> Vec<Record> {
                 "purpose": "bed capacity by district",
             }),
         ),
-        rec(2, "Export", "q1", Action::Submitted, "bob", json!({})),
+        record(2, "Export", "q1", Action::Submitted, "bob", json!({})),
         imp(
             2,
             "care-homes",
