@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::api::{Authorization, Condition, Scenario, State, Time, WipeAttestation};
 
+/// Exit code: bad arguments (what clap gives for a malformed command line).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the object does not exist.
 pub const EXIT_NOT_FOUND: u8 = 3;
 /// Exit code: the transition is not allowed (for example, out of Revoked).
@@ -28,6 +30,15 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// Bad arguments, found after parsing (exit 2, as clap's own).
+    pub fn usage(message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+        .into()
+    }
+
     pub fn not_found(message: impl Into<String>) -> anyhow::Error {
         Exit {
             code: EXIT_NOT_FOUND,

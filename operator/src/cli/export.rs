@@ -6,14 +6,10 @@
 //! refuses any other name, and lets only the requester withdraw.
 
 use clap::{Args, Subcommand};
-use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client};
 
-use super::common::{
-    OutputArg, api_error, block_on, caller, create_error, print, workspace_namespace,
-};
+use super::airlock::{self, ListArgs, ShowArgs, WithdrawArgs};
+use super::common::{OutputArg, workspace_namespace};
 use super::export_spec::{Request, parse_file};
-use super::export_view::{ExportView, list_table};
 use crate::api::Export;
 use crate::api::airlock::ExportFile;
 
@@ -30,8 +26,14 @@ pub(super) enum ExportCommand {
     /// List exports of one scenario (--scenario) or of every workspace (-A).
     List(ListArgs),
     /// Show one export: phase, sealed files and hashes, checks, reviews, release, wipe.
+    #[command(after_help = "Exit code 3 if the export does not exist.")]
     Show(ShowArgs),
     /// Withdraw (delete) an export you asked for; its sealed copy is wiped.
+    #[command(
+        after_help = "Only the requester may withdraw an export (the API server refuses \
+anyone else). The operator wipes the sealed copy and records the wipe; a released copy stays \
+released. Exit code 3 if the export does not exist."
+    )]
     Withdraw(WithdrawArgs),
     /// Recall a released export (reviewers only): its released copy is wiped
     /// from the release claim and its content is never released again.
@@ -91,118 +93,23 @@ pub(super) struct CreateArgs {
     pub(super) output: OutputArg,
 }
 
-/// Where to list.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-#[group(required = true, multiple = false)]
-pub(super) struct Scope {
-    /// The scenario whose exports to list.
-    #[arg(long)]
-    pub(super) scenario: Option<String>,
-    /// Every workspace's exports.
-    #[arg(short = 'A', long)]
-    pub(super) all_namespaces: bool,
-}
-
-#[derive(Args, Debug)]
-pub(super) struct ListArgs {
-    #[command(flatten)]
-    pub(super) scope: Scope,
-    #[command(flatten)]
-    pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-#[command(after_help = "Exit code 3 if the export does not exist.")]
-pub(super) struct ShowArgs {
-    /// Name of the Export.
-    pub(super) name: String,
-    /// The scenario whose workspace it is in.
-    #[arg(long)]
-    pub(super) scenario: String,
-    #[command(flatten)]
-    pub(super) output: OutputArg,
-}
-
-#[derive(Args, Debug)]
-#[command(
-    after_help = "Only the requester may withdraw an export (the API server refuses \
-anyone else). The operator wipes the sealed copy and records the wipe; a released copy stays \
-released. Exit code 3 if the export does not exist."
-)]
-pub(super) struct WithdrawArgs {
-    /// Name of the Export.
-    pub(super) name: String,
-    /// The scenario whose workspace it is in.
-    #[arg(long)]
-    pub(super) scenario: String,
-}
-
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
     match args.command {
         ExportCommand::Create(a) => create(a),
-        ExportCommand::List(a) => list(a),
-        ExportCommand::Show(a) => show(a),
-        ExportCommand::Withdraw(a) => withdraw(a),
+        ExportCommand::List(a) => airlock::list::<Export>(&a.scope, a.output.output),
+        ExportCommand::Show(a) => airlock::show::<Export>(&a.name, &a.scenario, a.output.output),
+        ExportCommand::Withdraw(a) => {
+            let said = withdrawn_message(&a.name, &a.scenario);
+            airlock::withdraw::<Export>(&a.name, &a.scenario, said)
+        }
         ExportCommand::Recall(a) => super::review::recall(a),
     }
 }
 
-fn api(client: &Client, scenario: &str) -> Api<Export> {
-    Api::namespaced(client.clone(), &workspace_namespace(scenario))
-}
-
 fn create(args: CreateArgs) -> anyhow::Result<()> {
     let request = Request::from_args(&args)?;
-    block_on(async |client| {
-        let requester = caller(&client).await?;
-        let export = request.export(&requester);
-        let created = api(&client, &args.scenario)
-            .create(&PostParams::default(), &export)
-            .await
-            .map_err(|e| create_error(e, "export", &args.name, &args.scenario))?;
-        print(&ExportView::from(&created).render(args.output.output)?)
-    })
-}
-
-fn list(args: ListArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        let api = match &args.scope.scenario {
-            Some(s) => api(&client, s),
-            None => Api::all(client.clone()),
-        };
-        let exports = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(e, "exports in", &scope_name(&args.scope)))?;
-        let views: Vec<ExportView> = exports.items.iter().map(ExportView::from).collect();
-        print(&list_table(&views, args.output.output)?)
-    })
-}
-
-fn scope_name(scope: &Scope) -> String {
-    scope
-        .scenario
-        .as_deref()
-        .map_or_else(|| "all workspaces".into(), workspace_namespace)
-}
-
-fn show(args: ShowArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        let export = api(&client, &args.scenario)
-            .get(&args.name)
-            .await
-            .map_err(|e| api_error(e, "export", &args.name))?;
-        print(&ExportView::from(&export).render(args.output.output)?)
-    })
-}
-
-fn withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
-    block_on(async |client| {
-        api(&client, &args.scenario)
-            .delete(&args.name, &DeleteParams::default())
-            .await
-            .map_err(|e| api_error(e, "export", &args.name))?;
-        print(&withdrawn_message(&args.name, &args.scenario))
+    airlock::create(&args.scenario, args.output.output, |requester| {
+        request.export(requester)
     })
 }
 

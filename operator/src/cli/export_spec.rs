@@ -5,7 +5,7 @@
 use crate::api::Export;
 use crate::api::airlock::{ColumnRoles, ExportFile, ExportSpec, ProductKind};
 
-use super::common::workspace_namespace;
+use super::common::{Exit, workspace_namespace};
 use super::export::CreateArgs;
 
 /// Where the outbox is mounted in a workspace.
@@ -45,6 +45,22 @@ pub fn outbox_path(p: &str) -> Result<String, String> {
         }
         None => p,
     };
+    if !relative_path_ok(relative) {
+        return Err(format!(
+            "{p:?}: name a file under {OUTBOX_DIR}; {PATH_RULE}"
+        ));
+    }
+    Ok(relative.to_string())
+}
+
+/// The schema's rule for a file's path, said plainly.
+pub const PATH_RULE: &str = "each part of its path starts with a letter, digit or '_' and \
+     holds only letters, digits, '-', '.' and '_' (no '..', no hidden parts)";
+
+/// Whether a relative path passes the schema's rule for a file's path
+/// (exports and imports alike): at most 255 characters, and each part starts
+/// with a letter, digit or '_' and holds only letters, digits, '-', '.', '_'.
+pub fn relative_path_ok(relative: &str) -> bool {
     let part_ok = |part: &str| {
         let mut chars = part.chars();
         chars
@@ -52,13 +68,7 @@ pub fn outbox_path(p: &str) -> Result<String, String> {
             .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
     };
-    if relative.is_empty() || relative.len() > 255 || !relative.split('/').all(part_ok) {
-        return Err(format!(
-            "{p:?}: name a file under {OUTBOX_DIR}; each part of its path starts with a letter, \
-             digit or '_' and holds only letters, digits, '-', '.' and '_' (no '..', no hidden parts)"
-        ));
-    }
-    Ok(relative.to_string())
+    !relative.is_empty() && relative.len() <= 255 && relative.split('/').all(part_ok)
 }
 
 fn parse_kind(k: &str) -> Result<ProductKind, String> {
@@ -131,20 +141,10 @@ impl Request {
     /// The schema's rules, said plainly.
     pub fn check(&self) -> anyhow::Result<()> {
         check_name(&self.name)?;
-        let n = self.files.len();
-        anyhow::ensure!(
-            (1..=MAX_FILES).contains(&n),
-            "an export names 1 to {MAX_FILES} files, not {n}: split it into several exports"
-        );
-        for (i, f) in self.files.iter().enumerate() {
-            anyhow::ensure!(
-                !self.files[..i].iter().any(|g| g.path == f.path),
-                "{} is named twice",
-                f.path
-            );
-        }
-        check_text("--context", &self.context)?;
-        check_text("--controls", &self.controls)
+        let paths: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        check_files("export", &paths)?;
+        check_text("--context", &self.context, MAX_TEXT)?;
+        check_text("--controls", &self.controls, MAX_TEXT)
     }
 
     /// The Export to create, in the requester's name.
@@ -163,13 +163,33 @@ impl Request {
     }
 }
 
-fn check_text(flag: &str, text: &str) -> anyhow::Result<()> {
+/// 1 to 32 files, each named once (exports and imports alike).
+pub fn check_files(noun: &str, paths: &[&str]) -> anyhow::Result<()> {
+    let n = paths.len();
+    if !(1..=MAX_FILES).contains(&n) {
+        return Err(Exit::usage(format!(
+            "an {noun} names 1 to {MAX_FILES} files, not {n}: split it into several {noun}s"
+        )));
+    }
+    for (i, p) in paths.iter().enumerate() {
+        if paths[..i].contains(p) {
+            return Err(Exit::usage(format!("{p} is named twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A text the schema wants non-blank and at most `max` characters.
+pub fn check_text(flag: &str, text: &str, max: usize) -> anyhow::Result<()> {
     let n = text.chars().count();
-    anyhow::ensure!(!text.trim().is_empty(), "{flag} must say something");
-    anyhow::ensure!(
-        n <= MAX_TEXT,
-        "{flag} is {n} characters; at most {MAX_TEXT}"
-    );
+    if text.trim().is_empty() {
+        return Err(Exit::usage(format!("{flag} must say something")));
+    }
+    if n > max {
+        return Err(Exit::usage(format!(
+            "{flag} is {n} characters; at most {max}"
+        )));
+    }
     Ok(())
 }
 
@@ -184,10 +204,11 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
             && b.iter()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     };
-    anyhow::ensure!(
-        name.len() <= 253 && name.split('.').all(label_ok),
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        return Ok(());
+    }
+    Err(Exit::usage(format!(
         "{name:?} is not a valid name: lowercase letters, digits, '-' and '.', \
          starting and ending with a letter or digit, at most 253 characters"
-    );
-    Ok(())
+    )))
 }

@@ -4,16 +4,19 @@
 //! exist, 4 the transition is not allowed (for example out of Revoked), 5 the
 //! audit chain is broken.
 
+mod airlock;
+mod airlock_view;
 mod audit;
 mod common;
 mod crd;
 mod export;
 mod export_spec;
-mod export_view;
+mod import;
+mod import_spec;
 mod render;
 mod renew;
 mod report;
-mod report_exports;
+mod report_airlock;
 mod report_sessions;
 mod resume;
 mod review;
@@ -63,11 +66,13 @@ enum Command {
     Render(render::RenderArgs),
     /// The audit ledger: verify its hash chain, show its records.
     Audit(audit::AuditArgs),
-    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents, exports.
+    /// The operation report: per authorization, scenarios, datasets, expiry, suspensions, revocations, wipes, incidents, exports, imports.
     Report(report::ReportArgs),
     /// The airlock: ask for files to leave a workspace, follow and withdraw the request.
     Export(export::ExportArgs),
-    /// The airlock: approve, reject or return an export as one of its reviewers.
+    /// The airlock: ask for staged third-party data to enter a workspace, follow and withdraw the request.
+    Import(import::ImportArgs),
+    /// The airlock: approve, reject or return an export (or --import) as one of its reviewers.
     Review(review::ReviewArgs),
 }
 
@@ -86,6 +91,7 @@ impl Cli {
             Command::Audit(args) => audit::run(args),
             Command::Report(args) => report::run(args),
             Command::Export(args) => export::run(args),
+            Command::Import(args) => import::run(args),
             Command::Review(args) => review::run(args),
         };
         match result {
@@ -107,3 +113,5 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 mod tests;
 #[cfg(test)]
 mod tests_airlock;
+#[cfg(test)]
+mod tests_import;

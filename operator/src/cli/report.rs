@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::audit::{LedgerArg, parse_when, read, records};
 use super::common::{Output, OutputArg, block_on, print};
-use super::report_exports::{self, ExportLine};
+use super::report_airlock::{self, Airlock, AirlockLine};
 use crate::api::{Authorization, Scenario, Time};
 use crate::audit::store::PREFIX;
 use crate::audit::{Action, Record, verify};
@@ -23,6 +23,8 @@ use crate::conditions::{reasons, types};
     after_help = "Per authorization: its phase and days to expiry, its scenarios and the \
 datasets they use (from status), and since DATE the suspensions, revocations, wipes and \
 incidents (rejections from the ledger; failing reconciles and wipes from status), \
+the airlock's exports and imports (requester, supplier and legal basis of an import, \
+reviews, verdict, manifest hash, phase, where the copy went), \
 and who entered its workspaces (sessions per scenario and user). \
 Authorizations that were deleted but have records since DATE are listed too.
 
@@ -73,7 +75,9 @@ pub struct AuthorizationReport {
     pub wiped_bytes: i64,
     pub incidents: Vec<Incident>,
     /// The airlock's exports with a record in the period.
-    pub exports: Vec<ExportLine>,
+    pub exports: Vec<AirlockLine>,
+    /// The airlock's imports with a record in the period.
+    pub imports: Vec<AirlockLine>,
     /// Who entered its workspaces in the period (`session-opened` records).
     pub sessions: Vec<super::report_sessions::SessionCount>,
 }
@@ -126,6 +130,7 @@ pub fn build(
                 wiped_bytes: 0,
                 incidents: Vec::new(),
                 exports: Vec::new(),
+                imports: Vec::new(),
                 sessions: Vec::new(),
             },
         );
@@ -144,6 +149,7 @@ pub fn build(
         wiped_bytes: 0,
         incidents: Vec::new(),
         exports: Vec::new(),
+        imports: Vec::new(),
         sessions: Vec::new(),
     };
     for (a, counts) in super::report_sessions::sessions(ledger, since) {
@@ -152,9 +158,14 @@ pub fn build(
             .or_insert_with(|| deleted(&a))
             .sessions = counts;
     }
-    for (a, lines) in report_exports::exports(ledger, since) {
-        let entry = by_name.entry(a.clone()).or_insert_with(|| deleted(&a));
-        entry.exports = lines;
+    for airlock in [Airlock::Export, Airlock::Import] {
+        for (a, lines) in report_airlock::lines(ledger, since, airlock) {
+            let entry = by_name.entry(a.clone()).or_insert_with(|| deleted(&a));
+            match airlock {
+                Airlock::Export => entry.exports = lines,
+                Airlock::Import => entry.imports = lines,
+            }
+        }
     }
     for r in ledger.iter().filter(|r| r.time.0 >= since) {
         let Some(a) = &r.authorization else { continue };
@@ -222,7 +233,7 @@ pub fn build(
 }
 
 impl Report {
-    fn table(&self) -> String {
+    pub(super) fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -282,9 +293,14 @@ impl Report {
                     i.what
                 );
             }
-            let _ = writeln!(out, "  exports:      {}", a.exports.len());
-            for e in &a.exports {
-                let _ = writeln!(out, "{}", report_exports::table_line(e));
+            for (label, airlock, lines) in [
+                ("exports:", Airlock::Export, &a.exports),
+                ("imports:", Airlock::Import, &a.imports),
+            ] {
+                let _ = writeln!(out, "  {label:<14}{}", lines.len());
+                for e in lines {
+                    let _ = writeln!(out, "{}", report_airlock::table_line(e, airlock));
+                }
             }
             let total: u64 = a.sessions.iter().map(|c| c.sessions).sum();
             let _ = writeln!(out, "  sessions:     {total}");

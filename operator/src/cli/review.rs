@@ -1,15 +1,17 @@
-//! `cleanroom review approve|reject|return EXPORT`: one reviewer's decision
-//! on an export, as a Review object in the export's workspace.
+//! `cleanroom review approve|reject|return EXPORT` (or `--import IMPORT`):
+//! one reviewer's decision on an export or an import, as a Review object in
+//! its workspace. A Review names exactly one of the two; only an export is
+//! ever recalled (`cleanroom export recall`).
 //!
 //! The reviewer is always the caller as the API server sees them; the
 //! admission policy `cleanroom-airlock-reviews` refuses any other name, the
-//! export's requester, a member of the authorization, someone the
-//! authorization does not list as a reviewer, and an export not open for
-//! review. Its message is shown as the API server gives it.
+//! requester, a member of the authorization, someone the authorization does
+//! not list as a reviewer, and a request not open for review. Its message is
+//! shown as the API server gives it.
 
 use std::fmt::Write as _;
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde::Serialize;
@@ -36,11 +38,11 @@ pub(super) struct ReviewArgs {
 
 #[derive(Subcommand, Debug)]
 pub(super) enum ReviewCommand {
-    /// Approve an export in review (counts towards the approvals required).
+    /// Approve an export (or --import) in review (counts towards the approvals required).
     Approve(DecisionArgs),
-    /// Reject an export (final: its sealed copy is wiped); --comment says why.
+    /// Reject an export or import (final: its sealed copy is wiped); --comment says why.
     Reject(DecisionArgs),
-    /// Send an export back to its requester to change and resubmit; --comment says why.
+    /// Send an export or import back to its requester to change and resubmit; --comment says why.
     Return(DecisionArgs),
 }
 
@@ -56,25 +58,31 @@ impl ReviewCommand {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The review is made in your name, as the API server knows you; it \
-cannot be changed once made. The requester of an export, and the authorization's members, \
-may not review it: the API server refuses them.
+    group = ArgGroup::new("subject").required(true).args(["export", "import"]),
+    after_help = "Name an export (EXPORT) or an import (--import NAME), not both. The review \
+is made in your name, as the API server knows you; it cannot be changed once made. The \
+requester, and the authorization's members, may not review it: the API server refuses them.
 
 Examples:
   cleanroom review approve q1-tables --scenario elderly-care-demand --comment 'cells >= 10'
   cleanroom review return q1-tables --scenario elderly-care-demand \\
-    --comment 'round the counts' --file by-district.csv='row 7 is a small cell'"
+    --comment 'round the counts' --file by-district.csv='row 7 is a small cell'
+  cleanroom review approve --import care-homes --scenario elderly-care-demand \\
+    --comment 'contract NCAB-2026-014 checked'"
 )]
 pub(super) struct DecisionArgs {
     /// Name of the Export under review.
-    pub(super) export: String,
-    /// The scenario whose workspace the export is in.
+    pub(super) export: Option<String>,
+    /// Name of the Import under review, instead of an export.
+    #[arg(long)]
+    pub(super) import: Option<String>,
+    /// The scenario whose workspace it is in.
     #[arg(long)]
     pub(super) scenario: String,
     /// Why (required to reject or return).
     #[arg(long, default_value = "")]
     pub(super) comment: String,
-    /// A note on one file, NAME=NOTE (repeatable; NAME is its path under the outbox).
+    /// A note on one file, NAME=NOTE (repeatable; NAME is its path in the request).
     #[arg(long = "file", value_parser = parse_note)]
     pub(super) files: Vec<FileNote>,
     #[command(flatten)]
@@ -93,7 +101,7 @@ pub(super) fn parse_note(s: &str) -> Result<FileNote, String> {
         .unwrap_or(name);
     if name.is_empty() || name.len() > 255 || comment.chars().count() > MAX_TEXT {
         return Err(format!(
-            "{s:?}: NAME is a file of the export, NOTE at most {MAX_TEXT} characters"
+            "{s:?}: NAME is a file of the request, NOTE at most {MAX_TEXT} characters"
         ));
     }
     Ok(FileNote {
@@ -102,15 +110,34 @@ pub(super) fn parse_note(s: &str) -> Result<FileNote, String> {
     })
 }
 
+impl DecisionArgs {
+    /// What is reviewed, `("export", name)` or `("import", name)`: `None`
+    /// unless exactly one is named (clap sees to that on the command line).
+    pub(super) fn subject(&self) -> Option<(&'static str, &str)> {
+        match (&self.export, &self.import) {
+            (Some(e), None) => Some(("export", e)),
+            (None, Some(i)) => Some(("import", i)),
+            _ => None,
+        }
+    }
+}
+
 /// The decision and its text, checked as the schema checks them.
 pub(super) fn check(decision: Decision, a: &DecisionArgs) -> anyhow::Result<()> {
-    check_name(&a.export)?;
+    let (noun, name) = a
+        .subject()
+        .ok_or_else(|| Exit::usage("name one export, or one import with --import"))?;
+    check_name(name)?;
+    if noun == "import" && decision == Decision::Recall {
+        return Err(Exit::usage(
+            "an import is not recalled: its requester withdraws it, which wipes it from the workspace",
+        ));
+    }
     if decision != Decision::Approve && a.comment.trim().is_empty() {
-        return Err(Exit {
-            code: 2,
-            message: format!("to {} an export, --comment must say why", verb(decision)),
-        }
-        .into());
+        return Err(Exit::usage(format!(
+            "to {} an {noun}, --comment must say why",
+            verb(decision)
+        )));
     }
     anyhow::ensure!(
         a.comment.chars().count() <= MAX_TEXT,
@@ -147,21 +174,22 @@ pub fn slug(reviewer: &str) -> String {
     }
 }
 
-/// `<export>-<reviewer>-`: the API server adds five random characters.
-pub fn name_prefix(export: &str, reviewer: &str) -> String {
-    let mut prefix = format!("{export}-{}", slug(reviewer));
+/// `<export or import>-<reviewer>-`: the API server adds five random characters.
+pub fn name_prefix(subject: &str, reviewer: &str) -> String {
+    let mut prefix = format!("{subject}-{}", slug(reviewer));
     prefix.truncate(PREFIX_MAX - 1);
     let prefix = prefix.trim_end_matches(['-', '.']);
     format!("{prefix}-")
 }
 
-/// The Review to create.
+/// The Review to create (of what `check` found named).
 pub fn review(decision: Decision, a: &DecisionArgs, reviewer: &str) -> Review {
+    let subject = a.subject().map_or("", |(_, name)| name);
     let mut r = Review::new(
         "",
         ReviewSpec {
-            export: Some(a.export.clone()),
-            import: None,
+            export: a.export.clone(),
+            import: a.import.clone(),
             reviewer: reviewer.into(),
             decision,
             comment: a.comment.clone(),
@@ -169,7 +197,7 @@ pub fn review(decision: Decision, a: &DecisionArgs, reviewer: &str) -> Review {
         },
     );
     r.metadata.name = None;
-    r.metadata.generate_name = Some(name_prefix(&a.export, reviewer));
+    r.metadata.generate_name = Some(name_prefix(subject, reviewer));
     r.metadata.namespace = Some(workspace_namespace(&a.scenario));
     r
 }
@@ -180,7 +208,10 @@ pub fn review(decision: Decision, a: &DecisionArgs, reviewer: &str) -> Review {
 pub struct Made {
     pub name: String,
     pub namespace: String,
-    pub export: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
     pub reviewer: String,
     pub decision: Decision,
     pub comment: String,
@@ -193,7 +224,8 @@ impl From<&Review> for Made {
         Made {
             name: r.name_any(),
             namespace: r.namespace().unwrap_or_default(),
-            export: r.spec.export.clone().unwrap_or_default(),
+            export: r.spec.export.clone(),
+            import: r.spec.import.clone(),
             reviewer: r.spec.reviewer.clone(),
             decision: r.spec.decision,
             comment: r.spec.comment.clone(),
@@ -208,9 +240,13 @@ impl Made {
             Output::Json => serde_json::to_string_pretty(self)? + "\n",
             Output::Yaml => serde_yaml::to_string(self)?,
             Output::Table => {
+                let (noun, subject) = match (&self.export, &self.import) {
+                    (_, Some(i)) => ("import", i.as_str()),
+                    (e, None) => ("export", e.as_deref().unwrap_or("-")),
+                };
                 let mut out = format!(
-                    "review {} in {}: {:?} export {} by {}\n",
-                    self.name, self.namespace, self.decision, self.export, self.reviewer
+                    "review {} in {}: {:?} {noun} {subject} by {}\n",
+                    self.name, self.namespace, self.decision, self.reviewer
                 );
                 for f in &self.files {
                     let _ = writeln!(out, "  {}: {}", f.name, f.comment);
@@ -229,7 +265,8 @@ pub(super) fn run(args: ReviewArgs) -> anyhow::Result<()> {
 /// `cleanroom export recall`: a Review with decision `Recall`.
 pub(super) fn recall(args: super::export::RecallArgs) -> anyhow::Result<()> {
     let a = DecisionArgs {
-        export: args.name,
+        export: Some(args.name),
+        import: None,
         scenario: args.scenario,
         comment: args.comment,
         files: Vec::new(),
@@ -240,13 +277,14 @@ pub(super) fn recall(args: super::export::RecallArgs) -> anyhow::Result<()> {
 
 fn decide(decision: Decision, a: DecisionArgs) -> anyhow::Result<()> {
     check(decision, &a)?;
+    let (noun, name) = a.subject().unwrap_or_default();
     block_on(async |client| {
         let reviewer = caller(&client).await?;
         let review = review(decision, &a, &reviewer);
         let made = Api::<Review>::namespaced(client.clone(), &workspace_namespace(&a.scenario))
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| create_error(e, "review of export", &a.export, &a.scenario))?;
+            .map_err(|e| create_error(e, &format!("review of {noun}"), name, &a.scenario))?;
         print(&Made::from(&made).render(a.output.output)?)
     })
 }

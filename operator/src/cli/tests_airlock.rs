@@ -5,11 +5,11 @@ use clap::Parser;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use super::airlock_view::{ExportView, list_table};
 use super::common::Output;
 use super::export::{ExportCommand, withdrawn_message};
 use super::export_spec::{Request, check_name, outbox_path, parse_file};
-use super::export_view::{ExportView, list_table};
-use super::report_exports::{exports, table_line};
+use super::report_airlock::{self, Airlock, AirlockLine, lines};
 use super::review::{self, name_prefix, parse_note, slug};
 use super::*;
 use crate::api::Export;
@@ -112,6 +112,7 @@ fn the_request_is_checked_before_it_is_sent() {
     ])
     .expect("parses");
     let err = Request::from_args(&twice).expect_err("named twice");
+    assert_eq!(exit_code(&err), 2, "a bad request is a usage error");
     assert!(
         format!("{err:#}").contains("a.csv is named twice"),
         "{err:#}"
@@ -176,7 +177,14 @@ fn review_verbs_parse_and_reject_or_return_need_a_comment() {
         "/work/outbox/b.csv=round to 5",
     ]);
     assert_eq!(d, Decision::Approve);
-    assert_eq!((a.export.as_str(), a.scenario.as_str()), ("q1", "census"));
+    assert_eq!(
+        (
+            a.export.as_deref(),
+            a.import.as_deref(),
+            a.scenario.as_str()
+        ),
+        (Some("q1"), None, "census")
+    );
     assert_eq!(a.files[1].name, "b.csv");
     assert_eq!(a.files[1].comment, "round to 5");
     assert!(review::check(d, &a).is_ok(), "approve needs no comment");
@@ -349,10 +357,23 @@ fn a_new_export_shows_dashes_and_the_list_has_one_line_each() {
 }
 
 fn rec(seq: u64, action: Action, actor: &str, uid: &str, after: serde_json::Value) -> Record {
+    record(seq, "Export", uid, action, actor, after)
+}
+
+/// A ledger record about the airlock request `uid` of kind `kind` (named
+/// `cr-census/<uid>`, of authorization acme), on day `seq` of March 2026.
+pub(super) fn record(
+    seq: u64,
+    kind: &str,
+    uid: &str,
+    action: Action,
+    actor: &str,
+    after: serde_json::Value,
+) -> Record {
     Record::new(
         Draft {
             actor: actor.into(),
-            kind: "Export".into(),
+            kind: kind.into(),
             name: format!("cr-census/{uid}"),
             uid: uid.into(),
             generation: Some(1),
@@ -367,6 +388,17 @@ fn rec(seq: u64, action: Action, actor: &str, uid: &str, after: serde_json::Valu
         format!("2026-03-0{seq}T00:00:00Z").parse().expect("time"),
         GENESIS,
     )
+}
+
+fn exports(
+    ledger: &[Record],
+    since: Timestamp,
+) -> std::collections::BTreeMap<String, Vec<AirlockLine>> {
+    lines(ledger, since, Airlock::Export)
+}
+
+fn table_line(e: &AirlockLine) -> String {
+    report_airlock::table_line(e, Airlock::Export)
 }
 
 #[test]
@@ -525,7 +557,8 @@ fn export_recall_needs_a_comment_and_makes_a_recall_review() {
         panic!("expected recall");
     };
     let a = review::DecisionArgs {
-        export: r.name,
+        export: Some(r.name),
+        import: None,
         scenario: r.scenario,
         comment: r.comment,
         files: Vec::new(),
