@@ -17,7 +17,7 @@ use cleanroom::api::{Import, Review};
 use cleanroom_e2e::harness::{unique_name, wait_for, wait_gone};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -204,6 +204,19 @@ async fn an_approved_import_is_mounted_read_only_as_sealed_and_withdrawn_wiped()
         );
         ensure!(status.approvals_required == Some(2), "{status:?}");
 
+        // Not even a cluster admin can mark it handed over: its status is
+        // the operator's record alone.
+        let forge = Api::<Import>::namespaced(f.client.clone(), &ns)
+            .patch_status(
+                &imp,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Released"}})),
+            )
+            .await
+            .map_err(anyhow::Error::from);
+        let forged = refusal(forge, "the admin forging Released")?;
+        ensure!(forged.contains("the operator's record alone"), "{forged}");
+
         // Staff changing the staged file after sealing changes nothing.
         let staged_dir = claim_dir(&f.client, IMPORT_NAMESPACE, &staged).await?;
         std::fs::write(
@@ -302,6 +315,8 @@ async fn an_approved_import_is_mounted_read_only_as_sealed_and_withdrawn_wiped()
         .await?;
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(f.client.clone(), &ns);
         wait_gone(&claims, &claim, T).await?;
+        // The import goes once its wipe is recorded.
+        wait_gone(&Api::<Import>::namespaced(f.client.clone(), &ns), &imp, T).await?;
         let seen = actions(&records_of(&f.client, &uid).await?);
         ensure!(
             seen.iter().any(|s| s.starts_with("wiped:")),

@@ -39,8 +39,8 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 /// What an analyst may do in a workspace: see and enter its pods, read their
-/// logs, follow its jobs and events, ask for exports (the admission policy
-/// lets each delete only their own) and read their reviews. Nothing that could
+/// logs, follow its jobs and events, ask for exports and imports (the
+/// admission policy lets each delete only their own) and read their reviews. Nothing that could
 /// open a path out (secrets, network policies, services, RBAC) and nothing
 /// that changes the workspace's shape. The chart's member ClusterRole holds
 /// exactly these (its test compares them).
@@ -70,7 +70,7 @@ fn airlock_rules() -> Vec<PolicyRule> {
         rule(&["batch"], &["jobs"], &["get", "list", "watch"]),
         rule(
             &["cleanroom.io"],
-            &["exports"],
+            &["exports", "imports"],
             &["create", "get", "list", "watch", "delete"],
         ),
         rule(&["cleanroom.io"], &["reviews"], &["get", "list", "watch"]),
@@ -78,10 +78,14 @@ fn airlock_rules() -> Vec<PolicyRule> {
 }
 
 /// What a reviewer named on the authorization may do in a workspace: read
-/// its exports and make reviews (the admission policy checks who).
+/// its exports and imports and make reviews (the admission policy checks who).
 pub fn reviewer_rules() -> Vec<PolicyRule> {
     vec![
-        rule(&["cleanroom.io"], &["exports"], &["get", "list", "watch"]),
+        rule(
+            &["cleanroom.io"],
+            &["exports", "imports"],
+            &["get", "list", "watch"],
+        ),
         rule(
             &["cleanroom.io"],
             &["reviews"],
