@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod airlock;
+pub mod import;
 
 use std::future::Future;
 use std::io::Write;
