@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use cleanroom::api::airlock::ExportPhase;
-use cleanroom_e2e::harness::{cluster_dir, wait_for};
+use cleanroom_e2e::harness::wait_for;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
@@ -19,26 +19,6 @@ mod common;
 use common::airlock::*;
 use common::import::*;
 use common::*;
-
-/// Starts the plain shared operator again when dropped.
-struct OperatorComesBack;
-
-impl Drop for OperatorComesBack {
-    fn drop(&mut self) {
-        let _ = operator("stop");
-        if let Err(e) = operator("start") {
-            eprintln!("could not start the operator again: {e:#}");
-        }
-    }
-}
-
-fn operator_pid() -> Option<i32> {
-    std::fs::read_to_string(cluster_dir().join("run/operator.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
 
 #[tokio::test]
 async fn a_crash_between_the_hand_over_record_and_its_status_loses_and_duplicates_nothing()

@@ -10,33 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use cleanroom::api::airlock::ExportPhase;
-use cleanroom_e2e::harness::{cluster_dir, unique_name};
+use cleanroom_e2e::harness::unique_name;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 mod common;
 use common::airlock::*;
 use common::*;
-
-/// Starts the plain shared operator again when dropped.
-struct OperatorComesBack;
-
-impl Drop for OperatorComesBack {
-    fn drop(&mut self) {
-        let _ = operator("stop");
-        if let Err(e) = operator("start") {
-            eprintln!("could not start the operator again: {e:#}");
-        }
-    }
-}
-
-fn operator_pid() -> Option<i32> {
-    std::fs::read_to_string(cluster_dir().join("run/operator.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
 
 #[tokio::test]
 async fn a_crash_between_the_recall_record_and_its_status_loses_and_duplicates_nothing()

@@ -914,3 +914,25 @@ pub async fn prepared_file(
         .with_context(|| format!("{scenario}: reading the prepared file of {dataset}"))?;
     Ok((pv, text))
 }
+
+/// Starts the plain shared operator again when dropped (after a test that
+/// ran it with a crash drill).
+pub struct OperatorComesBack;
+
+impl Drop for OperatorComesBack {
+    fn drop(&mut self) {
+        let _ = operator("stop");
+        if let Err(e) = operator("start") {
+            eprintln!("could not start the operator again: {e:#}");
+        }
+    }
+}
+
+/// The shared operator's process id, while it runs.
+pub fn operator_pid() -> Option<i32> {
+    std::fs::read_to_string(cleanroom_e2e::harness::cluster_dir().join("run/operator.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -301,85 +301,74 @@ pub async fn run(
 /// Jobs and claims made for them (labelled with the export and its scenario).
 fn export_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Future<Output = ()> {
     use crate::workspace::airlock::EXPORT_LABEL;
-    let of_child = |l: &std::collections::BTreeMap<String, String>| {
-        let export = l.get(EXPORT_LABEL)?;
-        let scenario = l.get(labels::SCENARIO)?;
-        let ns = format!("{}{scenario}", crate::api::scenario::NAMESPACE_PREFIX);
-        Some(ObjectRef::<Export>::new(export).within(&ns))
-    };
-    let with_export = watcher::Config::default().labels(EXPORT_LABEL);
-    Controller::new(
-        Api::<Export>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Review>::all(client.clone()),
-        watcher::Config::default(),
-        |r: Review| {
-            let ns = r.namespace()?;
-            Some(ObjectRef::<Export>::new(r.spec.export.as_deref()?).within(&ns))
-        },
-    )
-    .watches(
-        Api::<Job>::all(client.clone()),
-        with_export.clone(),
-        move |j: Job| of_child(j.labels()),
-    )
-    .watches(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        with_export,
-        move |c: PersistentVolumeClaim| of_child(c.labels()),
-    )
-    .shutdown_on_signal()
-    .run(airlock::reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            warn!(error = %e, "export controller");
-        }
-    })
+    let reviewed = |r: &Review| r.spec.export.clone();
+    airlock_controller::<Export, _, _>(client, EXPORT_LABEL, reviewed, airlock::reconcile, ctx)
 }
 
 /// The imports' controller: Imports, woken by their Reviews and by the Jobs
 /// and claims made for them (labelled with the import and its scenario).
 fn import_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Future<Output = ()> {
-    use crate::api::Import;
     use crate::workspace::import::IMPORT_LABEL;
-    let of_child = |l: &std::collections::BTreeMap<String, String>| {
-        let import = l.get(IMPORT_LABEL)?;
+    let reviewed = |r: &Review| r.spec.import.clone();
+    airlock_controller::<crate::api::Import, _, _>(
+        client,
+        IMPORT_LABEL,
+        reviewed,
+        import::reconcile,
+        ctx,
+    )
+}
+
+/// A controller of `R` (an Export or an Import), woken by the Reviews of it
+/// (`reviewed` names what a Review is of) and by the Jobs and claims made
+/// for it (labelled `label` = its name, with its scenario).
+fn airlock_controller<R, F, Fut>(
+    client: &Client,
+    label: &'static str,
+    reviewed: fn(&Review) -> Option<String>,
+    reconcile: F,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()>
+where
+    R: airlock::Request,
+    F: FnMut(Arc<R>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let of_child = move |l: &std::collections::BTreeMap<String, String>| {
+        let name = l.get(label)?;
         let scenario = l.get(labels::SCENARIO)?;
         let ns = format!("{}{scenario}", crate::api::scenario::NAMESPACE_PREFIX);
-        Some(ObjectRef::<Import>::new(import).within(&ns))
+        Some(ObjectRef::<R>::new(name).within(&ns))
     };
-    let with_import = watcher::Config::default().labels(IMPORT_LABEL);
-    Controller::new(
-        Api::<Import>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Review>::all(client.clone()),
-        watcher::Config::default(),
-        |r: Review| {
-            let ns = r.namespace()?;
-            Some(ObjectRef::<Import>::new(r.spec.import.as_deref()?).within(&ns))
-        },
-    )
-    .watches(
-        Api::<Job>::all(client.clone()),
-        with_import.clone(),
-        move |j: Job| of_child(j.labels()),
-    )
-    .watches(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        with_import,
-        move |c: PersistentVolumeClaim| of_child(c.labels()),
-    )
-    .shutdown_on_signal()
-    .run(import::reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            warn!(error = %e, "import controller");
-        }
-    })
+    let children = watcher::Config::default().labels(label);
+    let kind = R::kind(&()).into_owned();
+    Controller::new(Api::<R>::all(client.clone()), watcher::Config::default())
+        .watches(
+            Api::<Review>::all(client.clone()),
+            watcher::Config::default(),
+            move |r: Review| {
+                let ns = r.namespace()?;
+                Some(ObjectRef::<R>::new(&reviewed(&r)?).within(&ns))
+            },
+        )
+        .watches(
+            Api::<Job>::all(client.clone()),
+            children.clone(),
+            move |j: Job| of_child(j.labels()),
+        )
+        .watches(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            children,
+            move |c: PersistentVolumeClaim| of_child(c.labels()),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(move |result| {
+            if let Err(e) = result {
+                warn!(error = %e, kind = %kind, "airlock controller");
+            }
+            futures::future::ready(())
+        })
 }
 
 /// Datasets have no reconciler: their creation, each new generation and

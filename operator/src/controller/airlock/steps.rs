@@ -398,32 +398,37 @@ pub(super) async fn review(
         )));
     };
     open_for_review(ctx, export, w, &authorization).await?;
+    let name = export.name_any();
+    let asked = (Subject::Export(&name), export.spec.requester.as_str());
+    tally_reviews(ctx, export, w, &authorization, asked, status).await
+}
+
+/// The reviews of `subject` (asked for by `asked.1`) tallied: the counted
+/// ones recorded once each; Approved, Rejected or Returned when they say so.
+pub(crate) async fn tally_reviews<R: super::Request>(
+    ctx: &Context,
+    object: &R,
+    w: &Workspace,
+    authorization: &Authorization,
+    asked: (Subject<'_>, &str),
+    status: &mut ExportStatus,
+) -> Result<Outcome, Error> {
     let reviews = Api::<Review>::namespaced(ctx.client.clone(), &w.id.namespace)
         .list(&ListParams::default())
         .await?;
     let excluded = Excluded {
-        requester: &export.spec.requester,
+        requester: asked.1,
         members: &authorization.spec.members,
         reviewers: &authorization.spec.review.reviewers,
     };
     let required = status.approvals_required.unwrap_or(1).max(1) as usize;
-    let (counted, tally) = builders::tally(
-        Subject::Export(&export.name_any()),
-        &reviews.items,
-        &excluded,
-        required,
-    );
+    let (counted, tally) = builders::tally(asked.0, &reviews.items, &excluded, required);
     let drafts: Vec<_> = counted
         .iter()
         .filter(|r| !status.reviews.contains(r))
         .map(|r| {
-            draft(
-                export,
-                w,
-                Audit::Reviewed,
-                &r.reviewer,
-                json!({"review": r.name, "decision": r.decision}),
-            )
+            let after = json!({"review": r.name, "decision": r.decision});
+            draft(object, w, Audit::Reviewed, &r.reviewer, after)
         })
         .collect();
     status.reviews = counted;
@@ -433,6 +438,10 @@ pub(super) async fn review(
             w.id.authorization
         ));
     }
+    let what = match asked.0 {
+        Subject::Export(_) => "export",
+        Subject::Import(_) => "import",
+    };
     let (phase, message) = match tally {
         Tally::Waiting { approvals } => {
             status.approvals = Some(approvals as i32);
@@ -449,7 +458,7 @@ pub(super) async fn review(
         Tally::Returned(r) => (
             ExportPhase::Returned,
             format!(
-                "returned by {}: change the files and submit a new export",
+                "returned by {}: change the files and submit a new {what}",
                 r.reviewer
             ),
         ),

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -12,20 +11,18 @@ use super::{review_key, uid};
 use crate::api::airlock::{ExportPhase, ExportStatus, ReleasedCopy, SealedCopy, Subject};
 use crate::api::import::IMPORT_NAMESPACE;
 use crate::api::scenario::WorkspaceMode;
-use crate::api::{Import, Review, Time};
+use crate::api::{Import, Time};
 use crate::audit::Action as Audit;
 use crate::audit::record::OPERATOR_ACTOR;
-use crate::controller::airlock::steps::{authorization, finished, open_review};
+use crate::controller::airlock::steps::{authorization, finished, open_review, tally_reviews};
 use crate::controller::airlock::{Outcome, Workspace, draft};
 use crate::controller::handover::{Moved, move_volume};
 use crate::controller::kube_ops::{apply, delete_if_owned, free_or_owned};
 use crate::controller::{Context, Error};
-use crate::workspace::airlock::{self as builders, Excluded, Tally, seal_name};
+use crate::workspace::airlock::{self as builders, seal_name};
 use crate::workspace::data::claim_for_volume;
 use crate::workspace::import::{self as import_builders, claim_name, mount_path};
 
-/// Reviews wake the import when made; this is only a safety net.
-const WAITING_FOR_REVIEWS: Duration = Duration::from_secs(300);
 /// A volume move's next step comes when the target claim binds.
 const MOVING: Duration = Duration::from_secs(3);
 
@@ -193,50 +190,9 @@ pub(super) async fn review(
         )));
     };
     open_review(ctx, &review_key(import), &import.spec.requester, w, &a).await?;
-    let reviews = Api::<Review>::namespaced(ctx.client.clone(), &w.id.namespace)
-        .list(&ListParams::default())
-        .await?;
-    let excluded = Excluded {
-        requester: &import.spec.requester,
-        members: &a.spec.members,
-        reviewers: &a.spec.review.reviewers,
-    };
-    let required = status.approvals_required.unwrap_or(1).max(1) as usize;
     let name = import.name_any();
-    let (counted, tally) =
-        builders::tally(Subject::Import(&name), &reviews.items, &excluded, required);
-    let drafts: Vec<_> = counted
-        .iter()
-        .filter(|r| !status.reviews.contains(r))
-        .map(|r| {
-            let after = json!({"review": r.name, "decision": r.decision});
-            draft(import, w, Audit::Reviewed, &r.reviewer, after)
-        })
-        .collect();
-    status.reviews = counted;
-    let (phase, message) = match tally {
-        Tally::Waiting { approvals } => {
-            status.approvals = Some(approvals as i32);
-            return Ok(Outcome::Note(drafts, WAITING_FOR_REVIEWS));
-        }
-        Tally::Approved { approvals } => {
-            status.approvals = Some(approvals as i32);
-            (
-                ExportPhase::Approved,
-                format!("approved by {approvals} reviewers"),
-            )
-        }
-        Tally::Rejected(r) => (ExportPhase::Rejected, format!("rejected by {}", r.reviewer)),
-        Tally::Returned(r) => (
-            ExportPhase::Returned,
-            format!(
-                "returned by {}: change the files and submit a new import",
-                r.reviewer
-            ),
-        ),
-    };
-    status.message = Some(message);
-    Ok(Outcome::Advance(phase, drafts))
+    let asked = (Subject::Import(&name), import.spec.requester.as_str());
+    tally_reviews(ctx, import, w, &a, asked, status).await
 }
 
 /// Approved: the sealed volume moves into the workspace as claim
