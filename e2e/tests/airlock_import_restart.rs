@@ -6,9 +6,6 @@
 //!
 //! Needs the local control plane and the operator (`make e2e`).
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use anyhow::{Context, Result, ensure};
 use cleanroom::api::airlock::ExportPhase;
 use cleanroom_e2e::harness::wait_for;
@@ -25,16 +22,7 @@ async fn a_crash_between_the_hand_over_record_and_its_status_loses_and_duplicate
 -> Result<()> {
     let _comes_back = OperatorComesBack;
     // This operator exits right after it appends a `released` record.
-    let out = Command::new(repo_root().join("e2e/scripts/operator.sh"))
-        .arg("restart")
-        .env("CLEANROOM_AUDIT_EXIT_AFTER", "released")
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid = operator_pid().context("no operator pid")?;
+    let pid = operator_exiting_after("released")?;
     with_fixture(|f| async move {
         let authz = reviewed_authorization(&f, 1).await?;
         let name = f
@@ -60,14 +48,7 @@ async fn a_crash_between_the_hand_over_record_and_its_status_loses_and_duplicate
         )
         .await?;
         review_import(CAROL, &ns, &imp, "Approve").await?;
-        let started = Instant::now();
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            ensure!(
-                started.elapsed() < T,
-                "the operator did not stop after the released record"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        stopped(pid, "the released record").await?;
         // Stopped between the two writes: the record, no status.
         let i = wait_import(
             &f.client,

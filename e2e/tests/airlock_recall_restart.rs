@@ -5,9 +5,6 @@
 //!
 //! Needs the local control plane and the operator (`make e2e`).
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use anyhow::{Context, Result, ensure};
 use cleanroom::api::airlock::ExportPhase;
 use cleanroom_e2e::harness::unique_name;
@@ -23,16 +20,7 @@ async fn a_crash_between_the_recall_record_and_its_status_loses_and_duplicates_n
 -> Result<()> {
     let _comes_back = OperatorComesBack;
     // This operator exits right after it appends a `recalled` record.
-    let out = Command::new(repo_root().join("e2e/scripts/operator.sh"))
-        .arg("restart")
-        .env("CLEANROOM_AUDIT_EXIT_AFTER", "recalled")
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid = operator_pid().context("no operator pid")?;
+    let pid = operator_exiting_after("recalled")?;
     with_fixture(|f| async move {
         let authz = reviewed_authorization(&f, 1).await?;
         let name = f
@@ -64,14 +52,7 @@ async fn a_crash_between_the_recall_record_and_its_status_loses_and_duplicates_n
         ensure!(dir.exists(), "not released");
 
         review(DAVE, &ns, &export, DAVE, "Recall").await?;
-        let started = Instant::now();
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            ensure!(
-                started.elapsed() < T,
-                "the operator did not stop after the recalled record"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        stopped(pid, "the recalled record").await?;
         // Stopped between the two writes: the record and the wipe, no status.
         let e = wait_export(&f.client, &ns, &export, "read", |_| true).await?;
         ensure!(

@@ -936,3 +936,31 @@ pub fn operator_pid() -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// Restarts the shared operator as a crash drill: it exits right after it
+/// appends a ledger record with action `action`. Returns its process id.
+pub fn operator_exiting_after(action: &str) -> Result<i32> {
+    let out = std::process::Command::new(repo_root().join("e2e/scripts/operator.sh"))
+        .arg("restart")
+        .env("CLEANROOM_AUDIT_EXIT_AFTER", action)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    operator_pid().context("no operator pid")
+}
+
+/// Waits until the process `pid` (a crash drill's operator) is gone.
+pub async fn stopped(pid: i32, what: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        anyhow::ensure!(
+            started.elapsed() < T,
+            "the operator did not stop after {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

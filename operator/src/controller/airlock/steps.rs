@@ -13,8 +13,8 @@ use super::{Outcome, Workspace, draft};
 use crate::api::airlock::{ExportPhase, ExportStatus, ReleasedCopy, SealedCopy, Subject};
 use crate::api::dataset::{Classification, VAULT_NAMESPACE};
 use crate::api::{Authorization, DataRequest, Dataset, Export, Review, Time};
-use crate::audit::Action as Audit;
 use crate::audit::record::OPERATOR_ACTOR;
+use crate::audit::{Action as Audit, Draft};
 use crate::controller::handover::{Moved, move_volume};
 use crate::controller::kube_ops::{
     JobOutcome, apply, delete_if_owned, free_or_owned, job_outcome, termination_message,
@@ -308,19 +308,11 @@ pub(super) async fn check(
         Ok(message) => message,
         Err(outcome) => return Ok(outcome),
     };
-    let summary = match builders::scan_summary(&message) {
-        Ok(s) => s,
-        Err(e) => return Ok(Outcome::Fail(format!("the checks: {e}"))),
+    let blocked = "an automatic check failed: never releasable; withdraw it (delete)";
+    let record = match checked(export, w, (&message, &manifest), status, blocked) {
+        Ok(record) => record,
+        Err(outcome) => return Ok(outcome),
     };
-    let blocked = summary.verdict == "fail";
-    let after = json!({"phase": if blocked { "Blocked" } else { "InReview" }, "manifestSha256": manifest, "scan": summary});
-    let record = draft(export, w, Audit::Checked, OPERATOR_ACTOR, after);
-    status.scan = Some(summary);
-    if blocked {
-        status.message =
-            Some("an automatic check failed: never releasable; withdraw it (delete)".into());
-        return Ok(Outcome::Advance(ExportPhase::Blocked, vec![record]));
-    }
     // A dataset gone from the catalogue counts as important: the stricter default.
     let important = datasets.iter().any(|(d, _)| {
         !matches!(
@@ -336,6 +328,30 @@ pub(super) async fn check(
         open_for_review(ctx, export, w, a).await?;
     }
     Ok(Outcome::Advance(ExportPhase::InReview, vec![record]))
+}
+
+/// What a finished scan said, as `message`, about the copy sealed with
+/// `manifest`: the summary goes into status with its `checked` record; a
+/// failed check is `Blocked` (with `blocked` as the message) and an
+/// unreadable report `Failed`.
+pub(crate) fn checked<R: super::Request>(
+    object: &R,
+    w: &Workspace,
+    (message, manifest): (&str, &str),
+    status: &mut ExportStatus,
+    blocked: &str,
+) -> Result<Draft, Outcome> {
+    let summary =
+        builders::scan_summary(message).map_err(|e| Outcome::Fail(format!("the checks: {e}")))?;
+    let failed = summary.verdict == "fail";
+    let after = json!({"phase": if failed { "Blocked" } else { "InReview" }, "manifestSha256": manifest, "scan": summary});
+    let record = draft(object, w, Audit::Checked, OPERATOR_ACTOR, after);
+    status.scan = Some(summary);
+    if failed {
+        status.message = Some(blocked.into());
+        return Err(Outcome::Advance(ExportPhase::Blocked, vec![record]));
+    }
+    Ok(record)
 }
 
 /// `Blocked` when the sealed copy holds recalled content (see

@@ -14,7 +14,9 @@ use crate::api::scenario::WorkspaceMode;
 use crate::api::{Import, Time};
 use crate::audit::Action as Audit;
 use crate::audit::record::OPERATOR_ACTOR;
-use crate::controller::airlock::steps::{authorization, finished, open_review, tally_reviews};
+use crate::controller::airlock::steps::{
+    authorization, checked, finished, open_review, tally_reviews,
+};
 use crate::controller::airlock::{Outcome, Workspace, draft};
 use crate::controller::handover::{Moved, move_volume};
 use crate::controller::kube_ops::{apply, delete_if_owned, free_or_owned};
@@ -148,19 +150,11 @@ pub(super) async fn check(
         Ok(message) => message,
         Err(outcome) => return Ok(outcome),
     };
-    let summary = match builders::scan_summary(&message) {
-        Ok(s) => s,
-        Err(e) => return Ok(Outcome::Fail(format!("the checks: {e}"))),
+    let blocked = "an automatic check failed: it never enters; withdraw it (delete)";
+    let record = match checked(import, w, (&message, &manifest), status, blocked) {
+        Ok(record) => record,
+        Err(outcome) => return Ok(outcome),
     };
-    let blocked = summary.verdict == "fail";
-    let after = json!({"phase": if blocked { "Blocked" } else { "InReview" }, "manifestSha256": manifest, "scan": summary});
-    let record = draft(import, w, Audit::Checked, OPERATOR_ACTOR, after);
-    status.scan = Some(summary);
-    if blocked {
-        status.message =
-            Some("an automatic check failed: it never enters; withdraw it (delete)".into());
-        return Ok(Outcome::Advance(ExportPhase::Blocked, vec![record]));
-    }
     let Some(a) = authorization(ctx, w).await? else {
         return Ok(Outcome::Fail(format!(
             "authorization {} is gone",
