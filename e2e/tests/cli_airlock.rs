@@ -519,3 +519,126 @@ fn the_report_lists_the_export(authz: &str, scenario: &str, export: &str) -> Res
     );
     Ok(())
 }
+
+/// `import create`, `review approve --import`, `import show` and the
+/// report, as the people who use them: the requester is the caller, the
+/// reviewer's approval mounts it, and the report names supplier and basis.
+#[tokio::test]
+async fn import_verbs_take_staged_data_through_review_into_the_workspace() -> Result<()> {
+    use cleanroom::api::Import;
+    use common::import::{DAILY, stage, unstage, wait_import};
+    with_fixture(|fx| async move {
+        let (authz, scenario) = workspace_with_a_table(&fx).await?;
+        let staged = stage(&fx.client, Some(&scenario), &[("daily.csv", DAILY)]).await?;
+        let imp = unique_name("rain");
+        let created = json_of(&ok_as(
+            ALICE,
+            &[
+                "import",
+                "create",
+                &imp,
+                "--scenario",
+                &scenario,
+                "--supplier",
+                "Provincial Meteorological Bureau",
+                "--legal-basis",
+                "contract:PMB-2026-041",
+                "--staging-claim",
+                &staged,
+                "--file",
+                "daily.csv:day=date,rain_mm=decimal",
+                "--purpose",
+                "rainfall beside the care visits",
+                "-o",
+                "json",
+            ],
+        )?)?;
+        ensure!(created["requester"] == ALICE, "{created}");
+        let ns = namespace_of(&scenario);
+        wait_import(&fx.client, &ns, &imp, &[ExportPhase::InReview]).await?;
+        // A member (not a reviewer: no role to review) cannot approve; the listed reviewer can.
+        let refused = refused_as(
+            BOB,
+            &[
+                "review",
+                "approve",
+                "--import",
+                &imp,
+                "--scenario",
+                &scenario,
+            ],
+            1,
+        )?;
+        ensure!(refused.contains("forbidden"), "{refused}");
+        ok_as(
+            CAROL,
+            &[
+                "review",
+                "approve",
+                "--import",
+                &imp,
+                "--scenario",
+                &scenario,
+                "--comment",
+                "contract checked",
+            ],
+        )?;
+        let i: Import = wait_import(
+            &fx.client,
+            &ns,
+            &imp,
+            &[ExportPhase::Released, ExportPhase::Failed],
+        )
+        .await?;
+        ensure!(
+            i.status.as_ref().and_then(|s| s.phase) == Some(ExportPhase::Released),
+            "{:?}",
+            i.status
+        );
+        let shown = json_of(&ok_as(
+            ALICE,
+            &[
+                "import",
+                "show",
+                &imp,
+                "--scenario",
+                &scenario,
+                "-o",
+                "json",
+            ],
+        )?)?;
+        ensure!(
+            shown.to_string().contains(&format!("/imports/{imp}")),
+            "{shown}"
+        );
+
+        let since = common::rfc3339(common::seconds_from_now(-3600)?);
+        let out = common::run_cleanroom(&["report", "--since", &since, "-o", "json"])?;
+        ensure!(out.status.success(), "{}", text(&out.stderr));
+        let report = json_of(&text(&out.stdout))?;
+        let line = report["authorizations"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["name"] == authz.as_str()))
+            .and_then(|a| {
+                a["imports"]
+                    .as_array()?
+                    .iter()
+                    .find(|i| i["name"] == format!("{ns}/{imp}"))
+                    .cloned()
+            })
+            .with_context(|| format!("{imp} not in {report}"))?;
+        ensure!(
+            line.to_string()
+                .contains("Provincial Meteorological Bureau")
+                && line.to_string().contains("PMB-2026-041"),
+            "{line}"
+        );
+        ensure!(
+            line["requester"] == ALICE && line["phase"] == "Released",
+            "{line}"
+        );
+        unstage(&fx.client, &staged).await;
+        Ok(())
+    })
+    .await
+}
