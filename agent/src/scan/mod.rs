@@ -266,6 +266,9 @@ fn media_file(
         text::check_text(checks, Position::part(i as u64 + 1), text, matcher.as_ref());
     }
     f.rows = Some(found.texts.len() as u64);
+    if let Some(reason) = &found.over_limit {
+        checks.note("inflate-limit", Verdict::Fail, reason.clone());
+    }
     checks.note(
         "unchecked-content",
         Verdict::Review,
