@@ -255,6 +255,51 @@ pub fn find(s: &str) -> Option<Kind> {
     None
 }
 
+/// Whether [`find`] finds nothing in any value lying within `bytes` (a
+/// whole record, say): `bytes` holds no ASCII capital letter or `@`, and
+/// no run of 11 ASCII digits. Every identifier needs one of these: an
+/// e-mail its `@`, a plate its capital; without a capital, a resident ID
+/// or credit code needs 17 digits in a row, a mobile 11, a bank card 13.
+/// Eight bytes at a time, in the lanes of a `u64`.
+pub fn none_within(bytes: &[u8]) -> bool {
+    // Digit bits of the last eight bytes read, and of the eight before.
+    let mut window = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w: [u8; 8] = w.try_into().unwrap_or_default();
+        if !none_within_word(u64::from_le_bytes(w), &mut window) {
+            return false;
+        }
+    }
+    let mut last = [0u8; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    none_within_word(u64::from_le_bytes(last), &mut window)
+}
+
+/// One word of [`none_within`]: `false` on a capital or `@`, or when the
+/// window (this word's digits after the previous word's) holds 11 in a row.
+#[inline]
+fn none_within_word(x: u64, window: &mut u64) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let splat = |b: u8| u64::from_le_bytes([b; 8]);
+    let ascii = !x & HIGH;
+    let y = x | HIGH;
+    // The high bit of each lane: set when (its byte & 0x7f) >= b; no
+    // borrow crosses lanes, as every lane of `y` is at least 0x80.
+    let at_least = |b: u8| y.wrapping_sub(splat(b)) & HIGH;
+    // `@` (0x40) and A-Z (0x41-0x5a) are one range.
+    if ascii & at_least(b'@') & !at_least(b'Z' + 1) != 0 {
+        return false;
+    }
+    let digit = ascii & at_least(b'0') & !at_least(b'9' + 1);
+    // Byte i's digit flag to bit i (every product term lands on its own bit).
+    let bits = ((digit >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+    *window = (*window >> 8) | (bits << 56);
+    let w = *window;
+    let run = (1..11).fold(w, |run, s| run & (w >> s));
+    run == 0
+}
+
 /// How many ASCII digits `b` holds, and whether it holds a capital or `@`:
 /// one branch-free pass, 16 bytes at a time in byte-wide vector lanes.
 fn digits_and_marks(b: &[u8]) -> (usize, bool) {
@@ -344,6 +389,33 @@ fn find_in_run(run: &str) -> Option<Kind> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// [`none_within`] as written in its doc, byte by byte.
+    fn none_within_by_definition(b: &[u8]) -> bool {
+        let marked = b.iter().any(|c| c.is_ascii_uppercase() || *c == b'@');
+        let long_run = b.split(|c| !c.is_ascii_digit()).any(|run| run.len() >= 11);
+        !marked && !long_run
+    }
+
+    #[test]
+    fn none_within_rows() {
+        assert!(none_within("南山街道,20-29,2024-03,12345.67,无".as_bytes()));
+        assert!(none_within(b"p_0123456789abcdef"));
+        assert!(none_within(b""));
+        assert!(!none_within(b"a,b,13812345678"));
+        assert!(!none_within(b"x@y"));
+        assert!(!none_within("京A12345".as_bytes()));
+        // 10 and 11 digits in a row at every offset, across words.
+        for at in 0..24 {
+            let mut b = vec![b'-'; at];
+            b.extend_from_slice(b"1234567890");
+            assert!(none_within(&b), "{at}");
+            b.push(b'1');
+            assert!(!none_within(&b), "{at}");
+            b.extend_from_slice(b",xy");
+            assert!(!none_within(&b), "{at}");
+        }
+    }
 
     // Check characters computed by hand with the GB 11643 weights.
     #[test]
@@ -473,6 +545,26 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn none_within_is_its_definition(b in proptest::collection::vec(
+            prop_oneof![
+                Just(b'1'), Just(b','), Just(b'@'), Just(b'Z'), Just(b'['),
+                Just(b'/'), Just(b':'), Just(b'?'), Just(0xb0u8), Just(0xc1u8),
+                Just(0xdau8), any::<u8>(),
+            ], 0..80)) {
+            prop_assert_eq!(none_within(&b), none_within_by_definition(&b));
+        }
+
+        /// Nothing is found in the values of a record found empty.
+        #[test]
+        fn none_within_means_nothing_found(s in "[0-9a-z.,:_\\-张三京 ]{0,60}") {
+            if none_within(s.as_bytes()) {
+                for v in s.split(',') {
+                    prop_assert_eq!(find(v), None, "{:?}", v);
+                }
+            }
+        }
 
         // Changing one digit of a valid ID always breaks the check.
         #[test]

@@ -350,7 +350,9 @@ fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), St
     scan.header(&head.names);
     let keep = scan.keeps_cells();
     let matcher = scan.matcher.take();
-    let prepare = |cells: &[Option<&str>]| Findings::of(matcher.as_ref(), keep, cells);
+    let prepare = |cells: &[Option<&str>], record: Option<&[u8]>| {
+        Findings::of(matcher.as_ref(), keep, cells, record)
+    };
     records::read_parallel(
         path,
         t,
@@ -376,7 +378,15 @@ pub struct Findings {
 }
 
 impl Findings {
-    fn of(matcher: Option<&Matcher>, keep: bool, cells: &[Option<&str>]) -> Findings {
+    /// `record`: bytes holding every value (a CSV record), checked whole
+    /// first: when no value in it can hold an identifier or a pseudonym,
+    /// the per-value shape checks are skipped.
+    fn of(
+        matcher: Option<&Matcher>,
+        keep: bool,
+        cells: &[Option<&str>],
+        record: Option<&[u8]>,
+    ) -> Findings {
         let mut found = Vec::new();
         let mut hits = Vec::new();
         // The raw-value look-ups miss the cache: ask for every value's
@@ -387,10 +397,12 @@ impl Findings {
                 *slot = v.and_then(|v| m.prefetch(v));
             }
         }
-        for (c, v) in cells.iter().enumerate() {
-            if let Some(v) = v {
-                identifiers::shape_hits(v, &mut found);
-                hits.extend(found.drain(..).map(|h| (c, h)));
+        if !record.is_some_and(identifiers::quiet) {
+            for (c, v) in cells.iter().enumerate() {
+                if let Some(v) = v {
+                    identifiers::shape_hits(v, &mut found);
+                    hits.extend(found.drain(..).map(|h| (c, h)));
+                }
             }
         }
         if let Some(m) = matcher {
@@ -566,7 +578,7 @@ impl Visitor for FileScan<'_> {
     }
 
     fn row(&mut self, _row: u64, _line: u64, cells: &[Option<&str>]) {
-        let found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells);
+        let found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells, None);
         self.apply(found);
     }
 
