@@ -260,44 +260,78 @@ pub fn find(s: &str) -> Option<Kind> {
 /// no run of 11 ASCII digits. Every identifier needs one of these: an
 /// e-mail its `@`, a plate its capital; without a capital, a resident ID
 /// or credit code needs 17 digits in a row, a mobile 11, a bank card 13.
-/// Eight bytes at a time, in the lanes of a `u64`.
+/// Sixteen bytes at a time.
 pub fn none_within(bytes: &[u8]) -> bool {
-    // Digit bits of the last eight bytes read, and of the eight before.
+    // Digit flags of the bytes read so far, the newest in the top bits.
     let mut window = 0u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let w: [u8; 8] = w.try_into().unwrap_or_default();
-        if !none_within_word(u64::from_le_bytes(w), &mut window) {
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        let block: &[u8; 16] = block.try_into().unwrap_or(&[0; 16]);
+        if !none_within_block(block, &mut window) {
             return false;
         }
     }
-    let mut last = [0u8; 8];
-    last[..words.remainder().len()].copy_from_slice(words.remainder());
-    none_within_word(u64::from_le_bytes(last), &mut window)
+    let mut last = [0u8; 16];
+    last[..blocks.remainder().len()].copy_from_slice(blocks.remainder());
+    none_within_block(&last, &mut window)
 }
 
-/// One word of [`none_within`]: `false` on a capital or `@`, or when the
-/// window (this word's digits after the previous word's) holds 11 in a row.
+/// One block of [`none_within`]: `false` on a capital or `@`, or when its
+/// digits after the previous blocks' make 11 in a row.
 #[inline]
-fn none_within_word(x: u64, window: &mut u64) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let splat = |b: u8| u64::from_le_bytes([b; 8]);
-    let ascii = !x & HIGH;
-    let y = x | HIGH;
-    // The high bit of each lane: set when (its byte & 0x7f) >= b; no
-    // borrow crosses lanes, as every lane of `y` is at least 0x80.
-    let at_least = |b: u8| y.wrapping_sub(splat(b)) & HIGH;
-    // `@` (0x40) and A-Z (0x41-0x5a) are one range.
-    if ascii & at_least(b'@') & !at_least(b'Z' + 1) != 0 {
+fn none_within_block(block: &[u8; 16], window: &mut u64) -> bool {
+    let (marks, digits) = classify16(block);
+    if marks != 0 {
         return false;
     }
-    let digit = ascii & at_least(b'0') & !at_least(b'9' + 1);
-    // Byte i's digit flag to bit i (every product term lands on its own bit).
-    let bits = ((digit >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
-    *window = (*window >> 8) | (bits << 56);
-    let w = *window;
-    let run = (1..11).fold(w, |run, s| run & (w >> s));
-    run == 0
+    if digits == 0 {
+        // A run of 11 ending before this block was seen before it.
+        *window = 0;
+        return true;
+    }
+    let w = (*window >> 16) | (u64::from(digits) << 48);
+    *window = w;
+    // Bit p of `r8`: bits p to p + 7 all set; of `r11`: p to p + 10.
+    let r2 = w & (w >> 1);
+    let r4 = r2 & (r2 >> 2);
+    let r8 = r4 & (r4 >> 4);
+    r8 & (r8 >> 3) == 0
+}
+
+/// Bit i of each mask: byte i is a capital or `@`; byte i is a digit.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn classify16(block: &[u8; 16]) -> (u16, u16) {
+    use std::arch::x86_64::{
+        _mm_add_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of every x86_64 target; the load reads the 16
+    // bytes of `block`, unaligned.
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast());
+        // c in [lo, lo + n) exactly when c - lo + 128 (wrapping) is below
+        // n - 128 as a signed byte.
+        let within = |lo: u8, n: u8| {
+            let shifted = _mm_add_epi8(v, _mm_set1_epi8(128u8.wrapping_sub(lo) as i8));
+            _mm_movemask_epi8(_mm_cmplt_epi8(
+                shifted,
+                _mm_set1_epi8(n.wrapping_sub(128) as i8),
+            )) as u16
+        };
+        // `@` (0x40) and A-Z (0x41-0x5a) are one range.
+        (within(b'@', 27), within(b'0', 10))
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn classify16(block: &[u8; 16]) -> (u16, u16) {
+    block.iter().enumerate().fold((0, 0), |(m, d), (i, &c)| {
+        (
+            m | u16::from(c.wrapping_sub(b'@') < 27) << i,
+            d | u16::from(c.wrapping_sub(b'0') < 10) << i,
+        )
+    })
 }
 
 /// How many ASCII digits `b` holds, and whether it holds a capital or `@`:
