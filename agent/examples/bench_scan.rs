@@ -7,7 +7,9 @@
 //! Generates into `DIR`: a raw dataset of 1 M rows of Chinese personal
 //! data with its plan; an export holding one `MB`-megabyte CSV (default
 //! 1024) of the kind an analyst writes (street, age band, month, income,
-//! free text; in one row in 100 000 the text is a raw name); an export of 1 M
+//! free text; in one row in 100 000 the text is a raw name); the same
+//! product as Parquet (snappy, row groups of 1 Mi rows, as pyarrow writes
+//! it; its MB/s are counted in the CSV's megabytes, the same data); an export of 1 M
 //! microdata rows with 4 quasi-identifiers; and a contributor table of
 //! 200 000 rows (`table/files/contrib.csv`, also read by
 //! e2e/bench/tables_acro.py). Each step runs in a child process so its
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use cleanroom_agent::sample::SplitMix64;
 use cleanroom_agent::scan::{self, policy::Policy, raw::RawSpec};
 use sha2::{Digest, Sha256};
@@ -147,6 +150,63 @@ fn generate_product(path: &Path, mb: u64) -> std::io::Result<u64> {
     Ok(rows)
 }
 
+/// The product again as Parquet: the CSV's rows, its income a double.
+fn product_parquet(csv: &Path, out: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(
+        ["街道", "年龄段", "月份", "收入", "备注"]
+            .iter()
+            .map(|n| {
+                let t = if *n == "收入" {
+                    arrow_schema::DataType::Float64
+                } else {
+                    arrow_schema::DataType::Utf8
+                };
+                arrow_schema::Field::new(*n, t, false)
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let file = File::create(out).map_err(|x| e(&x))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .map_err(|x| e(&x))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, File::open(csv).map_err(|x| e(&x))?);
+    let mut cols: [Vec<String>; 5] = Default::default();
+    let flush = |cols: &mut [Vec<String>; 5],
+                 w: &mut parquet::arrow::ArrowWriter<File>|
+     -> Result<(), String> {
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for (i, c) in cols.iter_mut().enumerate() {
+            let c = std::mem::take(c);
+            arrays.push(if i == 3 {
+                let v: Vec<f64> = c.iter().map(|x| x.parse().unwrap_or(0.0)).collect();
+                std::sync::Arc::new(Float64Array::from(v))
+            } else {
+                std::sync::Arc::new(StringArray::from(c))
+            });
+        }
+        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|x| e(&x))?;
+        w.write(&batch).map_err(|x| e(&x))
+    };
+    for line in reader.lines().skip(1) {
+        let line = line.map_err(|x| e(&x))?;
+        for (c, v) in cols.iter_mut().zip(line.split(',')) {
+            c.push(v.to_string());
+        }
+        if cols[0].len() == 65536 {
+            flush(&mut cols, &mut w)?;
+        }
+    }
+    if !cols[0].is_empty() {
+        flush(&mut cols, &mut w)?;
+    }
+    w.close().map_err(|x| e(&x))?;
+    Ok(())
+}
+
 fn sha256(path: &Path) -> std::io::Result<String> {
     let mut f = File::open(path)?;
     let mut sha = Sha256::new();
@@ -182,6 +242,13 @@ fn generate(dir: &Path, mb: u64) -> std::io::Result<u64> {
     let product = export_dir(dir, "product")?;
     let rows = generate_product(&product.join("files/product.csv"), mb)?;
     seal(&product, "product.csv", "Report", "{}")?;
+    let parquet = export_dir(dir, "product-parquet")?;
+    product_parquet(
+        &product.join("files/product.csv"),
+        &parquet.join("files/product.parquet"),
+    )
+    .map_err(std::io::Error::other)?;
+    seal(&parquet, "product.parquet", "Report", "{}")?;
     let micro = export_dir(dir, "micro")?;
     write_rows(
         &micro.join("files/people.csv"),
@@ -242,6 +309,7 @@ fn child(step: &str, dir: &Path) -> Result<(), String> {
     let (export, raw) = match step {
         "raw" => ("none", raw),
         "scan" => ("product", raw),
+        "scan-parquet" => ("product-parquet", raw),
         "kanon" => ("micro", vec![]),
         "table" => ("table", vec![]),
         other => return Err(format!("unknown step {other}")),
@@ -334,8 +402,9 @@ fn main() -> Result<(), String> {
         size_mb(&dir.join("product/files/product.csv")),
     );
     println!(
-        "generated in {:.1} s: raw {raw_mb:.0} MB ({RAW_ROWS} rows), product {product_mb:.0} MB ({rows} rows), on {} threads",
+        "generated in {:.1} s: raw {raw_mb:.0} MB ({RAW_ROWS} rows), product {product_mb:.0} MB ({rows} rows; {:.0} MB as Parquet), on {} threads",
         start.elapsed().as_secs_f64(),
+        size_mb(&dir.join("product-parquet/files/product.parquet")),
         cleanroom_agent::parallel::threads()
     );
     run_child(
@@ -349,6 +418,12 @@ fn main() -> Result<(), String> {
         &dir,
         product_mb,
         "scan of the product against the raw index",
+    )?;
+    run_child(
+        "scan-parquet",
+        &dir,
+        product_mb,
+        "the same product as Parquet (its CSV's MB)",
     )?;
     run_child(
         "kanon",

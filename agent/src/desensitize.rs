@@ -147,6 +147,11 @@ pub trait Sink {
     fn write_encoded(&mut self, _bytes: &[u8]) -> Result<(), String> {
         Err("this format takes rows, not encoded bytes".into())
     }
+    /// The bytes of the row just written, when the sink still holds
+    /// them (a chunk sink): the leak scan checks them whole first.
+    fn last_row(&self) -> Option<&[u8]> {
+        None
+    }
     /// The encoded bytes a chunk sink holds (empty for file sinks).
     fn take_encoded(&mut self) -> Vec<u8> {
         Vec::new()
@@ -259,16 +264,18 @@ impl Engine {
         self.report.rows_in += 1;
         match self.sampler.decide(index) {
             Decision::Write => {
-                self.scan_current();
+                self.sink.write_row(&self.cells)?;
+                // No identifier anywhere in the row written: none in its values.
+                let quiet = self.sink.last_row().is_some_and(recognize::none_within);
+                self.scan_current(quiet);
                 for (j, leak) in self.leaks.iter().enumerate() {
                     self.report.columns[j].leaks += u64::from(*leak);
                 }
                 self.report.rows_out += 1;
-                self.sink.write_row(&self.cells)?;
             }
             Decision::Store(slot) => {
                 // Leaks of a reservoir row count only if it is still there at the end.
-                self.scan_current();
+                self.scan_current(false);
                 self.reservoir
                     .store(slot, index, (self.cells.clone(), self.leaks.clone()));
             }
@@ -277,11 +284,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Which values of the current row leak.
-    fn scan_current(&mut self) {
+    /// Which values of the current row leak; `quiet`: the row is known
+    /// to hold no identifier ([`recognize::none_within`]).
+    fn scan_current(&mut self, quiet: bool) {
         for (j, cell) in self.cells.iter().enumerate() {
             self.leaks[j] = self.inputs_unchanged[j]
-                || self.scanned[j]
+                || !quiet
+                    && self.scanned[j]
                     && cell
                         .as_str()
                         .is_some_and(|s| !s.is_empty() && recognize::find(s).is_some());

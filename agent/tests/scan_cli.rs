@@ -545,6 +545,91 @@ fn png_and_pdf_text_is_checked_and_the_rest_reviewed() {
     );
 }
 
+/// zlib, as PDF's `FlateDecode` and PNG's compressed text are written.
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(data).expect("deflate");
+    z.finish().expect("deflate")
+}
+
+/// A PDF whose one page's content is this `FlateDecode` stream.
+fn flate_pdf(stream: &[u8]) -> Vec<u8> {
+    let mut p = format!(
+        "%PDF-1.5\n1 0 obj << /Title (Rates by district) >> endobj\n\
+         2 0 obj << /Length {} /Filter /FlateDecode >>\nstream\n",
+        stream.len()
+    )
+    .into_bytes();
+    p.extend_from_slice(stream);
+    p.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+    p
+}
+
+#[test]
+fn compressed_pdf_and_png_text_is_inflated_and_checked() {
+    let mut e = Export::new();
+    let id = "11010519491231002X";
+    e.add(
+        "hidden.pdf",
+        "Report",
+        &flate_pdf(&zlib(
+            format!("BT /F1 9 Tf 72 700 Td (ID {id}) Tj ET").as_bytes(),
+        )),
+        None,
+    );
+    e.add(
+        "clean.pdf",
+        "Report",
+        &flate_pdf(&zlib(b"BT /F1 9 Tf 72 700 Td (Rate per 1000: 4.2) Tj ET")),
+        None,
+    );
+    // 65 MiB of zeros from 66 KB: past the 64 MiB cap on what is inflated.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..65 {
+        std::io::Write::write_all(&mut z, &zeros).expect("deflate");
+    }
+    let mut bomb_stream = z.finish().expect("deflate");
+    bomb_stream.extend(zlib(id.as_bytes())); // never reached
+    e.add("bomb.pdf", "Report", &flate_pdf(&bomb_stream), None);
+    let mut ztxt = b"Comment\0\0".to_vec();
+    ztxt.extend(zlib(format!("tel 13812345678 {id}").as_bytes()));
+    e.add("chart.png", "Report", &png(&[(b"zTXt", &ztxt)]), None);
+    let (out, _, full) = e.scan("{}", &[]);
+    assert!(out.status.success());
+    assert_eq!(file(&full, "hidden.pdf")["verdict"], "fail");
+    assert_eq!(
+        check(&full, "hidden.pdf", "identifier")["kinds"],
+        json!(["resident-id"])
+    );
+    // Clean: what is drawn is still not read, so a person reviews it.
+    assert_eq!(file(&full, "clean.pdf")["verdict"], "review");
+    assert!(
+        file(&full, "clean.pdf")["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["name"] == "unchecked-content"))
+    );
+    assert_eq!(file(&full, "bomb.pdf")["verdict"], "fail");
+    let limit = check(&full, "bomb.pdf", "inflate-limit");
+    assert!(
+        limit["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("more than 64 MiB")),
+        "{limit}"
+    );
+    assert_eq!(file(&full, "chart.png")["verdict"], "fail");
+    assert_eq!(
+        check(&full, "chart.png", "identifier")["kinds"],
+        json!(["mobile"])
+    );
+    let text = format!("{full}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !text.contains(id) && !text.contains("13812345678"),
+        "a value leaked"
+    );
+}
+
 #[test]
 fn parquet_tables_get_the_same_checks() {
     let mut e = Export::new();

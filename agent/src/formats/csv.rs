@@ -107,16 +107,25 @@ impl Sink for CsvSink {
 
 /// A worker's sink: the chunk's records, encoded, in memory.
 #[derive(Default)]
-struct ChunkSink(Vec<u8>);
+struct ChunkSink {
+    buf: Vec<u8>,
+    /// Where the last record written starts.
+    last: usize,
+}
 
 impl Sink for ChunkSink {
     fn write_row(&mut self, cells: &[Cell]) -> Result<(), String> {
-        write_record(&mut self.0, cells.iter().map(|c| c.text.as_bytes()));
+        self.last = self.buf.len();
+        write_record(&mut self.buf, cells.iter().map(|c| c.text.as_bytes()));
         Ok(())
     }
 
+    fn last_row(&self) -> Option<&[u8]> {
+        self.buf.get(self.last..)
+    }
+
     fn take_encoded(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.0)
+        std::mem::take(&mut self.buf)
     }
 
     fn finish(self: Box<Self>) -> Result<Out, String> {
@@ -263,7 +272,10 @@ impl CsvReader {
         let hmac = opts.key.as_deref().map(Hmac::new);
         let indexed = Engine::needs_row_index(&opts.plan);
         let work = |seq: usize, chunk: parallel::Chunk| {
-            let sink = Box::new(ChunkSink(Vec::with_capacity(chunk.data.len())));
+            let sink = Box::new(ChunkSink {
+                buf: parallel::buffer(chunk.data.len()),
+                last: 0,
+            });
             // Row-indexed rules need the chunk's first row index: count
             // its records and wait for the chunks before it to have done so.
             let base = if indexed {
@@ -285,7 +297,11 @@ impl CsvReader {
             Ok(e.into_chunk(base))
         };
         let consume = |done: Result<(Vec<u8>, Report), String>| {
-            let merged = done.and_then(|(bytes, report)| engine.merge_chunk(&bytes, report));
+            let merged = done.and_then(|(bytes, report)| {
+                let merged = engine.merge_chunk(&bytes, report);
+                parallel::give_back(bytes);
+                merged
+            });
             if merged.is_err() {
                 bases.abort();
             }

@@ -159,7 +159,7 @@ impl Reader for JsonlReader {
                 0
             };
             let sink = Box::new(ChunkSink {
-                buf: Vec::with_capacity(chunk.data.len()),
+                buf: parallel::buffer(chunk.data.len()),
                 keys: keys.clone(),
             });
             let report = Report {
@@ -175,7 +175,11 @@ impl Reader for JsonlReader {
             Ok(e.into_chunk(base))
         };
         let consume = |done: Result<(Vec<u8>, Report), String>| {
-            let merged = done.and_then(|(bytes, report)| engine.merge_chunk(&bytes, report));
+            let merged = done.and_then(|(bytes, report)| {
+                let merged = engine.merge_chunk(&bytes, report);
+                parallel::give_back(bytes);
+                merged
+            });
             if merged.is_err() {
                 bases.abort();
             }

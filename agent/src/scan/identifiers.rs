@@ -34,6 +34,15 @@ pub fn has_pseudonym(s: &str) -> bool {
     })
 }
 
+/// Whether no value lying within `bytes` (a whole CSV record, say) can
+/// hold an identifier or a pseudonym, so that their per-value checks can
+/// be skipped: no identifier can be found within it
+/// ([`recognize::none_within`]) and it holds no `_` (every pseudonym has
+/// one).
+pub fn quiet(bytes: &[u8]) -> bool {
+    memchr::memchr(b'_', bytes).is_none() && recognize::none_within(bytes)
+}
+
 /// One check that fired on a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
@@ -96,6 +105,63 @@ pub fn check_value(checks: &mut Checks, at: Position, value: &str, raw: Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`quiet`] as written in its doc, byte by byte.
+    fn quiet_by_definition(b: &[u8]) -> bool {
+        let marked = b
+            .iter()
+            .any(|c| c.is_ascii_uppercase() || *c == b'@' || *c == b'_');
+        let long_run = b.split(|c| !c.is_ascii_digit()).any(|run| run.len() >= 11);
+        !marked && !long_run
+    }
+
+    #[test]
+    fn quiet_rows() {
+        assert!(quiet("南山街道,20-29,2024-03,12345.67,无".as_bytes()));
+        assert!(quiet(b""));
+        assert!(!quiet(b"a,b,13812345678"));
+        assert!(!quiet(b"x@y"));
+        assert!(!quiet(b"p_00"));
+        assert!(!quiet("京A12345".as_bytes()));
+        // 10 and 11 digits in a row at every offset, across words.
+        for at in 0..24 {
+            let mut b = vec![b'-'; at];
+            b.extend_from_slice(b"1234567890");
+            assert!(quiet(&b), "{at}");
+            b.push(b'1');
+            assert!(!quiet(&b), "{at}");
+            b.extend_from_slice(b",xy");
+            assert!(!quiet(&b), "{at}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quiet_is_its_definition(b in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::prelude::Just(b'1'), proptest::prelude::Just(b','),
+                proptest::prelude::Just(b'@'), proptest::prelude::Just(b'_'),
+                proptest::prelude::Just(b'Z'), proptest::prelude::Just(b'['),
+                proptest::prelude::Just(b'/'), proptest::prelude::Just(b':'),
+                proptest::prelude::Just(b'?'), proptest::prelude::Just(0xb0u8),
+                proptest::prelude::Just(0xc1u8), proptest::prelude::Just(0xdau8),
+                proptest::prelude::any::<u8>(),
+            ], 0..80)) {
+            proptest::prop_assert_eq!(quiet(&b), quiet_by_definition(&b));
+        }
+
+        /// A quiet row's values fire no shape check.
+        #[test]
+        fn quiet_values_fire_nothing(s in "[0-9a-z.,:\\-张三京 ]{0,60}") {
+            if quiet(s.as_bytes()) {
+                for v in s.split(',') {
+                    let mut out = Vec::new();
+                    shape_hits(v, &mut out);
+                    proptest::prop_assert!(out.is_empty(), "{v:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn pseudonyms_by_shape() {

@@ -284,6 +284,9 @@ fn media_file(
         text::check_text(checks, Position::part(i as u64 + 1), text, matcher.as_ref());
     }
     f.rows = Some(found.texts.len() as u64);
+    if let Some(reason) = &found.over_limit {
+        checks.note("inflate-limit", Verdict::Fail, reason.clone());
+    }
     checks.note(
         "unchecked-content",
         Verdict::Review,
@@ -366,8 +369,8 @@ fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), St
     let keep = scan.keeps_cells();
     let matcher = scan.matcher.take();
     let types = scan.types.take();
-    let prepare = |cells: &[Option<&str>]| {
-        let mut found = Findings::of(matcher.as_ref(), keep, cells);
+    let prepare = |cells: &[Option<&str>], record: Option<&[u8]>| {
+        let mut found = Findings::of(matcher.as_ref(), keep, cells, record);
         if let Some(types) = &types {
             found.misfits = schema::misfits(types, cells);
         }
@@ -400,7 +403,15 @@ pub struct Findings {
 }
 
 impl Findings {
-    fn of(matcher: Option<&Matcher>, keep: bool, cells: &[Option<&str>]) -> Findings {
+    /// `record`: bytes holding every value (a CSV record), checked whole
+    /// first: when no value in it can hold an identifier or a pseudonym,
+    /// the per-value shape checks are skipped.
+    fn of(
+        matcher: Option<&Matcher>,
+        keep: bool,
+        cells: &[Option<&str>],
+        record: Option<&[u8]>,
+    ) -> Findings {
         let mut found = Vec::new();
         let mut hits = Vec::new();
         // The raw-value look-ups miss the cache: ask for every value's
@@ -411,10 +422,12 @@ impl Findings {
                 *slot = v.and_then(|v| m.prefetch(v));
             }
         }
-        for (c, v) in cells.iter().enumerate() {
-            if let Some(v) = v {
-                identifiers::shape_hits(v, &mut found);
-                hits.extend(found.drain(..).map(|h| (c, h)));
+        if !record.is_some_and(identifiers::quiet) {
+            for (c, v) in cells.iter().enumerate() {
+                if let Some(v) = v {
+                    identifiers::shape_hits(v, &mut found);
+                    hits.extend(found.drain(..).map(|h| (c, h)));
+                }
             }
         }
         if let Some(m) = matcher {
@@ -604,7 +617,7 @@ impl Visitor for FileScan<'_> {
     }
 
     fn row(&mut self, _row: u64, _line: u64, cells: &[Option<&str>]) {
-        let mut found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells);
+        let mut found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells, None);
         if let Some(types) = &self.types {
             found.misfits = schema::misfits(types, cells);
         }

@@ -327,7 +327,7 @@ impl<'a> Loader<'a> {
             personal: &personal,
             quasi: &quasi,
         };
-        let prepare = |cells: &[Option<&str>]| hasher.digests(cells);
+        let prepare = |cells: &[Option<&str>], _: Option<&[u8]>| hasher.digests(cells);
         let threads = parallel::threads();
         records::read_parallel(
             &spec.file,

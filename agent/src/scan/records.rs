@@ -38,7 +38,7 @@ pub fn read(path: &Path, t: FileType, v: &mut dyn Visitor) -> Result<(), String>
     let head = header(path, t)?;
     v.header(&head.names);
     let mut row = 0u64;
-    let to_owned = |cells: &[Option<&str>]| -> Vec<Option<String>> {
+    let to_owned = |cells: &[Option<&str>], _: Option<&[u8]>| -> Vec<Option<String>> {
         cells.iter().map(|c| c.map(str::to_string)).collect()
     };
     read_parallel(path, t, &head, 1, &to_owned, &mut |item| match item {
@@ -146,6 +146,11 @@ fn jsonl_header(file: File) -> Result<Header, String> {
     Err("the JSON Lines file holds no object".into())
 }
 
+/// What a worker makes of one row: its values, and for CSV the record's
+/// bytes, within which every value lies (for a check of the whole row
+/// before its values).
+pub type Prepare<'a, P> = dyn Fn(&[Option<&str>], Option<&[u8]>) -> P + Sync + 'a;
+
 /// A row (its line and what `prepare` made of its cells), or a malformed one.
 pub enum Item<P> {
     Row(u64, P),
@@ -160,7 +165,7 @@ pub fn read_parallel<P: Send>(
     t: FileType,
     head: &Header,
     threads: usize,
-    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+    prepare: &Prepare<'_, P>,
     consume: &mut dyn FnMut(Item<P>),
 ) -> Result<(), String> {
     if t == FileType::Parquet {
@@ -185,11 +190,7 @@ pub fn read_parallel<P: Send>(
     })
 }
 
-fn csv_chunk<P>(
-    chunk: &Chunk,
-    ncols: usize,
-    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
-) -> Vec<Item<P>> {
+fn csv_chunk<P>(chunk: &Chunk, ncols: usize, prepare: &Prepare<'_, P>) -> Vec<Item<P>> {
     let mut items = Vec::new();
     let mut spare: Vec<Option<&str>> = Vec::with_capacity(ncols);
     let read = split::records(&chunk.data, |line, record| {
@@ -207,7 +208,7 @@ fn csv_chunk<P>(
         cells.extend(
             (0..record.len()).map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty())),
         );
-        items.push(Item::Row(line, prepare(&cells)));
+        items.push(Item::Row(line, prepare(&cells, Some(text.as_bytes()))));
         spare = recycle(cells);
         Ok(())
     });
@@ -223,11 +224,7 @@ fn recycle<'b>(mut v: Vec<Option<&str>>) -> Vec<Option<&'b str>> {
     v.into_iter().map(|_| None).collect()
 }
 
-fn jsonl_chunk<P>(
-    chunk: &Chunk,
-    names: &[String],
-    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
-) -> Vec<Item<P>> {
+fn jsonl_chunk<P>(chunk: &Chunk, names: &[String], prepare: &Prepare<'_, P>) -> Vec<Item<P>> {
     let mut items = Vec::new();
     let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
     for (i, bytes) in chunk.data.split(|b| *b == b'\n').enumerate() {
@@ -263,7 +260,7 @@ fn jsonl_chunk<P>(
             .iter()
             .map(|t| t.as_deref().filter(|s| !s.is_empty()))
             .collect();
-        items.push(Item::Row(line, prepare(&cells)));
+        items.push(Item::Row(line, prepare(&cells, None)));
     }
     items
 }
@@ -273,7 +270,7 @@ fn parquet_parallel<P: Send>(
     path: &Path,
     head: &Header,
     threads: usize,
-    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+    prepare: &Prepare<'_, P>,
     consume: &mut dyn FnMut(Item<P>),
 ) -> Result<(), String> {
     // Where each row group's rows start: known from the footer.
@@ -305,7 +302,7 @@ fn row_group<P>(
     g: usize,
     first: u64,
     names: &[String],
-    prepare: &(dyn Fn(&[Option<&str>]) -> P + Sync),
+    prepare: &Prepare<'_, P>,
 ) -> Result<Vec<Item<P>>, String> {
     // Each worker opens the file: clones of one share its offset.
     let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
@@ -332,7 +329,7 @@ fn row_group<P>(
                     .filter(|s| !s.is_empty())
             }));
             row += 1;
-            items.push(Item::Row(row, prepare(&cells)));
+            items.push(Item::Row(row, prepare(&cells, None)));
         }
     }
     Ok(items)
