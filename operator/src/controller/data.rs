@@ -24,7 +24,6 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
 use kube::api::PostParams;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
@@ -34,7 +33,7 @@ use super::kube_ops::{
 };
 use super::{Context, Error};
 use crate::api::dataset::VAULT_NAMESPACE;
-use crate::api::{DataRequest, Dataset, PreparedData, Scenario, Time};
+use crate::api::{DataRequest, PreparedData, Scenario, Time};
 use crate::workspace::Identity;
 use crate::workspace::data::{
     KEY_BYTES, data_claim_name, key_name, key_secret, output_claim, plan_config_map,
@@ -127,8 +126,9 @@ async fn run(
 ) -> Result<Step, Error> {
     let d = request.dataset.as_str();
     let client = &ctx.client;
-    // The catalogue as the shared watch has it (filled before any admission).
-    let Some(dataset) = ctx.datasets.get(&ObjectRef::<Dataset>::new(d)) else {
+    // The catalogue as the shared watch has it (the API server until it is
+    // filled: a dataset not seen yet is not taken for absent).
+    let Some(dataset) = ctx.datasets.get(client, d).await? else {
         return Ok(Step::Failed(format!("dataset {d} is not in the catalogue")));
     };
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), VAULT_NAMESPACE);

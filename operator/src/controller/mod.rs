@@ -9,6 +9,7 @@
 
 pub mod airlock;
 pub mod authorization;
+pub mod cache;
 pub mod data;
 pub mod foreign;
 pub mod handover;
@@ -27,10 +28,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::{Authorization, Dataset, Export, Review, Scenario};
@@ -38,6 +38,7 @@ use crate::audit::Ledger;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::workspace::labels;
+use cache::{Cache, touched};
 
 /// Finalizer that holds a Scenario until its workspace is wiped and gone.
 pub const FINALIZER: &str = "cleanroom.io/teardown";
@@ -72,11 +73,11 @@ pub struct Context {
     /// Command-line settings.
     pub settings: Settings,
     /// Every Scenario, as the controller's cache sees it (for counts and quota sums).
-    pub scenarios: Store<Scenario>,
+    pub scenarios: Cache<Scenario>,
     /// Every Authorization, from the one watch both controllers share.
-    pub authorizations: Store<Authorization>,
+    pub authorizations: Cache<Authorization>,
     /// The dataset catalogue, from the one watch that also records its changes.
-    pub datasets: Store<Dataset>,
+    pub datasets: Cache<Dataset>,
     /// Counters and timings (see [`crate::metrics`]).
     pub metrics: Arc<Metrics>,
     /// What was last applied per scenario (see [`memo`]).
@@ -106,7 +107,7 @@ pub enum Error {
     #[error("{0}")]
     Audit(#[from] crate::audit::Error),
     /// A shared cache stopped before it was filled (the process is stopping).
-    #[error("the cache of {0} stopped before it was filled")]
+    #[error("the cache of {0}s stopped before it was filled")]
     CacheStopped(&'static str),
 }
 
@@ -220,16 +221,20 @@ pub async fn run(
 
     // One watch per kind, shared by both controllers and the reconciles
     // (which read authorizations and datasets from these stores, not the API).
-    let (store, scenario_events) = shared(scenarios);
-    let (authorization_store, authorization_events) = shared(authorizations);
-    let (dataset_store, dataset_events) = shared(Api::<Dataset>::all(client.clone()));
+    // Each watch is driven by one task of its own that waits on nothing
+    // (see [`cache`]).
+    let (scenario_cache, scenario_events) = cache::shared(scenarios);
+    let (authorization_cache, authorization_events) = cache::shared(authorizations);
+    let (dataset_cache, dataset_events) = cache::shared(Api::<Dataset>::all(client.clone()));
+    let store = scenario_cache.store().clone();
+    let authorization_store = authorization_cache.store().clone();
     let (guards, foreign_changes) = foreign::Guards::watch(&client);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings,
-        scenarios: store.clone(),
-        authorizations: authorization_store.clone(),
-        datasets: dataset_store.clone(),
+        scenarios: scenario_cache.clone(),
+        authorizations: authorization_cache.clone(),
+        datasets: dataset_cache.clone(),
         metrics: metrics.clone(),
         memo: memo::Memo::default(),
         audit: audit.clone(),
@@ -279,11 +284,11 @@ pub async fn run(
     metrics.watch(store.clone(), authorization_store.clone());
     let synced = {
         let (scenarios, authorizations, datasets) =
-            (store.clone(), authorization_store.clone(), dataset_store);
+            (scenario_cache, authorization_cache, dataset_cache);
         async move {
-            if scenarios.wait_until_ready().await.is_ok()
-                && authorizations.wait_until_ready().await.is_ok()
-                && datasets.wait_until_ready().await.is_ok()
+            if scenarios.filled().await.is_ok()
+                && authorizations.filled().await.is_ok()
+                && datasets.filled().await.is_ok()
             {
                 info!("caches synced");
                 health.set_ready(true);
@@ -305,7 +310,14 @@ pub async fn run(
     let sessions = ctx.settings.sessions.clone();
     let export_loop = export_controller(&client, ctx);
 
-    let datasets = tokio::spawn(record_datasets(dataset_events, audit.clone()));
+    // The catalogue's store is driven apart from its records, so that it
+    // never waits for the ledger.
+    let (record, records) = mpsc::unbounded();
+    let drive_datasets = tokio::spawn(dataset_events.for_each(move |event| {
+        let _ = record.unbounded_send(event);
+        std::future::ready(())
+    }));
+    let datasets = tokio::spawn(record_datasets(records, audit.clone()));
     // Off the path of every append: batches become segments in the background.
     let compactor = tokio::spawn({
         let audit = audit.clone();
@@ -320,6 +332,7 @@ pub async fn run(
     synced.abort();
     fan_scenarios.abort();
     fan_authorizations.abort();
+    drive_datasets.abort();
     datasets.abort();
     upkeep.abort();
     delivery.abort();
@@ -374,7 +387,7 @@ fn export_controller(client: &Client, ctx: Arc<Context>) -> impl std::future::Fu
 /// Datasets have no reconciler: their creation, each new generation and
 /// their deletion are recorded as the shared watch sees them (a change made
 /// while no operator runs is recorded when it starts; a deletion then is
-/// not). While the ledger refuses a record, the dataset store waits with it.
+/// not). While the ledger refuses a record, the records wait, not the store.
 async fn record_datasets(events: impl Stream<Item = watcher::Event<Dataset>>, audit: Arc<Ledger>) {
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
@@ -386,41 +399,6 @@ async fn record_datasets(events: impl Stream<Item = watcher::Event<Dataset>>, au
             warn!(error = %e, dataset = %dataset.name_any(), "recording a dataset change; retrying");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    }
-}
-
-/// One watch of every `K`, feeding the store every reader shares. The
-/// events must be polled: they drive the store (each is in it before it is
-/// yielded). Errors are logged; the watch retries with backoff.
-fn shared<K>(
-    api: Api<K>,
-) -> (
-    Store<K>,
-    impl Stream<Item = watcher::Event<K>> + Send + 'static,
-)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-    K: Send + Sync + 'static,
-{
-    use kube::runtime::WatchStreamExt;
-    let (store, writer) = reflector::store();
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .filter_map(|event| async move {
-            event
-                .map_err(|e| warn!(error = %e, kind = K::kind(&()).as_ref(), "watch"))
-                .ok()
-        });
-    (store, events)
-}
-
-/// The object an event is about, and whether it was deleted.
-fn touched<K>(event: watcher::Event<K>) -> Option<(K, bool)> {
-    match event {
-        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => Some((o, false)),
-        watcher::Event::Delete(o) => Some((o, true)),
-        watcher::Event::Init | watcher::Event::InitDone => None,
     }
 }
 

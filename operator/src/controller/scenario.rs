@@ -13,7 +13,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
@@ -204,28 +203,16 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
     }
 }
 
-/// The authorization as the shared watch has it. Until that store has been
-/// filled once, an absent one is not taken for deleted: the pass waits. A
-/// store can lag by the watch's delay, no more, and its change wakes the
-/// scenario again.
+/// The authorization as the shared watch has it; until that cache has been
+/// filled once, as the API server has it (an absent one is never taken for
+/// deleted, and the pass, a teardown among them, never waits for the
+/// cache). A cache lags by the watch's delay, no more, and its change wakes
+/// the scenario again.
 async fn cached_authorization(
     ctx: &Context,
     name: &str,
 ) -> Result<Option<Arc<Authorization>>, Error> {
-    ready(&ctx.authorizations).await?;
-    Ok(ctx.authorizations.get(&ObjectRef::new(name)))
-}
-
-/// Waits until `store` holds the cluster's state once.
-pub(super) async fn ready<K>(store: &Store<K>) -> Result<(), Error>
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped(std::any::type_name::<K>()))
+    ctx.authorizations.get(&ctx.client, name).await
 }
 
 /// The workspace namespace as the cluster has it. Only one marked with the
@@ -299,18 +286,18 @@ async fn admit(
             ..r
         }));
     }
-    ready(&ctx.datasets).await?;
-    let catalogue: Vec<Dataset> = scenario
-        .spec
-        .data
-        .iter()
-        .filter_map(|r| ctx.datasets.get(&ObjectRef::new(&r.dataset)))
-        .map(|d| (*d).clone())
-        .collect();
+    // From the catalogue's cache (the API server until it is filled).
+    let mut catalogue: Vec<Dataset> = Vec::new();
+    for request in &scenario.spec.data {
+        if let Some(d) = ctx.datasets.get(&ctx.client, &request.dataset).await? {
+            catalogue.push((*d).clone());
+        }
+    }
     if let Err(r) = validate_scenario(scenario, authorization, &catalogue) {
         return Ok(Err(r));
     }
     // First come, first served: only scenarios admitted before this one count.
+    // The controller runs no pass before this cache is filled.
     let peers = admitted_peers(scenario, &ctx.scenarios.state());
     if let Err(r) = check_scenario_count(authorization, peers.len()) {
         return Ok(Err(r));
