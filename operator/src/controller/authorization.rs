@@ -82,6 +82,9 @@ async fn reconcile_inner(
     let now = Time(Timestamp::now());
     let generation = authorization.metadata.generation;
     let (phase, reason, message) = phase(&authorization, &now);
+    // Counted once every scenario is in the cache, not from a part of it.
+    // Its watch is driven by a task that waits on nothing, so this ends.
+    ctx.scenarios.filled().await?;
     let live = ctx
         .scenarios
         .state()

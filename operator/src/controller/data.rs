@@ -29,12 +29,11 @@ use tracing::info;
 
 use super::handover::{Moved, move_volume};
 use super::kube_ops::{
-    JobOutcome, apply, delete_if_owned, free_or_owned, job_outcome, patch_status,
-    termination_message,
+    JobOutcome, apply, delete_if_owned, free_or_owned, job_outcome, termination_message,
 };
 use super::{Context, Error};
 use crate::api::dataset::VAULT_NAMESPACE;
-use crate::api::{DataRequest, Dataset, Scenario, ScenarioStatus, Time};
+use crate::api::{DataRequest, PreparedData, Scenario, Time};
 use crate::workspace::Identity;
 use crate::workspace::data::{
     KEY_BYTES, data_claim_name, key_name, key_secret, output_claim, plan_config_map,
@@ -59,21 +58,24 @@ pub enum Preparation {
     Failed(String),
 }
 
-/// Moves every dataset of the scenario one step on; `status` gains the
-/// preparation records (written to the API before any volume moves).
+/// Moves every dataset of the scenario one step on, given the preparation
+/// records in its status. Returns where the data stands and the records of
+/// preparations that finished in this pass: they go into the status the
+/// pass writes, and only a later pass, which reads them back from that
+/// status, moves their volumes (a report is saved before its volume moves).
 pub async fn prepare(
-    api: &Api<Scenario>,
     scenario: &Scenario,
     id: &Identity,
     ctx: &Context,
-    status: &mut ScenarioStatus,
+    recorded: &[PreparedData],
     now: &Time,
-) -> Result<Preparation, Error> {
+) -> Result<(Preparation, Vec<PreparedData>), Error> {
     let mut pending = Vec::new();
+    let mut delivered = Vec::new();
     let mut again = PREPARING;
     for request in &scenario.spec.data {
         let d = request.dataset.as_str();
-        let step = match status.data.iter().find(|p| p.dataset == d).cloned() {
+        let step = match recorded.iter().find(|p| p.dataset == d) {
             None => run(id, ctx, request, now).await?,
             Some(record) => hand_over(id, ctx, d, &record.volume).await?,
         };
@@ -83,22 +85,18 @@ pub async fn prepare(
                 pending.push(what);
                 again = again.min(wait);
             }
-            Step::Failed(why) => return Ok(Preparation::Failed(why)),
+            Step::Failed(why) => return Ok((Preparation::Failed(why), delivered)),
             Step::Prepared(record) => {
                 info!(scenario = %id.scenario, dataset = d, rows = record.rows_out, "prepared");
-                status.data.push(record);
-                // The proof of what was delivered is stored before the volume moves.
+                delivered.push(record);
                 again = again.min(HAND_OVER_STEP);
-                patch_status(ctx, api, scenario, status).await?;
                 pending.push(format!("handing {d} over"));
             }
         }
     }
     if !pending.is_empty() {
-        return Ok(Preparation::Pending {
-            what: pending.join("; "),
-            again,
-        });
+        let what = pending.join("; ");
+        return Ok((Preparation::Pending { what, again }, delivered));
     }
     if !scenario.spec.data.is_empty() {
         delete_if_owned(
@@ -108,7 +106,7 @@ pub async fn prepare(
         )
         .await?;
     }
-    Ok(Preparation::Ready)
+    Ok((Preparation::Ready, delivered))
 }
 
 enum Step {
@@ -116,7 +114,7 @@ enum Step {
     /// Under way (what, and how soon to look again).
     Pending(String, Duration),
     Failed(String),
-    Prepared(crate::api::PreparedData),
+    Prepared(PreparedData),
 }
 
 /// Step 1: the preparation Job and what it needs, then its report.
@@ -128,7 +126,9 @@ async fn run(
 ) -> Result<Step, Error> {
     let d = request.dataset.as_str();
     let client = &ctx.client;
-    let Some(dataset) = Api::<Dataset>::all(client.clone()).get_opt(d).await? else {
+    // The catalogue as the shared watch has it (the API server until it is
+    // filled: a dataset not seen yet is not taken for absent).
+    let Some(dataset) = ctx.datasets.get(client, d).await? else {
         return Ok(Step::Failed(format!("dataset {d} is not in the catalogue")));
     };
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), VAULT_NAMESPACE);

@@ -9,6 +9,7 @@
 
 pub mod airlock;
 pub mod authorization;
+pub mod cache;
 pub mod data;
 pub mod foreign;
 pub mod handover;
@@ -22,7 +23,8 @@ pub mod teardown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -37,6 +39,7 @@ use crate::audit::Ledger;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::workspace::labels;
+use cache::{Cache, touched};
 
 /// Finalizer that holds a Scenario until its workspace is wiped and gone.
 pub const FINALIZER: &str = "cleanroom.io/teardown";
@@ -71,7 +74,11 @@ pub struct Context {
     /// Command-line settings.
     pub settings: Settings,
     /// Every Scenario, as the controller's cache sees it (for counts and quota sums).
-    pub scenarios: Store<Scenario>,
+    pub scenarios: Cache<Scenario>,
+    /// Every Authorization, from the one watch both controllers share.
+    pub authorizations: Cache<Authorization>,
+    /// The dataset catalogue, from the one watch that also records its changes.
+    pub datasets: Cache<Dataset>,
     /// Counters and timings (see [`crate::metrics`]).
     pub metrics: Arc<Metrics>,
     /// What was last applied per scenario (see [`memo`]).
@@ -100,6 +107,9 @@ pub enum Error {
     /// The audit ledger could not be written; the status change waits for it.
     #[error("{0}")]
     Audit(#[from] crate::audit::Error),
+    /// A shared cache stopped before it was filled (the process is stopping).
+    #[error("the cache of {0}s stopped before it was filled")]
+    CacheStopped(&'static str),
 }
 
 impl Error {
@@ -108,7 +118,7 @@ impl Error {
         match self {
             Error::Kube(_) => "api",
             Error::MissingField(..) => "invalid-object",
-            Error::Serialization(_) | Error::Random(_) => "internal",
+            Error::Serialization(_) | Error::Random(_) | Error::CacheStopped(_) => "internal",
             Error::Audit(_) => "audit",
         }
     }
@@ -128,6 +138,42 @@ impl Generations {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
         seen.insert(name.to_string(), (generation, deleting)) != Some((generation, deleting))
     }
+}
+
+/// What was last seen of each object (by uid) that should wake a
+/// controller, to tell such a change from a status write.
+#[derive(Default)]
+struct Changes(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl Changes {
+    /// Whether `object` changed in what [`wakes`] hashes since last seen;
+    /// remembers it. A deleted object is forgotten.
+    fn changed<K: kube::Resource>(&self, object: &K, deleted: bool) -> bool {
+        let uid = object.meta().uid.clone().unwrap_or_default();
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if deleted {
+            return seen.remove(&uid).is_some();
+        }
+        seen.insert(uid, wakes(object.meta())) != Some(wakes(object.meta()))
+    }
+}
+
+/// The part of an object whose change wakes its controller: the spec (its
+/// generation), the start of a deletion, the finalizers (ours must be put
+/// back if removed) and the annotations (the actor stamp of the verbs).
+/// Not the status: the operator writes it itself, and waking on its own
+/// writes made every pass cost one more. Labels are not read.
+fn wakes(meta: &kube::api::ObjectMeta) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        meta.generation,
+        meta.deletion_timestamp.is_some(),
+        &meta.finalizers,
+        &meta.annotations,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 /// Retry a failed reconcile after a short pause; the error was logged.
@@ -174,49 +220,42 @@ pub async fn run(
     settings.sessions.set(Some(audit.clone()));
     let upkeep_every = settings.audit_upkeep_every;
 
-    let scenario_controller = Controller::new(scenarios, watcher::Config::default());
-    let store = scenario_controller.store();
+    // One watch per kind, shared by both controllers and the reconciles
+    // (which read authorizations and datasets from these stores, not the API).
+    // Each watch is driven by one task of its own that waits on nothing
+    // (see [`cache`]).
+    let (scenario_cache, scenario_events) = cache::shared(scenarios);
+    let (authorization_cache, authorization_events) = cache::shared(authorizations);
+    let (dataset_cache, dataset_events) = cache::shared(Api::<Dataset>::all(client.clone()));
+    let store = scenario_cache.store().clone();
+    let authorization_store = authorization_cache.store().clone();
     let (guards, foreign_changes) = foreign::Guards::watch(&client);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings,
-        scenarios: store.clone(),
+        scenarios: scenario_cache.clone(),
+        authorizations: authorization_cache.clone(),
+        datasets: dataset_cache.clone(),
         metrics: metrics.clone(),
         memo: memo::Memo::default(),
         audit: audit.clone(),
         guards,
     });
 
-    // An authorization's change (state, validity, members, quota) may change
-    // every scenario under it; its status (counts of scenarios, rewritten as
-    // they move) changes none, and waking all of them for it made the work
-    // grow with the square of their number.
-    let by_authorization = {
-        let store = store.clone();
-        let seen = Generations::default();
-        move |a: Authorization| {
-            let name = a.name_any();
-            if !seen.changed(
-                &name,
-                a.metadata.generation,
-                a.metadata.deletion_timestamp.is_some(),
-            ) {
-                return Vec::new();
-            }
-            store
-                .state()
-                .into_iter()
-                .filter(|s| s.spec.authorization == name)
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
-        }
-    };
-    let scenario_loop = scenario_controller
-        .watches(
-            authorizations.clone(),
-            watcher::Config::default(),
-            by_authorization,
-        )
+    let (wake_scenario, scenario_wakes) = mpsc::unbounded();
+    let (wake_under, wakes_under) = mpsc::unbounded();
+    let (wake_authorization, authorization_wakes) = mpsc::unbounded();
+    let (recount, recounts) = mpsc::unbounded();
+    let fan_scenarios = tokio::spawn(fan_out_scenarios(scenario_events, wake_scenario, recount));
+    let fan_authorizations = tokio::spawn(fan_out_authorizations(
+        authorization_events,
+        store.clone(),
+        wake_authorization,
+        wake_under,
+    ));
+
+    let scenario_loop = Controller::for_shared_stream(scenario_wakes, store.clone())
+        .reconcile_on(wakes_under)
         .watches(
             Api::<Deployment>::all(client.clone()),
             managed.clone(),
@@ -243,39 +282,44 @@ pub async fn run(
             }
         });
 
-    // Scenarios count against their authorization: recount when one changes.
-    let authorization_controller = Controller::new(authorizations, watcher::Config::default());
-    metrics.watch(store.clone(), authorization_controller.store());
+    metrics.watch(store.clone(), authorization_store.clone());
     let synced = {
-        let (scenarios, authorizations) = (store.clone(), authorization_controller.store());
+        let (scenarios, authorizations, datasets) =
+            (scenario_cache, authorization_cache, dataset_cache);
         async move {
-            if scenarios.wait_until_ready().await.is_ok()
-                && authorizations.wait_until_ready().await.is_ok()
+            if scenarios.filled().await.is_ok()
+                && authorizations.filled().await.is_ok()
+                && datasets.filled().await.is_ok()
             {
                 info!("caches synced");
                 health.set_ready(true);
             }
         }
     };
-    let authorization_loop = authorization_controller
-        .watches(
-            Api::<Scenario>::all(client.clone()),
-            watcher::Config::default(),
-            |s: Scenario| Some(ObjectRef::new(&s.spec.authorization)),
-        )
-        .shutdown_on_signal()
-        .run(authorization::reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "authorization controller");
-            }
-        });
+    // Scenarios count against their authorization: recount when one changes.
+    let authorization_loop =
+        Controller::for_shared_stream(authorization_wakes, authorization_store)
+            .reconcile_on(recounts)
+            .shutdown_on_signal()
+            .run(authorization::reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    warn!(error = %e, "authorization controller");
+                }
+            });
 
     let sessions = ctx.settings.sessions.clone();
     let export_loop = export_controller(&client, ctx.clone());
     let import_loop = import_controller(&client, ctx);
 
-    let datasets = tokio::spawn(watch_datasets(client.clone(), audit.clone()));
+    // The catalogue's store is driven apart from its records, so that it
+    // never waits for the ledger.
+    let (record, records) = mpsc::unbounded();
+    let drive_datasets = tokio::spawn(dataset_events.for_each(move |event| {
+        let _ = record.unbounded_send(event);
+        std::future::ready(())
+    }));
+    let datasets = tokio::spawn(record_datasets(records, audit.clone()));
     // Off the path of every append: batches become segments in the background.
     let compactor = tokio::spawn({
         let audit = audit.clone();
@@ -288,6 +332,9 @@ pub async fn run(
     let synced = tokio::spawn(synced);
     futures::join!(scenario_loop, authorization_loop, export_loop, import_loop);
     synced.abort();
+    fan_scenarios.abort();
+    fan_authorizations.abort();
+    drive_datasets.abort();
     datasets.abort();
     upkeep.abort();
     delivery.abort();
@@ -372,28 +419,72 @@ where
 }
 
 /// Datasets have no reconciler: their creation, each new generation and
-/// their deletion are recorded as the watch sees them (a change made while
-/// no operator runs is recorded when it starts; a deletion then is not).
-async fn watch_datasets(client: Client, audit: Arc<Ledger>) {
-    use kube::runtime::WatchStreamExt;
-    let events = watcher(Api::<Dataset>::all(client), watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut events = events;
+/// their deletion are recorded as the shared watch sees them (a change made
+/// while no operator runs is recorded when it starts; a deletion then is
+/// not). While the ledger refuses a record, the records wait, not the store.
+async fn record_datasets(events: impl Stream<Item = watcher::Event<Dataset>>, audit: Arc<Ledger>) {
+    let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
-        let (dataset, deleted) = match event {
-            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => (d, false),
-            Ok(watcher::Event::Delete(d)) => (d, true),
-            Ok(_) => continue,
-            Err(e) => {
-                warn!(error = %e, "dataset watch");
-                continue;
-            }
+        let Some((dataset, deleted)) = touched(event) else {
+            continue;
         };
         // Retried until written: a record is not given up on.
         while let Err(e) = audit.record_dataset(&dataset, deleted).await {
             warn!(error = %e, dataset = %dataset.name_any(), "recording a dataset change; retrying");
             tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// A scenario wakes its own controller only when something it reads
+/// changes (see [`wakes`]): its own status writes do not, so a pass is not
+/// followed by another that finds nothing to do. Its authorization recounts
+/// on every change, status included (the counts are by phase).
+async fn fan_out_scenarios(
+    events: impl Stream<Item = watcher::Event<Scenario>>,
+    own: mpsc::UnboundedSender<Arc<Scenario>>,
+    recount: mpsc::UnboundedSender<ObjectRef<Authorization>>,
+) {
+    let seen = Changes::default();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let Some((s, deleted)) = touched(event) else {
+            continue;
+        };
+        let _ = recount.unbounded_send(ObjectRef::new(&s.spec.authorization));
+        if seen.changed(&s, deleted) && !deleted {
+            let _ = own.unbounded_send(Arc::new(s));
+        }
+    }
+}
+
+/// An authorization's change (state, validity, members, quota) or deletion
+/// may change every scenario under it, and wakes them all; its status
+/// (counts of scenarios, rewritten as they move) changes none, and waking
+/// all of them for it made the work grow with the square of their number.
+async fn fan_out_authorizations(
+    events: impl Stream<Item = watcher::Event<Authorization>>,
+    scenarios: Store<Scenario>,
+    own: mpsc::UnboundedSender<Arc<Authorization>>,
+    under: mpsc::UnboundedSender<ObjectRef<Scenario>>,
+) {
+    let seen = Changes::default();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let Some((a, deleted)) = touched(event) else {
+            continue;
+        };
+        if !seen.changed(&a, deleted) {
+            continue;
+        }
+        let name = a.name_any();
+        for s in scenarios.state() {
+            if s.spec.authorization == name {
+                let _ = under.unbounded_send(ObjectRef::from_obj(&*s));
+            }
+        }
+        if !deleted {
+            let _ = own.unbounded_send(Arc::new(a));
         }
     }
 }
@@ -483,14 +574,47 @@ mod tests {
 
     use super::*;
 
+    fn scenario(uid: &str, generation: i64) -> Scenario {
+        let spec = serde_json::from_value(serde_json::json!({
+            "authorization": "acme", "purpose": "p",
+            "workspace": {"image": "x", "resources": {"cpu": "1", "memory": "1Gi"}, "scratch": "1Gi"}
+        }))
+        .unwrap();
+        let mut s = Scenario::new("census", spec);
+        s.metadata.uid = Some(uid.into());
+        s.metadata.generation = Some(generation);
+        s
+    }
+
     #[test]
-    fn only_a_new_generation_or_a_deletion_counts_as_a_change() {
-        let seen = Generations::default();
-        assert!(seen.changed("acme", Some(1), false), "first sight");
-        assert!(!seen.changed("acme", Some(1), false), "a status write");
-        assert!(seen.changed("acme", Some(2), false), "a spec change");
-        assert!(seen.changed("acme", Some(2), true), "a deletion starts");
-        assert!(seen.changed("other", Some(2), true), "per name");
+    fn a_status_write_wakes_nothing_but_spec_deletion_finalizers_and_stamps_do() {
+        let seen = Changes::default();
+        let mut s = scenario("u1", 1);
+        assert!(seen.changed(&s, false), "first sight");
+        s.status = Some(crate::api::ScenarioStatus {
+            phase: Some(crate::api::ScenarioPhase::Ready),
+            ..Default::default()
+        });
+        assert!(!seen.changed(&s, false), "a status write");
+        s.metadata.generation = Some(2);
+        assert!(seen.changed(&s, false), "a spec change");
+        s.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert!(seen.changed(&s, false), "a finalizer added or removed");
+        s.metadata.annotations = Some(BTreeMap::from([(
+            "cleanroom.io/changed-by".to_string(),
+            "alice".to_string(),
+        )]));
+        assert!(seen.changed(&s, false), "the actor stamp");
+        s.metadata.deletion_timestamp =
+            Some(crate::api::Time("2026-01-01T00:00:00Z".parse().unwrap()));
+        assert!(seen.changed(&s, false), "a deletion starts");
+        assert!(!seen.changed(&s, false), "nothing new");
+        assert!(
+            seen.changed(&scenario("u2", 2), false),
+            "per uid: a new object of that name"
+        );
+        assert!(seen.changed(&s, true), "gone");
+        assert!(!seen.changed(&s, true), "forgotten once gone");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::kube_ops::{apply, delete, ensure_finalizer, patch_status};
 use super::lifecycle::{Decision, Seal, decide, ended, until};
 use super::memo;
 use super::{Context, Error, foreign, teardown};
-use crate::api::{Authorization, Dataset, Scenario, ScenarioPhase, Time};
+use crate::api::{Authorization, Dataset, Scenario, ScenarioPhase, ScenarioStatus, Time};
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::metrics::Kind;
 use crate::rules::{
@@ -128,9 +128,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
         ensure_finalizer(&api, scenario, super::FINALIZER).await?;
     }
 
-    let authorization = Api::<Authorization>::all(ctx.client.clone())
-        .get_opt(&scenario.spec.authorization)
-        .await?;
+    let authorization = cached_authorization(ctx, &scenario.spec.authorization).await?;
     let provisioned = status.namespace.is_some();
     let namespace = WorkspaceNamespace::read(ctx, &id).await?;
     let ours = namespace.ours();
@@ -138,7 +136,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
         .and_then(|ns| ns.annotations().get(ENDING_ANNOTATION))
         .map(String::as_str);
     let begun = ended(scenario.status.as_ref(), mark);
-    match decide(scenario, authorization.as_ref(), provisioned, begun, &now) {
+    match decide(scenario, authorization.as_deref(), provisioned, begun, &now) {
         Decision::TearDown(end) => teardown::run(scenario, &id, end, ctx, ours, &now).await,
         Decision::Wait {
             reason,
@@ -203,6 +201,18 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
             Ok(Action::requeue(again.min(wake_at_expiry)))
         }
     }
+}
+
+/// The authorization as the shared watch has it; until that cache has been
+/// filled once, as the API server has it (an absent one is never taken for
+/// deleted, and the pass, a teardown among them, never waits for the
+/// cache). A cache lags by the watch's delay, no more, and its change wakes
+/// the scenario again.
+async fn cached_authorization(
+    ctx: &Context,
+    name: &str,
+) -> Result<Option<Arc<Authorization>>, Error> {
+    ctx.authorizations.get(&ctx.client, name).await
 }
 
 /// The workspace namespace as the cluster has it. Only one marked with the
@@ -276,17 +286,18 @@ async fn admit(
             ..r
         }));
     }
-    let datasets: Api<Dataset> = Api::all(ctx.client.clone());
-    let mut catalogue = Vec::new();
+    // From the catalogue's cache (the API server until it is filled).
+    let mut catalogue: Vec<Dataset> = Vec::new();
     for request in &scenario.spec.data {
-        if let Some(d) = datasets.get_opt(&request.dataset).await? {
-            catalogue.push(d);
+        if let Some(d) = ctx.datasets.get(&ctx.client, &request.dataset).await? {
+            catalogue.push((*d).clone());
         }
     }
     if let Err(r) = validate_scenario(scenario, authorization, &catalogue) {
         return Ok(Err(r));
     }
     // First come, first served: only scenarios admitted before this one count.
+    // The controller runs no pass before this cache is filled.
     let peers = admitted_peers(scenario, &ctx.scenarios.state());
     if let Err(r) = check_scenario_count(authorization, peers.len()) {
         return Ok(Err(r));
@@ -398,6 +409,60 @@ async fn stop_compute(id: &Identity, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+/// The bookkeeping of an admitted scenario: its generation, expiry and
+/// place in the quota (sticky) and, the first time, the workspace
+/// namespace it is about to get.
+fn admitted_status(
+    found: &ScenarioStatus,
+    id: &Identity,
+    generation: Option<i64>,
+    expires_at: &Time,
+    now: &Time,
+) -> ScenarioStatus {
+    let mut next = found.clone();
+    next.observed_generation = generation;
+    next.expires_at = Some(expires_at.clone());
+    if next.admitted_at.is_none() {
+        next.admitted_at = Some(now.clone());
+    }
+    if next.namespace.is_none() {
+        next.namespace = Some(id.namespace.clone());
+        next.phase = Some(ScenarioPhase::Provisioning);
+        let creating = "creating the workspace";
+        let ready = condition(
+            types::READY,
+            false,
+            reasons::PROVISIONING,
+            creating,
+            generation,
+            now,
+        );
+        set_condition(&mut next.conditions, ready, now);
+    }
+    next
+}
+
+/// The status a provisioning pass writes, from the status it found and
+/// what it observed: pure, and equal to `found` when nothing changed, so
+/// that the write is skipped.
+fn provisioned_status(
+    found: &ScenarioStatus,
+    id: &Identity,
+    o: &Observed,
+    generation: Option<i64>,
+    expires_at: &Time,
+    now: &Time,
+) -> ScenarioStatus {
+    let mut next = admitted_status(found, id, generation, expires_at, now);
+    for record in o.delivered {
+        if !next.data.iter().any(|p| p.dataset == record.dataset) {
+            next.data.push(record.clone());
+        }
+    }
+    running_status(&mut next, id, o, generation, expires_at, now);
+    next
+}
+
 /// What one pass found, for [`running_status`].
 struct Observed<'a> {
     /// Why the workspace is sealed, if it is.
@@ -409,6 +474,8 @@ struct Observed<'a> {
     foreign: &'a [foreign::Foreign],
     /// How many datasets the scenario asked for.
     datasets: usize,
+    /// Preparations that finished in this pass (see [`data::prepare`]).
+    delivered: &'a [crate::api::PreparedData],
 }
 
 /// The phase and conditions of a provisioned scenario, from what the pass
@@ -676,30 +743,13 @@ async fn provision(
     foreign::remove(ctx, scenario, id, &foreign).await?;
 
     let generation = scenario.metadata.generation;
-    let mut next = scenario.status.clone().unwrap_or_default();
-    next.observed_generation = generation;
-    next.expires_at = Some(expires_at.clone());
-    if next.admitted_at.is_none() {
-        next.admitted_at = Some(now.clone());
-    }
-    if next.namespace.is_none() {
-        // Recorded before the namespace exists, so a crash in between still
-        // leaves a trace that a workspace may need tearing down.
-        next.namespace = Some(id.namespace.clone());
-        next.phase = Some(ScenarioPhase::Provisioning);
-        set_condition(
-            &mut next.conditions,
-            condition(
-                types::READY,
-                false,
-                reasons::PROVISIONING,
-                "creating the workspace",
-                generation,
-                now,
-            ),
-            now,
-        );
-        patch_status(ctx, api, scenario, &next).await?;
+    let found = scenario.status.clone().unwrap_or_default();
+    let admitted = admitted_status(&found, id, generation, expires_at, now);
+    if found.namespace.is_none() {
+        // The one status write before the end of the pass: the namespace is
+        // recorded before it exists, so a crash in between still leaves a
+        // trace that a workspace may need tearing down.
+        patch_status(ctx, api, scenario, &admitted).await?;
     }
     if namespace.is_none() && !create_namespace(ctx, workspace).await? {
         // Made by someone else just now: the next pass sees whose it is.
@@ -707,7 +757,7 @@ async fn provision(
     }
 
     let spec = &scenario.spec;
-    let quota = isolation::resource_quota(id, spec, &next.data);
+    let quota = isolation::resource_quota(id, spec, &admitted.data);
     // Sealed: the members' binding is removed, not applied.
     let role = access::member_role_for(&ctx.settings.member_role, spec.workspace.interactive);
     let binding =
@@ -730,10 +780,10 @@ async fn provision(
         apply_guards(ctx, id, workspace, spec, &quota, binding.as_ref(), &scratch).await?;
     }
 
-    let preparation = if ctx.memo.data_ready(&id.uid, fingerprint) {
-        Preparation::Ready
+    let (preparation, delivered) = if ctx.memo.data_ready(&id.uid, fingerprint) {
+        (Preparation::Ready, Vec::new())
     } else {
-        data::prepare(api, scenario, id, ctx, &mut next, now).await?
+        data::prepare(scenario, id, ctx, &admitted.data, now).await?
     };
     if let Preparation::Failed(why) = &preparation {
         // Whatever ran on the data before must not run on without it.
@@ -755,16 +805,17 @@ async fn provision(
         running,
         foreign: &foreign,
         datasets: spec.data.len(),
+        delivered: &delivered,
     };
-    running_status(&mut next, id, &observed, generation, expires_at, now);
-    if next.phase != scenario.status.as_ref().and_then(|s| s.phase) {
+    // One write, skipped when the pass changed nothing.
+    let next = provisioned_status(&found, id, &observed, generation, expires_at, now);
+    if next.phase != found.phase {
         info!(scenario = %id.scenario, phase = ?next.phase, "phase");
     }
     patch_status(ctx, api, scenario, &next).await?;
     Ok(match preparation {
         Preparation::Pending { again, .. } => again,
-        // Looked at again within the memo's resync time, so drift (or a
-        // deleted authorization, which wakes nothing) is seen.
+        // Looked at again within the memo's resync time, so drift is seen.
         Preparation::Failed(_) => memo::RESYNC,
         Preparation::Ready if running || seal_reason.is_some() => memo::RESYNC,
         Preparation::Ready => SOON,
@@ -895,6 +946,7 @@ mod tests {
             running: true,
             foreign: &found,
             datasets: 0,
+            delivered: &[],
         };
         let s = observed_status(&o);
         let (status, reason, message) = condition_of(&s, "Isolated");
@@ -916,11 +968,83 @@ mod tests {
             running: true,
             foreign: &[],
             datasets: 1,
+            delivered: &[],
         };
         let s = observed_status(&o);
         assert_eq!(s.phase, Some(ScenarioPhase::Suspended));
         assert_eq!(condition_of(&s, "Ready").0, "False");
         assert_eq!(condition_of(&s, "Suspended").1, "AuthorizationSuspended");
+    }
+
+    fn pass(found: &ScenarioStatus, o: &super::Observed, now: &str) -> ScenarioStatus {
+        let id = crate::workspace::testing::identity();
+        let expires = at("2027-01-01T00:00:00Z");
+        super::provisioned_status(found, &id, o, Some(1), &expires, &at(now))
+    }
+
+    fn record(dataset: &str) -> crate::api::PreparedData {
+        serde_json::from_value(serde_json::json!({
+            "dataset": dataset, "volume": "pv-1", "capacity": "1Gi", "rowsIn": 10,
+            "rowsOut": 5, "bytes": 100, "digest": "00", "preparedAt": "2026-06-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pass_that_finds_nothing_new_writes_nothing() {
+        let pending = super::Preparation::Pending {
+            what: "preparing census".into(),
+            again: std::time::Duration::from_secs(5),
+        };
+        let o = super::Observed {
+            seal: None,
+            preparation: &pending,
+            running: false,
+            foreign: &[],
+            datasets: 1,
+            delivered: &[],
+        };
+        let first = pass(&ScenarioStatus::default(), &o, "2026-06-01T00:00:00Z");
+        assert_eq!(first.phase, Some(ScenarioPhase::PreparingData));
+        assert!(first.namespace.is_some() && first.admitted_at.is_some());
+        // Later, the same observations: equal, so no write (nor a record).
+        let again = pass(&first, &o, "2026-06-01T00:05:00Z");
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn a_finished_preparation_is_recorded_once_in_the_one_write() {
+        let pending = super::Preparation::Pending {
+            what: "handing census over".into(),
+            again: std::time::Duration::from_secs(5),
+        };
+        let delivered = [record("census")];
+        let o = super::Observed {
+            seal: None,
+            preparation: &pending,
+            running: false,
+            foreign: &[],
+            datasets: 1,
+            delivered: &delivered,
+        };
+        let first = pass(&ScenarioStatus::default(), &o, "2026-06-01T00:00:00Z");
+        assert_eq!(first.data.len(), 1);
+        let again = pass(&first, &o, "2026-06-01T00:00:05Z");
+        assert_eq!(again.data, first.data, "not recorded twice");
+    }
+
+    #[test]
+    fn the_workspace_namespace_is_recorded_before_it_exists_and_admission_sticks() {
+        let id = crate::workspace::testing::identity();
+        let expires = at("2027-01-01T00:00:00Z");
+        let now = at("2026-06-01T00:00:00Z");
+        let found = ScenarioStatus::default();
+        let first = super::admitted_status(&found, &id, Some(1), &expires, &now);
+        assert_eq!(first.namespace.as_deref(), Some(id.namespace.as_str()));
+        assert_eq!(first.phase, Some(ScenarioPhase::Provisioning));
+        let later = at("2026-06-02T00:00:00Z");
+        let second = super::admitted_status(&first, &id, Some(1), &expires, &later);
+        assert_eq!(second, first, "admittedAt and the record stay as they were");
     }
 
     #[test]
