@@ -255,3 +255,37 @@ async fn foreign_staging_identifiers_and_a_wrong_schema_never_enter() -> Result<
     })
     .await
 }
+
+/// The agreement ends while an import waits for its reviewers: the
+/// workspace closes, and the sealed copy in the import namespace is wiped
+/// with an attestation in the ledger; nothing of it is left there.
+#[tokio::test]
+async fn revoking_the_scenario_mid_review_wipes_the_sealed_import() -> Result<()> {
+    use cleanroom::api::ScenarioPhase;
+    with_fixture(|f| async move {
+        let authz = reviewed_authorization(&f, 2).await?;
+        let scenario = f.ready_scenario(&authz, |_| {}).await?;
+        let name = scenario.metadata.name.clone().context("name")?;
+        let ns = namespace_of(&name);
+        let staged = stage(&f.client, Some(&name), &[("daily.csv", DAILY)]).await?;
+        let alice = client_as(ALICE, &["system:authenticated"]).await?;
+        let one = json!([{"path": "daily.csv", "schema": [{"name": "day", "type": "date"}, {"name": "rain_mm", "type": "decimal"}]}]);
+        let imp = submit_import(&alice, &ns, &import(ALICE, &staged, one)?).await?;
+        let i = wait_import(&f.client, &ns, &imp, &[ExportPhase::InReview, ExportPhase::Failed]).await?;
+        ensure!(i.status.as_ref().and_then(|s| s.phase) == Some(ExportPhase::InReview), "{:?}", i.status);
+        let uid = i.metadata.uid.clone().context("uid")?;
+        let seal = format!("seal-{uid}");
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(f.client.clone(), IMPORT_NAMESPACE);
+        ensure!(claims.get_opt(&seal).await?.is_some(), "no sealed copy in {IMPORT_NAMESPACE}");
+
+        f.patch_scenario(&name, json!({"state": "Revoked", "reason": "agreement ended"})).await?;
+        f.wait_scenario(&name, "phase Closed", T, |s| phase(s) == Some(ScenarioPhase::Closed)).await?;
+        wait_gone(&claims, &seal, T).await?;
+        let seen = actions(&records_of(&f.client, &uid).await?);
+        ensure!(seen.iter().any(|s| s.starts_with("wiped:")), "no wipe of the sealed import: {seen:?}");
+        ensure!(seen.iter().any(|s| s.starts_with("withdrawn:")), "not withdrawn: {seen:?}");
+        unstage(&f.client, &staged).await;
+        Ok(())
+    })
+    .await
+}
