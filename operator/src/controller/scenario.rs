@@ -37,6 +37,9 @@ use crate::workspace::{Identity, access, isolation};
 /// the scenario's Deployments, Jobs and claims wake the reconcile as soon as
 /// any of them changes.
 const SOON: Duration = Duration::from_secs(30);
+/// How soon a pass that removed foreign objects is followed by one that
+/// confirms the workspace is isolated again.
+const RECHECK_ISOLATION: Duration = Duration::from_secs(2);
 
 /// Reconciles one Scenario. A failure is also shown in its own condition,
 /// `ReconcileFailed` (best effort), so `kubectl describe` says why nothing
@@ -814,6 +817,10 @@ async fn provision(
     }
     patch_status(ctx, api, scenario, &next).await?;
     Ok(match preparation {
+        // Removed just now: the next pass confirms the workspace is isolated
+        // again (its own status write no longer wakes it, and the guards'
+        // caches may not have seen the deletions yet).
+        _ if !foreign.is_empty() => RECHECK_ISOLATION,
         Preparation::Pending { again, .. } => again,
         // Looked at again within the memo's resync time, so drift is seen.
         Preparation::Failed(_) => memo::RESYNC,
