@@ -6,17 +6,8 @@
 
 use serde::Deserialize;
 
-/// A declared column type (the Dataset's column types).
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Type {
-    String,
-    Integer,
-    Decimal,
-    Date,
-    Datetime,
-    Boolean,
-}
+/// A declared column type: the Dataset's column types, as plans carry them.
+pub use crate::plan::ColumnType as Type;
 
 /// One declared column.
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
