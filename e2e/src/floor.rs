@@ -104,6 +104,36 @@ pub async fn run(
     ))
 }
 
+/// The floor of expiry: deletes the members' binding and the Deployment of
+/// each of the `n` workspaces written by [`run`], both at once, all `n` at
+/// once, as the operator does when they all expire at one instant. Returns
+/// each workspace's time until both deletions were answered, and the wall
+/// time for all.
+pub async fn stop(client: &Client, run: &str, n: usize) -> Result<(Vec<f64>, Duration)> {
+    let started = Instant::now();
+    let each: Vec<Duration> = stream::iter(0..n)
+        .map(|i| async move {
+            let ns = format!("floor-{run}-{i:04}");
+            let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+                Api::namespaced(client.clone(), &ns);
+            let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+                Api::namespaced(client.clone(), &ns);
+            let dp = DeleteParams::default();
+            futures::try_join!(
+                bindings.delete(workspace::access::MEMBER_BINDING, &dp),
+                deployments.delete(workspace::compute::WORKSPACE, &dp),
+            )?;
+            Ok::<_, anyhow::Error>(started.elapsed())
+        })
+        .buffer_unordered(n.max(1))
+        .try_collect()
+        .await?;
+    Ok((
+        each.iter().map(Duration::as_secs_f64).collect(),
+        started.elapsed(),
+    ))
+}
+
 /// Deletes the floor's namespaces and waits until they are gone, so that
 /// the operator's run that follows has the cluster to itself.
 pub async fn clean(client: &Client, run: &str, timeout: Duration) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod crdgen;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod requests;
 pub mod rules;
 pub mod sessions;
 pub mod workspace;

@@ -22,6 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::{Authorization, Scenario, ScenarioPhase};
+use crate::requests::RequestMetrics;
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -98,7 +99,7 @@ pub struct Metrics {
     wipe_failures: Counter,
     isolation_breaches: Counter,
     leader: Gauge,
-    api_requests: Counter,
+    api_requests: RequestMetrics,
     audit_records: Counter,
     audit_intact: Gauge,
     audit_verified_at: Gauge<f64, AtomicU64>,
@@ -128,7 +129,7 @@ impl Metrics {
         let wipe_failures = Counter::default();
         let isolation_breaches = Counter::default();
         let leader = Gauge::default();
-        let api_requests = Counter::default();
+        let api_requests = RequestMetrics::default();
         let audit_records = Counter::default();
         // -1 until the first verification.
         let audit_intact = Gauge::default();
@@ -187,8 +188,13 @@ impl Metrics {
         );
         registry.register(
             "cleanroom_api_requests",
-            "Requests this process sent to the Kubernetes API server (watches count once)",
-            api_requests.clone(),
+            "Requests this process sent to the Kubernetes API server, by verb and resource (watches count once)",
+            api_requests.count.clone(),
+        );
+        registry.register(
+            "cleanroom_api_request_seconds",
+            "Seconds spent waiting for the API server's answers, by verb and resource (watches not timed)",
+            api_requests.seconds.clone(),
         );
         registry.register(
             "cleanroom_audit_records",
@@ -233,8 +239,8 @@ impl Metrics {
         }
     }
 
-    /// The counter of API requests, for the client's request layer.
-    pub fn api_requests(&self) -> Counter {
+    /// The request families, for the client's request layer.
+    pub fn api_requests(&self) -> RequestMetrics {
         self.api_requests.clone()
     }
 

@@ -34,7 +34,10 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     scenarios: usize,
     /// Once all are Ready, they expire together this many seconds later.
-    #[arg(long, default_value_t = 10)]
+    /// Bringing validUntil forward wakes every scenario (its expiry is in
+    /// its status); the default leaves that wave time to pass, so that the
+    /// figure is the expiry's own, as when validUntil was set long before.
+    #[arg(long, default_value_t = 30)]
     expire_in: i64,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
@@ -103,12 +106,102 @@ fn operator_peak_rss_kib() -> Option<u64> {
 
 /// The operator's count of API requests so far.
 fn operator_api_requests() -> Option<f64> {
-    operator_metric("cleanroom_api_requests_total")
+    Some(operator_requests()?.values().map(|(count, _)| count).sum())
 }
 
-/// One counter of the operator, scraped from its /metrics (its address is
-/// the last one it logged; the shared instance picks a free port).
+/// One counter of the operator (summed over its labels).
 fn operator_metric(name: &str) -> Option<f64> {
+    let body = operator_scrape()?;
+    let mut found = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if rest.starts_with(' ') || rest.starts_with('{') {
+            let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
+}
+
+/// The operator's requests so far by "verb resource": how many, and the
+/// seconds spent waiting for their answers.
+type Requests = HashMap<String, (f64, f64)>;
+
+fn operator_requests() -> Option<Requests> {
+    let body = operator_scrape()?;
+    let mut out = Requests::new();
+    for line in body.lines() {
+        let (slot, rest) = if let Some(r) = line.strip_prefix("cleanroom_api_requests_total{") {
+            (0, r)
+        } else if let Some(r) = line.strip_prefix("cleanroom_api_request_seconds_total{") {
+            (1, r)
+        } else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ")?;
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+        };
+        let key = format!("{} {}", label("verb")?, label("resource")?);
+        let value: f64 = value.parse().ok()?;
+        let entry = out.entry(key).or_default();
+        if slot == 0 {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    Some(out)
+}
+
+/// Prints where a phase's requests went, per scenario: by verb and
+/// resource, with the mean wait for an answer, then writes and reads.
+fn print_requests(phase: &str, before: &Requests, after: &Requests, n: usize) {
+    let mut rows: Vec<(String, f64, f64)> = after
+        .iter()
+        .map(|(key, (count, secs))| {
+            let (c0, s0) = before.get(key).copied().unwrap_or_default();
+            (key.clone(), count - c0, secs - s0)
+        })
+        .filter(|(_, count, _)| *count > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let n = n as f64;
+    let is_write = |key: &str| {
+        ["create ", "update ", "patch ", "delete "]
+            .iter()
+            .any(|v| key.starts_with(v))
+    };
+    let writes: f64 = rows.iter().filter(|r| is_write(&r.0)).map(|r| r.1).sum();
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let waited: f64 = rows.iter().map(|r| r.2).sum();
+    println!(
+        "operator requests per scenario, {phase}: {:.1} writes, {:.1} reads and watches; {:.2} s waiting for answers per scenario",
+        writes / n,
+        (total - writes) / n,
+        waited / n
+    );
+    for (key, count, secs) in rows.iter().take(14) {
+        println!(
+            "    {:>6.2}  {key:<40} mean answer {:>6.1} ms",
+            count / n,
+            if *count > 0.0 {
+                secs / count * 1000.0
+            } else {
+                0.0
+            }
+        );
+    }
+}
+
+/// The operator's /metrics (its address is the last one it logged; the
+/// shared instance picks a free port).
+fn operator_scrape() -> Option<String> {
     use std::io::{Read, Write};
     let log = std::fs::read_to_string(cluster_dir().join("logs/operator.log")).ok()?;
     let addr = log
@@ -124,12 +217,7 @@ fn operator_metric(name: &str) -> Option<f64> {
     write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    Some(body)
 }
 
 /// Waits until `done(phase, object)` holds for every named scenario, recording
@@ -240,7 +328,7 @@ async fn main() -> Result<()> {
         "members": {"users": ["analyst@bench.example"]}
     });
     let etcd_start = etcd::written().await?;
-    let floor_p99 = if args.no_floor {
+    let floors = if args.no_floor {
         None
     } else {
         let concurrency = if args.floor_concurrency == 0 {
@@ -265,8 +353,17 @@ async fn main() -> Result<()> {
             "floor: first to last object per workspace (no operator)",
             each,
         );
+        let (each, wall) = floor::stop(&client, &run, n).await?;
+        println!(
+            "floor of expiry: a plain client deleted the Deployment and members' binding of {n} workspaces at once in {:.2}s",
+            wall.as_secs_f64()
+        );
+        let stop_p99 = summary(
+            "floor of expiry: until both deletions were answered, per workspace (no operator)",
+            each,
+        );
         floor::clean(&client, &run, Duration::from_secs(args.timeout)).await?;
-        Some(p99)
+        Some((p99, stop_p99))
     };
     let etcd_before = etcd::written().await?;
     let cpu_before = operator_cpu_seconds();
@@ -294,6 +391,7 @@ async fn main() -> Result<()> {
 
     let names: Vec<String> = (0..n).map(|i| format!("bench-{run}-{i:04}")).collect();
     let requests_before = operator_api_requests();
+    let by_kind_before = operator_requests();
     println!("creating {n} scenarios under {authz_name}");
     let started = Instant::now();
     let created: Vec<(String, Instant)> = stream::iter(names.clone())
@@ -344,7 +442,7 @@ async fn main() -> Result<()> {
         })
         .collect();
     let provisioned_p99 = summary("create -> Provisioned per scenario (operator)", per);
-    if let Some(floor) = floor_p99 {
+    if let Some((floor, _)) = floors {
         println!(
             "create -> Provisioned p99 is {:.2}x the floor's p99 ({floor:.2}s)",
             provisioned_p99 / floor
@@ -367,6 +465,10 @@ async fn main() -> Result<()> {
         );
     }
     let requests_ready = operator_api_requests();
+    let by_kind_ready = operator_requests();
+    if let (Some(a), Some(b)) = (&by_kind_before, &by_kind_ready) {
+        print_requests("create to Ready", a, b, n);
+    }
     let audit_ready = operator_metric("cleanroom_audit_records_total");
     if let (Some(a), Some(b)) = (requests_before, requests_ready) {
         let records = match (audit_before, audit_ready) {
@@ -448,16 +550,25 @@ async fn main() -> Result<()> {
             })
             .collect()
     };
-    summary(
+    let gone_p99 = summary(
         "validUntil -> compute and access gone (Deployment and members' binding deleted) per scenario",
         per,
     );
+    if let Some((_, stop_floor)) = floors {
+        println!(
+            "validUntil -> compute and access gone p99 is {:.2}x the floor of expiry's p99 ({stop_floor:.2}s)",
+            gone_p99 / stop_floor
+        );
+    }
     summary(
         "validUntil -> Closed (wiped, namespace gone) per scenario",
         per_closed,
     );
     if let Some(kib) = operator_peak_rss_kib() {
         println!("operator peak RSS overall: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    if let (Some(a), Some(b)) = (&by_kind_ready, &operator_requests()) {
+        print_requests("teardown", a, b, n);
     }
     if let (Some(a), Some(b)) = (requests_ready, operator_api_requests()) {
         println!(

@@ -107,7 +107,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
             let health = Arc::new(Health::default());
             let (listener, _) = http::bind(args.metrics_addr).await?;
             let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
-            let client = counted_client(metrics.api_requests()).await?;
+            let client = crate::requests::counted_client(metrics.api_requests()).await?;
             let webhook = match webhook {
                 Some((addr, config)) => {
                     let (listener, _) = sessions::server::bind(addr).await?;
@@ -224,19 +224,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-/// A client for the inferred config whose every request is counted in
-/// `cleanroom_api_requests_total` (the benchmark reads it per scenario).
-async fn counted_client(
-    counter: prometheus_client::metrics::counter::Counter,
-) -> anyhow::Result<kube::Client> {
-    let config = kube::Config::infer().await?;
-    let count = tower::util::MapRequestLayer::new(move |request| {
-        counter.inc();
-        request
-    });
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&count)
-        .build())
 }
