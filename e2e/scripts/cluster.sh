@@ -266,8 +266,8 @@ metadata:
     kubernetes.io/arch: amd64
     node-role.kubernetes.io/agent: ""
 status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "250", ephemeral-storage: 1Ti}
-  capacity: {cpu: "64", memory: 256Gi, pods: "250", ephemeral-storage: 1Ti}
+  allocatable: {cpu: "64", memory: 256Gi, pods: "1000", ephemeral-storage: 1Ti}
+  capacity: {cpu: "64", memory: 256Gi, pods: "1000", ephemeral-storage: 1Ti}
 NODE
   done
 }
