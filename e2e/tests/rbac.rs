@@ -371,7 +371,7 @@ fn operator_rbac(ns: &str) -> Result<()> {
     let exec = ["--subresource=exec"];
     let log = ["--subresource=log"];
     let status = ["--subresource=status"];
-    let checks: [Check; 16] = [
+    let checks: [Check; 17] = [
         (
             "create",
             "pods",
@@ -444,6 +444,8 @@ fn operator_rbac(ns: &str) -> Result<()> {
             "write scenario status",
         ),
         ("delete", "namespaces", "", &[], true, "delete namespaces"),
+        // Its cache of its own workspace namespaces.
+        ("watch", "namespaces", "", &[], true, "watch namespaces"),
     ];
     for (verb, resource, where_, extra, want, why) in checks {
         let got = can_i(OPERATOR, verb, resource, where_, extra)?;

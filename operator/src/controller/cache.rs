@@ -95,6 +95,15 @@ impl<K: Cached> Cache<K> {
             .then(|| self.store.get(&ObjectRef::new(name)))
     }
 
+    /// [`Cache::cached`] for the object `name` in `namespace`.
+    pub fn cached_in(&self, namespace: &str, name: &str) -> Option<Option<Arc<K>>>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    {
+        self.is_filled()
+            .then(|| self.store.get(&ObjectRef::new(name).within(namespace)))
+    }
+
     /// The cluster-scoped object named `name`: from the cache once it is
     /// filled, from the API server before (never waiting, never taking an
     /// object the cache has not seen yet for absent).
@@ -127,6 +136,28 @@ pub fn shared<K: Cached>(
     impl Stream<Item = watcher::Event<K>> + Send + 'static,
 ) {
     let events = watcher(api, watcher::Config::default()).default_backoff();
+    fill(events)
+}
+
+/// A cache of the operator's own objects of kind `K` (labelled as managed
+/// by it), without their field managers: nothing reads who wrote which field
+/// of them, and at a thousand workspaces those entries would be much of the
+/// operator's memory. (Scenarios and authorizations keep theirs: the ledger
+/// names the requester from them.)
+pub fn managed<K: Cached>(
+    api: Api<K>,
+) -> (
+    Cache<K>,
+    impl Stream<Item = watcher::Event<K>> + Send + 'static,
+) {
+    let selector = format!(
+        "{}={}",
+        crate::workspace::labels::MANAGED_BY,
+        crate::workspace::labels::MANAGER
+    );
+    let events = watcher(api, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None);
     fill(events)
 }
 

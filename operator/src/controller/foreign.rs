@@ -154,6 +154,14 @@ where
     let api = Api::<PartialObjectMeta<K>>::all(client.clone());
     let wakes = watcher(api, watcher::Config::default())
         .default_backoff()
+        // Only the managers' names are read (who made a foreign object);
+        // the field sets are most of the metadata, for every object of the
+        // kind in the cluster.
+        .modify(|m: &mut PartialObjectMeta<K>| {
+            for f in m.metadata.managed_fields.iter_mut().flatten() {
+                f.fields_v1 = None;
+            }
+        })
         .reflect(writer)
         .touched_objects()
         .filter_map(|m| async move {

@@ -96,6 +96,15 @@ pub async fn patch_status(
     if scenario.status.as_ref() == Some(status) {
         return Ok(());
     }
+    // The scenario may come from a cache that has not seen this process's
+    // last write yet: the same status is not written twice.
+    let fingerprint = super::memo::fingerprint(&[serde_json::to_value(status)?]);
+    let read = scenario.uid().zip(scenario.resource_version());
+    if let Some((uid, rv)) = &read
+        && ctx.memo.status_written(uid, rv, fingerprint)
+    {
+        return Ok(());
+    }
     ctx.audit.record_scenario(scenario, status).await?;
     let patch = json!({
         "apiVersion": Scenario::api_version(&()),
@@ -105,6 +114,9 @@ pub async fn patch_status(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&scenario.name_any(), &params, &Patch::Apply(&patch))
         .await?;
+    if let Some((uid, rv)) = &read {
+        ctx.memo.wrote_status(uid, rv, fingerprint);
+    }
     Ok(())
 }
 

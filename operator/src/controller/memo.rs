@@ -1,5 +1,6 @@
 //! What the operator last wrote for each scenario, so that a pass that would
-//! apply exactly the same objects again skips the writes.
+//! apply exactly the same objects again, or write the status it wrote a
+//! moment ago, skips the writes.
 //!
 //! Server-side apply is idempotent, so re-applying is always correct, but a
 //! workspace is about ten objects and a scenario is reconciled many times on
@@ -35,10 +36,19 @@ struct Entry {
     data_ready: bool,
 }
 
-/// Per-scenario (by uid) record of the last full apply.
+/// The last status written for a scenario: the resourceVersion of the
+/// scenario the pass read, and the status's fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Written {
+    read: String,
+    fingerprint: u64,
+}
+
+/// Per-scenario (by uid) record of the last full apply and status write.
 #[derive(Default)]
 pub struct Memo {
     entries: Mutex<HashMap<String, Entry>>,
+    statuses: Mutex<HashMap<String, Written>>,
 }
 
 impl Memo {
@@ -88,6 +98,40 @@ impl Memo {
     pub fn forget(&self, uid: &str) {
         self.entries().remove(uid);
     }
+
+    fn statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, Written>> {
+        self.statuses.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this very status was written by a pass that read the
+    /// scenario at resourceVersion `read`: a pass that reads it there again
+    /// reads a cache that has not caught up with that write yet. Once the
+    /// cache moves on (to the write, or to anything after it), the status
+    /// it shows is compared instead.
+    pub fn status_written(&self, uid: &str, read: &str, fingerprint: u64) -> bool {
+        self.statuses().get(uid)
+            == Some(&Written {
+                read: read.to_string(),
+                fingerprint,
+            })
+    }
+
+    /// Records a successful status write by a pass that read the scenario
+    /// at resourceVersion `read`.
+    pub fn wrote_status(&self, uid: &str, read: &str, fingerprint: u64) {
+        self.statuses().insert(
+            uid.to_string(),
+            Written {
+                read: read.to_string(),
+                fingerprint,
+            },
+        );
+    }
+
+    /// Drops the last status write of a closed scenario.
+    pub fn forget_status(&self, uid: &str) {
+        self.statuses().remove(uid);
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +156,30 @@ mod tests {
         assert!(memo.data_ready("uid-1", a));
         memo.forget("uid-1");
         assert!(!memo.applied("uid-1", a));
+    }
+
+    #[test]
+    fn a_status_is_skipped_only_while_the_pass_reads_what_came_before_its_write() {
+        let memo = Memo::default();
+        let a = fingerprint(&[json!({"phase": "Provisioning"})]);
+        let b = fingerprint(&[json!({"phase": "Ready"})]);
+        assert!(!memo.status_written("u", "10", a), "nothing written yet");
+        memo.wrote_status("u", "10", a);
+        assert!(
+            memo.status_written("u", "10", a),
+            "the cache still shows 10"
+        );
+        assert!(
+            !memo.status_written("u", "10", b),
+            "another status is written"
+        );
+        assert!(
+            !memo.status_written("u", "11", a),
+            "the cache moved on: its status is what counts"
+        );
+        assert!(!memo.status_written("v", "10", a), "per scenario");
+        memo.forget_status("u");
+        assert!(!memo.status_written("u", "10", a));
     }
 
     #[test]

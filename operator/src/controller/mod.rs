@@ -27,7 +27,7 @@ use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -79,6 +79,17 @@ pub struct Context {
     pub authorizations: Cache<Authorization>,
     /// The dataset catalogue, from the one watch that also records its changes.
     pub datasets: Cache<Dataset>,
+    /// The operator's workspace namespaces (labelled as managed by it), so
+    /// that a pass reads its namespace without a request. A namespace
+    /// missing from it is asked of the API server.
+    pub namespaces: Cache<Namespace>,
+    /// The workspaces' Deployments (labelled as managed by the operator):
+    /// whether compute runs is read here. The same watch wakes their scenarios,
+    /// after this store holds the change.
+    pub deployments: Cache<Deployment>,
+    /// The workspaces' Jobs (compute in batch mode, preparations, wipes),
+    /// likewise; see [`Context::may_have_job`].
+    pub jobs: Cache<Job>,
     /// Counters and timings (see [`crate::metrics`]).
     pub metrics: Arc<Metrics>,
     /// What was last applied per scenario (see [`memo`]).
@@ -87,6 +98,21 @@ pub struct Context {
     pub audit: Arc<Ledger>,
     /// Caches of what exists in the workspaces (see [`foreign`]).
     pub guards: foreign::Guards,
+}
+
+impl Context {
+    /// Whether the workspace Job may exist in `namespace`, so that deleting
+    /// it is worth a request: always in batch mode (a Job just made may not
+    /// be in the cache yet), otherwise unless the cache, once filled, holds
+    /// none (one would be left from an earlier batch mode, long in it).
+    pub fn may_have_job(&self, namespace: &str, batch: bool) -> bool {
+        batch
+            || !matches!(
+                self.jobs
+                    .cached_in(namespace, crate::workspace::compute::WORKSPACE),
+                Some(None)
+            )
+    }
 }
 
 /// What can go wrong in a reconcile. Each has a category for metrics and Events.
@@ -227,6 +253,25 @@ pub async fn run(
     let (scenario_cache, scenario_events) = cache::shared(scenarios);
     let (authorization_cache, authorization_events) = cache::shared(authorizations);
     let (dataset_cache, dataset_events) = cache::shared(Api::<Dataset>::all(client.clone()));
+    let (namespace_cache, namespace_events) = cache::managed(Api::<Namespace>::all(client.clone()));
+    let drive_namespaces = tokio::spawn(namespace_events.for_each(|_| std::future::ready(())));
+    let (deployment_cache, deployment_events) =
+        cache::managed(Api::<Deployment>::all(client.clone()));
+    let (job_cache, job_events) = cache::managed(Api::<Job>::all(client.clone()));
+    let (wake_of_compute, compute_wakes) = mpsc::unbounded();
+    let wake_of_jobs = wake_of_compute.clone();
+    let drive_deployments = tokio::spawn(deployment_events.for_each(move |event| {
+        if let Some(scenario) = touched(event).and_then(|(d, _)| scenario_of(d.labels())) {
+            let _ = wake_of_compute.unbounded_send(scenario);
+        }
+        std::future::ready(())
+    }));
+    let drive_jobs = tokio::spawn(job_events.for_each(move |event| {
+        if let Some(scenario) = touched(event).and_then(|(j, _)| scenario_of(j.labels())) {
+            let _ = wake_of_jobs.unbounded_send(scenario);
+        }
+        std::future::ready(())
+    }));
     let store = scenario_cache.store().clone();
     let authorization_store = authorization_cache.store().clone();
     let (guards, foreign_changes) = foreign::Guards::watch(&client);
@@ -236,6 +281,9 @@ pub async fn run(
         scenarios: scenario_cache.clone(),
         authorizations: authorization_cache.clone(),
         datasets: dataset_cache.clone(),
+        namespaces: namespace_cache,
+        deployments: deployment_cache,
+        jobs: job_cache,
         metrics: metrics.clone(),
         memo: memo::Memo::default(),
         audit: audit.clone(),
@@ -256,16 +304,9 @@ pub async fn run(
 
     let scenario_loop = Controller::for_shared_stream(scenario_wakes, store.clone())
         .reconcile_on(wakes_under)
-        .watches(
-            Api::<Deployment>::all(client.clone()),
-            managed.clone(),
-            |d: Deployment| scenario_of(d.labels()),
-        )
-        .watches(
-            Api::<Job>::all(client.clone()),
-            managed.clone(),
-            |j: Job| scenario_of(j.labels()),
-        )
+        // Compute and Jobs: from the shared caches' watches (see
+        // `drive_deployments` and `drive_jobs`).
+        .reconcile_on(compute_wakes)
         // Claims binding: scratch, a dataset's volume arriving, wipes' claims.
         .watches(
             Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -335,6 +376,9 @@ pub async fn run(
     fan_scenarios.abort();
     fan_authorizations.abort();
     drive_datasets.abort();
+    drive_namespaces.abort();
+    drive_deployments.abort();
+    drive_jobs.abort();
     datasets.abort();
     upkeep.abort();
     delivery.abort();

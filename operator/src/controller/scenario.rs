@@ -122,6 +122,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
 
     if status.phase == Some(ScenarioPhase::Closed) {
         // Closed is final: the record stays, nothing is recreated.
+        ctx.memo.forget_status(&id.uid);
         if scenario.metadata.deletion_timestamp.is_some() {
             super::kube_ops::remove_finalizer(&api, scenario, super::FINALIZER).await?;
         }
@@ -228,15 +229,29 @@ enum WorkspaceNamespace {
 }
 
 impl WorkspaceNamespace {
+    /// From the shared cache when it holds the namespace as this
+    /// scenario's (the owner is checked there as here); otherwise, absent or
+    /// not ours as far as the cache knows, from the API server, so that a
+    /// namespace is never taken for absent or foreign on a lagging watch.
     async fn read(ctx: &Context, id: &Identity) -> Result<WorkspaceNamespace, Error> {
+        if let Some(Some(ns)) = ctx.namespaces.cached(&id.namespace)
+            && id.owns(&ns.metadata)
+        {
+            return Ok(WorkspaceNamespace::Ours(Box::new((*ns).clone())));
+        }
         let found = Api::<Namespace>::all(ctx.client.clone())
             .get_opt(&id.namespace)
             .await?;
-        Ok(match found {
+        Ok(Self::of(id, found))
+    }
+
+    /// Whose the namespace found under the scenario's name is.
+    fn of(id: &Identity, found: Option<Namespace>) -> WorkspaceNamespace {
+        match found {
             None => WorkspaceNamespace::Absent,
             Some(ns) if id.owns(&ns.metadata) => WorkspaceNamespace::Ours(Box::new(ns)),
             Some(_) => WorkspaceNamespace::Foreign,
-        })
+        }
     }
 
     fn ours(&self) -> Option<&Namespace> {
@@ -323,8 +338,10 @@ fn queue_key(s: &Scenario) -> (bool, Option<Time>, String) {
 /// Live scenarios of the same authorization that hold their place ahead of
 /// `scenario` (see [`queue_key`]): not rejected, not closed, not being
 /// deleted. Admission is sticky: a scenario admitted before is never pushed
-/// out by an older one that was rejected and fixed later.
-pub fn admitted_peers(scenario: &Scenario, all: &[Arc<Scenario>]) -> Vec<Scenario> {
+/// out by an older one that was rejected and fixed later. The cache's own
+/// objects, shared, not copied: every pass of every scenario asks this of
+/// all the others.
+pub fn admitted_peers(scenario: &Scenario, all: &[Arc<Scenario>]) -> Vec<Arc<Scenario>> {
     let key = queue_key;
     let mine = key(scenario);
     all.iter()
@@ -337,7 +354,7 @@ pub fn admitted_peers(scenario: &Scenario, all: &[Arc<Scenario>]) -> Vec<Scenari
             )
         })
         .filter(|s| key(s) < mine)
-        .map(|s| (**s).clone())
+        .cloned()
         .collect()
 }
 
@@ -686,9 +703,11 @@ async fn run_compute(
     Ok(match compute {
         Compute::Deployment(d) => {
             let current = if applied {
-                deployments.get_opt(WORKSPACE).await?
+                running_deployment(ctx, &deployments, ns).await?
             } else {
-                delete(&jobs, WORKSPACE).await?;
+                if ctx.may_have_job(ns, false) {
+                    delete(&jobs, WORKSPACE).await?;
+                }
                 Some(apply(&deployments, d).await?)
             };
             current
@@ -712,6 +731,20 @@ async fn run_compute(
             })
         }
     })
+}
+
+/// The workspace's Deployment: from the shared cache when it holds it (its
+/// change wakes the scenario only once the cache has it), else as the API
+/// server has it.
+async fn running_deployment(
+    ctx: &Context,
+    deployments: &Api<Deployment>,
+    ns: &str,
+) -> Result<Option<Deployment>, Error> {
+    if let Some(Some(d)) = ctx.deployments.cached_in(ns, WORKSPACE) {
+        return Ok(Some((*d).clone()));
+    }
+    Ok(deployments.get_opt(WORKSPACE).await?)
 }
 
 /// Applies the workspace in order (namespace, deny-all policy, quota and
@@ -864,7 +897,7 @@ mod tests {
         Arc::new(s)
     }
 
-    fn names(peers: &[Scenario]) -> Vec<String> {
+    fn names(peers: &[Arc<Scenario>]) -> Vec<String> {
         peers.iter().map(|s| s.name_any()).collect()
     }
 

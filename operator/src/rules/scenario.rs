@@ -354,11 +354,12 @@ pub fn check_scenario_count(
 pub fn check_aggregate_quota(
     scenario: &Scenario,
     authorization: &Authorization,
-    others: &[Scenario],
+    others: &[impl std::borrow::Borrow<Scenario>],
 ) -> Result<(), Rejection> {
     let mut problems = Vec::new();
     let peers: Vec<&Scenario> = others
         .iter()
+        .map(|o| o.borrow())
         .filter(|o| {
             o.spec.authorization == scenario.spec.authorization
                 && o.metadata.name != scenario.metadata.name
