@@ -30,7 +30,7 @@ use super::kube_ops::{
 use super::lifecycle::End;
 use super::{Context, Error};
 use crate::api::dataset::VAULT_NAMESPACE;
-use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time, WipeAttestation};
+use crate::api::{Scenario, ScenarioPhase, ScenarioStatus, Time, WipeAttestation, WorkspaceMode};
 use crate::conditions::{condition, reasons, set_condition, types};
 use crate::workspace::compute::WORKSPACE;
 use crate::workspace::isolation::{ENDED_AT_ANNOTATION, ENDING_ANNOTATION};
@@ -68,13 +68,20 @@ pub async fn run(
     ctx.memo.forget(&id.uid);
     // Security first: compute and access stop before any status or ledger
     // write, so an unwritable ledger delays the record, never the stop.
+    let batch = scenario.spec.workspace.mode == WorkspaceMode::Batch;
     let stopped_at = match namespace {
-        Some(ns) => Some(stop_workspace(ctx, id, ns, end, now).await?),
+        Some(ns) => Some(stop_workspace(ctx, id, ns, batch, end, now).await?),
         None => None,
     };
     let mut status = scenario.status.clone().unwrap_or_default();
     mark_ending(scenario, &mut status, end, stopped_at.as_ref(), now);
     patch_status(ctx, &api, scenario, &status).await?;
+    if stopped_at.as_ref() == Some(now) {
+        // Stopped in this pass: the wipes and deletions wait a step, so that
+        // when many end at one instant every stop reaches the API server
+        // before any of that work does.
+        return Ok(Action::requeue(STEP));
+    }
     // A scenario that never got a workspace has nothing to wipe.
     let progress = if status.namespace.is_some() {
         step(scenario, id, ctx, &api, namespace, &mut status, now).await?
@@ -108,40 +115,79 @@ async fn stop_workspace(
     ctx: &Context,
     id: &Identity,
     namespace: &Namespace,
+    batch: bool,
     end: End,
     now: &Time,
 ) -> Result<Time, Error> {
-    let recorded = namespace
-        .annotations()
-        .get(ENDED_AT_ANNOTATION)
-        .and_then(|t| t.parse::<Timestamp>().ok());
-    if namespace.annotations().contains_key(ENDING_ANNOTATION)
-        && let Some(at) = recorded
-    {
-        return Ok(Time(at));
+    if let Some(at) = recorded_end(namespace) {
+        return Ok(at);
     }
     let client = &ctx.client;
     let ns = id.namespace.as_str();
-    delete(
-        &Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns),
-        WORKSPACE,
-    )
-    .await?;
-    delete(&Api::<Job>::namespaced(client.clone(), ns), WORKSPACE).await?;
-    delete(
-        &Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns),
-        access::MEMBER_BINDING,
-    )
-    .await?;
+    let bindings = Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), ns);
+    let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns);
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    // All three at once: when many expire at one instant, each one's stop
+    // waits for one round trip, not three.
+    let job = async {
+        match ctx.may_have_job(ns, batch) {
+            true => delete(&jobs, WORKSPACE).await,
+            false => Ok(false),
+        }
+    };
+    futures::try_join!(
+        delete(&bindings, access::MEMBER_BINDING),
+        delete(&deployments, WORKSPACE),
+        job,
+    )?;
     warn!(scenario = %id.scenario, reason = end.reason(), "compute and access stopped");
-    let mark = json!({"metadata": {"annotations": {
-        ENDING_ANNOTATION: end.reason(),
-        ENDED_AT_ANNOTATION: now.0.to_string(),
-    }}});
-    Api::<Namespace>::all(client.clone())
-        .patch(ns, &PatchParams::default(), &Patch::Merge(&mark))
-        .await?;
-    Ok(now.clone())
+    mark_end(ctx, namespace, end, now).await
+}
+
+/// The time of the end the namespace's mark records, if it has one.
+fn recorded_end(namespace: &Namespace) -> Option<Time> {
+    let annotations = namespace.annotations();
+    annotations.get(ENDING_ANNOTATION)?;
+    let at = annotations
+        .get(ENDED_AT_ANNOTATION)?
+        .parse::<Timestamp>()
+        .ok()?;
+    Some(Time(at))
+}
+
+/// Marks the namespace with the end and `now`, unless a pass before this
+/// one did: the patch holds the namespace's resourceVersion, so a namespace
+/// read from a cache that lags behind an earlier mark is read again, and
+/// the first mark's time is kept.
+async fn mark_end(
+    ctx: &Context,
+    namespace: &Namespace,
+    end: End,
+    now: &Time,
+) -> Result<Time, Error> {
+    let api = Api::<Namespace>::all(ctx.client.clone());
+    let name = namespace.name_any();
+    let mut current = namespace.clone();
+    loop {
+        if let Some(at) = recorded_end(&current) {
+            return Ok(at);
+        }
+        let mark = json!({"metadata": {
+            "resourceVersion": current.resource_version(),
+            "annotations": {
+                ENDING_ANNOTATION: end.reason(),
+                ENDED_AT_ANNOTATION: now.0.to_string(),
+            },
+        }});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&mark))
+            .await
+        {
+            Ok(_) => return Ok(now.clone()),
+            Err(kube::Error::Api(e)) if e.code == 409 => current = api.get(&name).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Conditions and phase while tearing down. `stopped` is when compute and
@@ -589,5 +635,43 @@ pub(crate) async fn wipe(
     match attestation(claim, claim, &message, now.clone()) {
         Ok(a) => Ok(WipeState::Attested(a)),
         Err(e) => Ok(WipeState::Failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn marked(annotations: &[(&str, &str)]) -> Namespace {
+        let mut ns = Namespace::default();
+        ns.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        ns
+    }
+
+    #[test]
+    fn only_a_whole_mark_records_when_the_workspace_was_stopped() {
+        let at = "2026-11-30T12:00:00Z";
+        let whole = marked(&[(ENDING_ANNOTATION, "Expired"), (ENDED_AT_ANNOTATION, at)]);
+        assert_eq!(
+            recorded_end(&whole).map(|t| t.0.to_string()),
+            Some(at.into())
+        );
+        // Without the end, or with a time that does not parse, the stop is
+        // done (again) and the mark written, never taken as done.
+        assert!(recorded_end(&marked(&[(ENDED_AT_ANNOTATION, at)])).is_none());
+        assert!(recorded_end(&marked(&[(ENDING_ANNOTATION, "Expired")])).is_none());
+        let garbled = marked(&[
+            (ENDING_ANNOTATION, "Expired"),
+            (ENDED_AT_ANNOTATION, "soon"),
+        ]);
+        assert!(recorded_end(&garbled).is_none());
+        assert!(recorded_end(&Namespace::default()).is_none());
     }
 }
