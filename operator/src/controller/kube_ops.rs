@@ -93,19 +93,17 @@ pub async fn patch_status(
     scenario: &Scenario,
     status: &ScenarioStatus,
 ) -> Result<(), Error> {
+    if scenario.status.as_ref() == Some(status) {
+        return Ok(());
+    }
     // The scenario may come from a cache that has not seen this process's
-    // last write yet: that write, not the cached status, is what the API
-    // server holds, so it decides whether this one changes anything.
+    // last write yet: the same status is not written twice.
     let fingerprint = super::memo::fingerprint(&[serde_json::to_value(status)?]);
     let read = scenario.uid().zip(scenario.resource_version());
-    let last = read
-        .as_ref()
-        .and_then(|(uid, rv)| ctx.memo.status_written_on(uid, rv));
-    match last {
-        Some(written) if written == fingerprint => return Ok(()),
-        Some(_) => {}
-        None if scenario.status.as_ref() == Some(status) => return Ok(()),
-        None => {}
+    if let Some((uid, rv)) = &read
+        && ctx.memo.status_written(uid, rv, fingerprint)
+    {
+        return Ok(());
     }
     ctx.audit.record_scenario(scenario, status).await?;
     let patch = json!({

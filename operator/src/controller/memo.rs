@@ -116,15 +116,6 @@ impl Memo {
             })
     }
 
-    /// The fingerprint of the last status written by a pass that read the
-    /// scenario at resourceVersion `read`, if that is the last write.
-    pub fn status_written_on(&self, uid: &str, read: &str) -> Option<u64> {
-        self.statuses()
-            .get(uid)
-            .filter(|w| w.read == read)
-            .map(|w| w.fingerprint)
-    }
-
     /// Records a successful status write by a pass that read the scenario
     /// at resourceVersion `read`.
     pub fn wrote_status(&self, uid: &str, read: &str, fingerprint: u64) {
@@ -187,9 +178,6 @@ mod tests {
             "the cache moved on: its status is what counts"
         );
         assert!(!memo.status_written("v", "10", a), "per scenario");
-        // A pass on the stale read learns what the API server holds now.
-        assert_eq!(memo.status_written_on("u", "10"), Some(a));
-        assert_eq!(memo.status_written_on("u", "11"), None);
         memo.forget_status("u");
         assert!(!memo.status_written("u", "10", a));
     }
