@@ -93,16 +93,19 @@ pub async fn patch_status(
     scenario: &Scenario,
     status: &ScenarioStatus,
 ) -> Result<(), Error> {
-    if scenario.status.as_ref() == Some(status) {
-        return Ok(());
-    }
     // The scenario may come from a cache that has not seen this process's
-    // last write yet: the same status is not written twice.
+    // last write yet: the memo knows what the API server holds.
     let fingerprint = super::memo::fingerprint(&[serde_json::to_value(status)?]);
+    let cached = match &scenario.status {
+        Some(s) => Some(super::memo::fingerprint(&[serde_json::to_value(s)?])),
+        None => None,
+    };
     let read = scenario.uid().zip(scenario.resource_version());
-    if let Some((uid, rv)) = &read
-        && ctx.memo.status_written(uid, rv, fingerprint)
-    {
+    let unchanged = match &read {
+        Some((uid, rv)) => ctx.memo.status_unchanged(uid, rv, cached, fingerprint),
+        None => cached == Some(fingerprint),
+    };
+    if unchanged {
         return Ok(());
     }
     ctx.audit.record_scenario(scenario, status).await?;

@@ -103,17 +103,31 @@ impl Memo {
         self.statuses.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether this very status was written by a pass that read the
-    /// scenario at resourceVersion `read`: a pass that reads it there again
-    /// reads a cache that has not caught up with that write yet. Once the
-    /// cache moves on (to the write, or to anything after it), the status
-    /// it shows is compared instead.
-    pub fn status_written(&self, uid: &str, read: &str, fingerprint: u64) -> bool {
-        self.statuses().get(uid)
-            == Some(&Written {
-                read: read.to_string(),
-                fingerprint,
-            })
+    /// Whether writing the status `fingerprint` would change nothing on the
+    /// API server, for a pass that read the scenario at resourceVersion
+    /// `read` showing the status `cached` (its fingerprint).
+    ///
+    /// Only this process writes a scenario's status, so once it has written
+    /// one, that write is what the API server holds, whatever the cache
+    /// shows: a cache that has not caught up still shows an older status
+    /// (equal, perhaps, to the one this pass computes). A cache that shows
+    /// another status at a version not read before that write has seen
+    /// something else (a status written by hand, or an earlier write of
+    /// this process): writing again is the safe side.
+    pub fn status_unchanged(
+        &self,
+        uid: &str,
+        read: &str,
+        cached: Option<u64>,
+        fingerprint: u64,
+    ) -> bool {
+        match self.statuses().get(uid) {
+            None => cached == Some(fingerprint),
+            Some(last) => {
+                fingerprint == last.fingerprint
+                    && (last.read == read || cached == Some(last.fingerprint))
+            }
+        }
     }
 
     /// Records a successful status write by a pass that read the scenario
@@ -159,27 +173,37 @@ mod tests {
     }
 
     #[test]
-    fn a_status_is_skipped_only_while_the_pass_reads_what_came_before_its_write() {
+    fn a_status_is_skipped_only_when_the_api_server_holds_it() {
         let memo = Memo::default();
-        let a = fingerprint(&[json!({"phase": "Provisioning"})]);
-        let b = fingerprint(&[json!({"phase": "Ready"})]);
-        assert!(!memo.status_written("u", "10", a), "nothing written yet");
-        memo.wrote_status("u", "10", a);
+        let ready = fingerprint(&[json!({"isolated": true})]);
+        let breach = fingerprint(&[json!({"isolated": false})]);
+        // Nothing written by this process: the cache is all there is.
+        assert!(memo.status_unchanged("u", "10", Some(ready), ready));
+        assert!(!memo.status_unchanged("u", "10", Some(ready), breach));
+
+        // A breach is written by a pass that read version 10 (Ready)...
+        memo.wrote_status("u", "10", breach);
+        // ...and the pass after it, woken before the cache caught up, reads
+        // 10 again and finds the workspace isolated: the cache still shows
+        // Ready, but the API server holds the breach.
         assert!(
-            memo.status_written("u", "10", a),
-            "the cache still shows 10"
+            !memo.status_unchanged("u", "10", Some(ready), ready),
+            "a stale cache must not hide the write"
         );
+        assert!(memo.status_unchanged("u", "10", Some(ready), breach));
+        // The cache caught up (11 is the write, or anything after it).
+        assert!(memo.status_unchanged("u", "11", Some(breach), breach));
+        assert!(!memo.status_unchanged("u", "11", Some(breach), ready));
+        // At a version this process did not read, a status other than its
+        // last write: written by hand, or an earlier write. Write again.
+        assert!(!memo.status_unchanged("u", "12", Some(ready), breach));
+
         assert!(
-            !memo.status_written("u", "10", b),
-            "another status is written"
+            memo.status_unchanged("v", "10", Some(ready), ready),
+            "per scenario"
         );
-        assert!(
-            !memo.status_written("u", "11", a),
-            "the cache moved on: its status is what counts"
-        );
-        assert!(!memo.status_written("v", "10", a), "per scenario");
         memo.forget_status("u");
-        assert!(!memo.status_written("u", "10", a));
+        assert!(memo.status_unchanged("u", "10", Some(ready), ready));
     }
 
     #[test]
