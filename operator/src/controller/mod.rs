@@ -208,6 +208,20 @@ fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
+/// Drives a cache's watch of the operator's own objects and wakes, after
+/// the cache holds each change, the scenario the object is labelled with.
+async fn wake_owners<K: cache::Cached>(
+    events: impl Stream<Item = watcher::Event<K>>,
+    wake: mpsc::UnboundedSender<ObjectRef<Scenario>>,
+) {
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        if let Some(scenario) = touched(event).and_then(|(o, _)| scenario_of(o.labels())) {
+            let _ = wake.unbounded_send(scenario);
+        }
+    }
+}
+
 /// Scenarios to look at when an object labelled with a scenario changes.
 fn scenario_of(
     labels_of: &std::collections::BTreeMap<String, String>,
@@ -259,19 +273,8 @@ pub async fn run(
         cache::managed(Api::<Deployment>::all(client.clone()));
     let (job_cache, job_events) = cache::managed(Api::<Job>::all(client.clone()));
     let (wake_of_compute, compute_wakes) = mpsc::unbounded();
-    let wake_of_jobs = wake_of_compute.clone();
-    let drive_deployments = tokio::spawn(deployment_events.for_each(move |event| {
-        if let Some(scenario) = touched(event).and_then(|(d, _)| scenario_of(d.labels())) {
-            let _ = wake_of_compute.unbounded_send(scenario);
-        }
-        std::future::ready(())
-    }));
-    let drive_jobs = tokio::spawn(job_events.for_each(move |event| {
-        if let Some(scenario) = touched(event).and_then(|(j, _)| scenario_of(j.labels())) {
-            let _ = wake_of_jobs.unbounded_send(scenario);
-        }
-        std::future::ready(())
-    }));
+    let drive_deployments = tokio::spawn(wake_owners(deployment_events, wake_of_compute.clone()));
+    let drive_jobs = tokio::spawn(wake_owners(job_events, wake_of_compute));
     let store = scenario_cache.store().clone();
     let authorization_store = authorization_cache.store().clone();
     let (guards, foreign_changes) = foreign::Guards::watch(&client);
@@ -305,7 +308,7 @@ pub async fn run(
     let scenario_loop = Controller::for_shared_stream(scenario_wakes, store.clone())
         .reconcile_on(wakes_under)
         // Compute and Jobs: from the shared caches' watches (see
-        // `drive_deployments` and `drive_jobs`).
+        // `wake_owners`).
         .reconcile_on(compute_wakes)
         // Claims binding: scratch, a dataset's volume arriving, wipes' claims.
         .watches(

@@ -130,9 +130,10 @@ async fn stop_workspace(
     // All three at once: when many expire at one instant, each one's stop
     // waits for one round trip, not three.
     let job = async {
-        match ctx.may_have_job(ns, batch) {
-            true => delete(&jobs, WORKSPACE).await,
-            false => Ok(false),
+        if ctx.may_have_job(ns, batch) {
+            delete(&jobs, WORKSPACE).await
+        } else {
+            Ok(false)
         }
     };
     futures::try_join!(
