@@ -17,6 +17,9 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -135,17 +138,36 @@ pub fn shared<K: Cached>(
     Cache<K>,
     impl Stream<Item = watcher::Event<K>> + Send + 'static,
 ) {
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| top_level_field_sets(o.meta_mut()));
     fill(events)
+}
+
+/// Keeps of each field manager's entry only the top-level fields it set
+/// (`f:spec`, `f:status`, ...): the ledger asks no more of them (who last
+/// wrote the spec, [`crate::audit::transitions::requester`]), and the
+/// whole sets, every status condition's fields among them, were a third of
+/// a cached scenario's memory.
+pub fn top_level_field_sets(meta: &mut ObjectMeta) {
+    for entry in meta.managed_fields.iter_mut().flatten() {
+        if let Some(FieldsV1(serde_json::Value::Object(fields))) = &mut entry.fields_v1 {
+            for value in fields.values_mut() {
+                *value = serde_json::Value::Object(Default::default());
+            }
+        }
+    }
 }
 
 /// A cache of the operator's own objects of kind `K` (labelled as managed
 /// by it), without their field managers: nothing reads who wrote which field
 /// of them, and at a thousand workspaces those entries would be much of the
-/// operator's memory. (Scenarios and authorizations keep theirs: the ledger
-/// names the requester from them.)
+/// operator's memory. `trim` drops what no reader of the cache needs.
+/// (Scenarios and authorizations keep their managers: the ledger names the
+/// requester from them.)
 pub fn managed<K: Cached>(
     api: Api<K>,
+    trim: impl Fn(&mut K) + Send + 'static,
 ) -> (
     Cache<K>,
     impl Stream<Item = watcher::Event<K>> + Send + 'static,
@@ -157,8 +179,26 @@ pub fn managed<K: Cached>(
     );
     let events = watcher(api, watcher::Config::default().labels(&selector))
         .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None);
+        .modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            trim(o);
+        });
     fill(events)
+}
+
+/// What the Deployment cache keeps: metadata and status. Only whether the
+/// workspace's Deployment exists and how many replicas are available is
+/// read from it, and the pod template is most of its size.
+pub fn deployment_without_template(deployment: &mut Deployment) {
+    deployment.spec.template.spec = None;
+}
+
+/// What the Job cache keeps: as [`deployment_without_template`] (only
+/// whether a Job exists is read from it).
+pub fn job_without_template(job: &mut Job) {
+    if let Some(spec) = &mut job.spec {
+        spec.template.spec = None;
+    }
 }
 
 /// [`shared`], from any stream of watch events.
@@ -292,5 +332,69 @@ mod tests {
             .expect("not left waiting")
             .unwrap();
         assert!(matches!(result, Err(Error::CacheStopped("Dataset"))));
+    }
+
+    #[test]
+    fn cached_field_sets_keep_who_wrote_the_spec() {
+        use crate::audit::transitions::requester;
+        let mut scenario = crate::fixtures::scenario();
+        let fields = |v: serde_json::Value| Some(FieldsV1(v));
+        scenario.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("kubectl-edit".into()),
+                operation: Some("Update".into()),
+                fields_v1: fields(serde_json::json!({
+                    "f:spec": {"f:members": {".": {}, "k:{\"name\":\"ana\"}": {}}},
+                    "f:metadata": {"f:labels": {"f:team": {}}}
+                })),
+                ..Default::default()
+            },
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some(crate::workspace::FIELD_MANAGER.into()),
+                subresource: Some("status".into()),
+                fields_v1: fields(serde_json::json!({
+                    "f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {"f:status": {}}}}
+                })),
+                ..Default::default()
+            },
+        ]);
+        let before = requester(&scenario.metadata);
+        top_level_field_sets(&mut scenario.metadata);
+        assert_eq!(requester(&scenario.metadata), before);
+        assert_eq!(before, "manager:kubectl-edit");
+        let kept: Vec<_> = scenario
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|m| m.fields_v1.as_ref().map(|f| f.0.clone()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                Some(serde_json::json!({"f:spec": {}, "f:metadata": {}})),
+                Some(serde_json::json!({"f:status": {}})),
+            ]
+        );
+    }
+
+    #[test]
+    fn cached_workloads_keep_metadata_and_status_only() {
+        let id = crate::workspace::testing::identity();
+        let spec = crate::fixtures::scenario().spec;
+        let crate::workspace::compute::Compute::Deployment(mut d) =
+            crate::workspace::compute::compute(&id, &spec, true)
+        else {
+            panic!("an interactive workspace runs a Deployment");
+        };
+        d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            available_replicas: Some(1),
+            ..Default::default()
+        });
+        let labels = d.metadata.labels.clone();
+        deployment_without_template(&mut d);
+        assert!(d.spec.template.spec.is_none());
+        assert_eq!(d.metadata.labels, labels);
+        assert_eq!(d.status.and_then(|s| s.available_replicas), Some(1));
     }
 }

@@ -28,7 +28,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self as runtime_controller, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -208,6 +208,15 @@ fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
+/// Scenario passes that run at once. The client lets only
+/// [`crate::requests::MAX_IN_FLIGHT`] requests out at a time, so more
+/// passes than a couple of times that only wait in the operator, each
+/// holding its future and the objects it built: with a thousand scenarios
+/// woken together, those were more than half of the operator's heap. A
+/// waiting pass waits in the controller's queue instead, which holds only
+/// the scenario's name.
+const MAX_PASSES: u16 = 128;
+
 /// Drives a cache's watch of the operator's own objects and wakes, after
 /// the cache holds each change, the scenario the object is labelled with.
 async fn wake_owners<K: cache::Cached>(
@@ -267,11 +276,15 @@ pub async fn run(
     let (scenario_cache, scenario_events) = cache::shared(scenarios);
     let (authorization_cache, authorization_events) = cache::shared(authorizations);
     let (dataset_cache, dataset_events) = cache::shared(Api::<Dataset>::all(client.clone()));
-    let (namespace_cache, namespace_events) = cache::managed(Api::<Namespace>::all(client.clone()));
+    let (namespace_cache, namespace_events) =
+        cache::managed(Api::<Namespace>::all(client.clone()), |_| {});
     let drive_namespaces = tokio::spawn(namespace_events.for_each(|_| std::future::ready(())));
-    let (deployment_cache, deployment_events) =
-        cache::managed(Api::<Deployment>::all(client.clone()));
-    let (job_cache, job_events) = cache::managed(Api::<Job>::all(client.clone()));
+    let (deployment_cache, deployment_events) = cache::managed(
+        Api::<Deployment>::all(client.clone()),
+        cache::deployment_without_template,
+    );
+    let (job_cache, job_events) =
+        cache::managed(Api::<Job>::all(client.clone()), cache::job_without_template);
     let (wake_of_compute, compute_wakes) = mpsc::unbounded();
     let drive_deployments = tokio::spawn(wake_owners(deployment_events, wake_of_compute.clone()));
     let drive_jobs = tokio::spawn(wake_owners(job_events, wake_of_compute));
@@ -306,6 +319,7 @@ pub async fn run(
     ));
 
     let scenario_loop = Controller::for_shared_stream(scenario_wakes, store.clone())
+        .with_config(runtime_controller::Config::default().concurrency(MAX_PASSES))
         .reconcile_on(wakes_under)
         // Compute and Jobs: from the shared caches' watches (see
         // `wake_owners`).
