@@ -16,6 +16,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
+
 /// How long a remembered apply stands before everything is applied again.
 pub const RESYNC: Duration = Duration::from_secs(600);
 
@@ -49,6 +51,10 @@ struct Written {
 pub struct Memo {
     entries: Mutex<HashMap<String, Entry>>,
     statuses: Mutex<HashMap<String, Written>>,
+    /// When this process stopped a workspace's compute and access and
+    /// marked its namespace, for the passes that follow before the
+    /// namespace cache shows the mark.
+    stops: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Memo {
@@ -142,9 +148,25 @@ impl Memo {
         );
     }
 
-    /// Drops the last status write of a closed scenario.
-    pub fn forget_status(&self, uid: &str) {
+    /// Drops what is remembered of a closed scenario.
+    pub fn forget_closed(&self, uid: &str) {
         self.statuses().remove(uid);
+        self.stops().remove(uid);
+    }
+
+    fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
+        self.stops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the workspace's compute and access were stopped, and
+    /// its namespace marked, at `at`.
+    pub fn stopped_at(&self, uid: &str, at: Timestamp) {
+        self.stops().insert(uid.to_string(), at);
+    }
+
+    /// When this process stopped the workspace, if it did.
+    pub fn stop_of(&self, uid: &str) -> Option<Timestamp> {
+        self.stops().get(uid).copied()
     }
 }
 
@@ -202,8 +224,12 @@ mod tests {
             memo.status_unchanged("v", "10", Some(ready), ready),
             "per scenario"
         );
-        memo.forget_status("u");
+        memo.stopped_at("u", Timestamp::UNIX_EPOCH);
+        assert_eq!(memo.stop_of("u"), Some(Timestamp::UNIX_EPOCH));
+        assert_eq!(memo.stop_of("v"), None);
+        memo.forget_closed("u");
         assert!(memo.status_unchanged("u", "10", Some(ready), ready));
+        assert_eq!(memo.stop_of("u"), None);
     }
 
     #[test]

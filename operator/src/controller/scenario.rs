@@ -122,7 +122,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
 
     if status.phase == Some(ScenarioPhase::Closed) {
         // Closed is final: the record stays, nothing is recreated.
-        ctx.memo.forget_status(&id.uid);
+        ctx.memo.forget_closed(&id.uid);
         if scenario.metadata.deletion_timestamp.is_some() {
             super::kube_ops::remove_finalizer(&api, scenario, super::FINALIZER).await?;
         }

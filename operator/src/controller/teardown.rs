@@ -1,5 +1,7 @@
 //! Teardown: compute and access first, before anything is written (the
-//! records follow as soon as the ledger takes them), then every volume
+//! records and the status follow a step later, so that when many end at
+//! one instant every stop goes first; the records carry the stop's time),
+//! then every volume
 //! wiped with proof recorded in status *before* its claim is deleted, then
 //! the volumes and the namespace. Each call moves as far as it can and asks
 //! to be called again; every step can be repeated after a crash.
@@ -73,15 +75,16 @@ pub async fn run(
         Some(ns) => Some(stop_workspace(ctx, id, ns, batch, end, now).await?),
         None => None,
     };
+    // The records, the status and the wipes wait a step after the stop,
+    // whatever wakes the pass before then: when many end at one instant,
+    // their passes (a bounded number at a time, taken in no particular
+    // order) then spend that step on stops only.
+    if let Some(wait) = stopped_at.as_ref().and_then(|at| after_stop(at, now)) {
+        return Ok(Action::requeue(wait));
+    }
     let mut status = scenario.status.clone().unwrap_or_default();
     mark_ending(scenario, &mut status, end, stopped_at.as_ref(), now);
     patch_status(ctx, &api, scenario, &status).await?;
-    if stopped_at.as_ref() == Some(now) {
-        // Stopped in this pass: the wipes and deletions wait a step, so that
-        // when many end at one instant every stop reaches the API server
-        // before any of that work does.
-        return Ok(Action::requeue(STEP));
-    }
     // A scenario that never got a workspace has nothing to wipe.
     let progress = if status.namespace.is_some() {
         step(scenario, id, ctx, &api, namespace, &mut status, now).await?
@@ -119,7 +122,10 @@ async fn stop_workspace(
     end: End,
     now: &Time,
 ) -> Result<Time, Error> {
-    if let Some(at) = recorded_end(namespace) {
+    // Marked, by this process a moment ago (the cache may not show it yet)
+    // or by any before it.
+    let marked = recorded_end(namespace).or_else(|| ctx.memo.stop_of(&id.uid).map(Time));
+    if let Some(at) = marked {
         return Ok(at);
     }
     let client = &ctx.client;
@@ -142,7 +148,18 @@ async fn stop_workspace(
         job,
     )?;
     warn!(scenario = %id.scenario, reason = end.reason(), "compute and access stopped");
-    mark_end(ctx, namespace, end, now).await
+    let at = mark_end(ctx, namespace, end, now).await?;
+    ctx.memo.stopped_at(&id.uid, at.0);
+    Ok(at)
+}
+
+/// How much longer the rest of teardown waits after compute and access were
+/// stopped at `stopped` (none once a [`STEP`] has passed; never more than a
+/// step, whatever the clock that wrote the mark said).
+fn after_stop(stopped: &Time, now: &Time) -> Option<Duration> {
+    let since = now.0.duration_since(stopped.0);
+    let step = k8s_openapi::jiff::SignedDuration::try_from(STEP).ok()?;
+    (since < step).then(|| (step - since).unsigned_abs().min(STEP))
 }
 
 /// The time of the end the namespace's mark records, if it has one.
@@ -674,5 +691,23 @@ mod tests {
         ]);
         assert!(recorded_end(&garbled).is_none());
         assert!(recorded_end(&Namespace::default()).is_none());
+    }
+
+    #[test]
+    fn the_rest_of_teardown_waits_one_step_after_the_stop() {
+        let at = |s: &str| Time(s.parse().expect("time"));
+        let stopped = at("2026-11-30T12:00:00Z");
+        assert_eq!(after_stop(&stopped, &stopped), Some(STEP));
+        assert_eq!(
+            after_stop(&stopped, &at("2026-11-30T12:00:00.5Z")),
+            Some(STEP - Duration::from_millis(500))
+        );
+        assert_eq!(after_stop(&stopped, &at("2026-11-30T12:00:02Z")), None);
+        assert_eq!(after_stop(&stopped, &at("2026-11-30T12:05:00Z")), None);
+        // A mark from a clock ahead of this one: one step, no more.
+        assert_eq!(
+            after_stop(&stopped, &at("2026-11-30T11:00:00Z")),
+            Some(STEP)
+        );
     }
 }
