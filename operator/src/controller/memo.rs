@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
@@ -55,6 +56,17 @@ pub struct Memo {
     /// marked its namespace, for the passes that follow before the
     /// namespace cache shows the mark.
     stops: Mutex<HashMap<String, Timestamp>>,
+    /// Workspaces whose compute and access are being stopped right now.
+    stopping: AtomicUsize,
+}
+
+/// A stop in flight, counted until dropped (however its pass ends).
+pub struct Stopping<'a>(&'a AtomicUsize);
+
+impl Drop for Stopping<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Memo {
@@ -164,6 +176,17 @@ impl Memo {
         self.stops().insert(uid.to_string(), at);
     }
 
+    /// Counts a stop in flight until the guard is dropped.
+    pub fn stopping(&self) -> Stopping<'_> {
+        self.stopping.fetch_add(1, Ordering::SeqCst);
+        Stopping(&self.stopping)
+    }
+
+    /// How many stops are in flight.
+    pub fn stops_in_flight(&self) -> usize {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// When this process stopped the workspace, if it did.
     pub fn stop_of(&self, uid: &str) -> Option<Timestamp> {
         self.stops().get(uid).copied()
@@ -224,6 +247,12 @@ mod tests {
             memo.status_unchanged("v", "10", Some(ready), ready),
             "per scenario"
         );
+        {
+            let _a = memo.stopping();
+            let _b = memo.stopping();
+            assert_eq!(memo.stops_in_flight(), 2);
+        }
+        assert_eq!(memo.stops_in_flight(), 0, "counted until dropped");
         memo.stopped_at("u", Timestamp::UNIX_EPOCH);
         assert_eq!(memo.stop_of("u"), Some(Timestamp::UNIX_EPOCH));
         assert_eq!(memo.stop_of("v"), None);

@@ -1,7 +1,7 @@
 //! Teardown: compute and access first, before anything is written (the
-//! records and the status follow a step later, so that when many end at
-//! one instant every stop goes first; the records carry the stop's time),
-//! then every volume
+//! records and the status follow once no other stop is in flight, or a
+//! step later, so that when many end at one instant every stop goes first;
+//! the records carry the stop's time), then every volume
 //! wiped with proof recorded in status *before* its claim is deleted, then
 //! the volumes and the namespace. Each call moves as far as it can and asks
 //! to be called again; every step can be repeated after a crash.
@@ -41,6 +41,8 @@ use crate::workspace::{Identity, access, data, labels};
 
 /// Poll interval while pods stop, claims go and the namespace is deleted.
 const STEP: Duration = Duration::from_secs(2);
+/// How soon an ending pass that waits for other stops looks again.
+const LOOK_AGAIN: Duration = Duration::from_millis(200);
 /// Poll interval while wipes run: the watch on Jobs wakes the reconcile as
 /// soon as one finishes.
 const WIPING: Duration = Duration::from_secs(5);
@@ -75,11 +77,15 @@ pub async fn run(
         Some(ns) => Some(stop_workspace(ctx, id, ns, batch, end, now).await?),
         None => None,
     };
-    // The records, the status and the wipes wait a step after the stop,
-    // whatever wakes the pass before then: when many end at one instant,
-    // their passes (a bounded number at a time, taken in no particular
-    // order) then spend that step on stops only.
-    if let Some(wait) = stopped_at.as_ref().and_then(|at| after_stop(at, now)) {
+    // While other workspaces are being stopped, the records, the status and
+    // the wipes wait (up to a step after this stop): when many end at one
+    // instant, their passes (a bounded number at a time, taken in no
+    // particular order) go to stops first.
+    let others = ctx.memo.stops_in_flight();
+    if let Some(wait) = stopped_at
+        .as_ref()
+        .and_then(|at| rest_waits(at, now, others))
+    {
         return Ok(Action::requeue(wait));
     }
     let mut status = scenario.status.clone().unwrap_or_default();
@@ -142,6 +148,7 @@ async fn stop_workspace(
             Ok(false)
         }
     };
+    let _stopping = ctx.memo.stopping();
     futures::try_join!(
         delete(&bindings, access::MEMBER_BINDING),
         delete(&deployments, WORKSPACE),
@@ -153,13 +160,17 @@ async fn stop_workspace(
     Ok(at)
 }
 
-/// How much longer the rest of teardown waits after compute and access were
-/// stopped at `stopped` (none once a [`STEP`] has passed; never more than a
-/// step, whatever the clock that wrote the mark said).
-fn after_stop(stopped: &Time, now: &Time) -> Option<Duration> {
+/// How long the rest of teardown waits before looking again, with
+/// `others` workspaces being stopped: not at all when none are, nor once a
+/// [`STEP`] has passed since this one was stopped at `stopped` (whatever
+/// the clock that wrote the mark said, never more than a step).
+fn rest_waits(stopped: &Time, now: &Time, others: usize) -> Option<Duration> {
+    if others == 0 {
+        return None;
+    }
     let since = now.0.duration_since(stopped.0);
     let step = k8s_openapi::jiff::SignedDuration::try_from(STEP).ok()?;
-    (since < step).then(|| (step - since).unsigned_abs().min(STEP))
+    (since < step).then(|| (step - since).unsigned_abs().min(LOOK_AGAIN))
 }
 
 /// The time of the end the namespace's mark records, if it has one.
@@ -694,20 +705,23 @@ mod tests {
     }
 
     #[test]
-    fn the_rest_of_teardown_waits_one_step_after_the_stop() {
+    fn the_rest_of_teardown_waits_for_other_stops_up_to_a_step() {
         let at = |s: &str| Time(s.parse().expect("time"));
         let stopped = at("2026-11-30T12:00:00Z");
-        assert_eq!(after_stop(&stopped, &stopped), Some(STEP));
+        // Alone: records, status and wipes follow at once.
+        assert_eq!(rest_waits(&stopped, &stopped, 0), None);
+        // Others stopping: look again soon, until a step has passed.
+        assert_eq!(rest_waits(&stopped, &stopped, 5), Some(LOOK_AGAIN));
         assert_eq!(
-            after_stop(&stopped, &at("2026-11-30T12:00:00.5Z")),
-            Some(STEP - Duration::from_millis(500))
+            rest_waits(&stopped, &at("2026-11-30T12:00:01.9Z"), 5),
+            Some(Duration::from_millis(100))
         );
-        assert_eq!(after_stop(&stopped, &at("2026-11-30T12:00:02Z")), None);
-        assert_eq!(after_stop(&stopped, &at("2026-11-30T12:05:00Z")), None);
-        // A mark from a clock ahead of this one: one step, no more.
+        assert_eq!(rest_waits(&stopped, &at("2026-11-30T12:00:02Z"), 5), None);
+        assert_eq!(rest_waits(&stopped, &at("2026-11-30T12:05:00Z"), 5), None);
+        // A mark from a clock ahead of this one: no longer than otherwise.
         assert_eq!(
-            after_stop(&stopped, &at("2026-11-30T11:00:00Z")),
-            Some(STEP)
+            rest_waits(&stopped, &at("2026-11-30T11:00:00Z"), 5),
+            Some(LOOK_AGAIN)
         );
     }
 }
