@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod http;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod requests;
 pub mod rules;

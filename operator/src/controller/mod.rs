@@ -385,6 +385,7 @@ pub async fn run(
     });
     let upkeep = tokio::spawn(audit_upkeep(client.clone(), audit, upkeep_every));
     let delivery = tokio::spawn(airlock::delivery::follow(client.clone()));
+    let trim = tokio::spawn(crate::memory::return_freed_memory());
 
     info!("controllers started");
     let synced = tokio::spawn(synced);
@@ -399,6 +400,7 @@ pub async fn run(
     datasets.abort();
     upkeep.abort();
     delivery.abort();
+    trim.abort();
     compactor.abort();
     sessions.set(None);
     info!("controllers stopped");
