@@ -28,7 +28,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
-use kube::runtime::controller::{self as runtime_controller, Action, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -98,7 +98,20 @@ pub struct Context {
     pub audit: Arc<Ledger>,
     /// Caches of what exists in the workspaces (see [`foreign`]).
     pub guards: foreign::Guards,
+    /// Places for passes that provision (see [`MAX_PROVISIONING`]).
+    pub provisioning: tokio::sync::Semaphore,
 }
+
+/// Passes that provision at once. The client lets only
+/// [`crate::requests::MAX_IN_FLIGHT`] requests out at a time, so more than
+/// a couple of times that only wait in the operator, each holding the
+/// objects it built: a thousand scenarios created together held more than
+/// half of the operator's heap that way. The others wait for a place, in
+/// the order they came, before building anything. Passes that stop or tear
+/// down a workspace never wait for one: a bounded controller takes waiting
+/// passes in no particular order, and at 1,000 expiring together some
+/// stops waited minutes behind wipes.
+pub const MAX_PROVISIONING: usize = 128;
 
 impl Context {
     /// Whether the workspace Job may exist in `namespace`, so that deleting
@@ -208,15 +221,6 @@ fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
-/// Scenario passes that run at once. The client lets only
-/// [`crate::requests::MAX_IN_FLIGHT`] requests out at a time, so more
-/// passes than a couple of times that only wait in the operator, each
-/// holding its future and the objects it built: with a thousand scenarios
-/// woken together, those were more than half of the operator's heap. A
-/// waiting pass waits in the controller's queue instead, which holds only
-/// the scenario's name.
-const MAX_PASSES: u16 = 128;
-
 /// Drives a cache's watch of the operator's own objects and wakes, after
 /// the cache holds each change, the scenario the object is labelled with.
 async fn wake_owners<K: cache::Cached>(
@@ -304,6 +308,7 @@ pub async fn run(
         memo: memo::Memo::default(),
         audit: audit.clone(),
         guards,
+        provisioning: tokio::sync::Semaphore::new(MAX_PROVISIONING),
     });
 
     let (wake_scenario, scenario_wakes) = mpsc::unbounded();
@@ -319,7 +324,6 @@ pub async fn run(
     ));
 
     let scenario_loop = Controller::for_shared_stream(scenario_wakes, store.clone())
-        .with_config(runtime_controller::Config::default().concurrency(MAX_PASSES))
         .reconcile_on(wakes_under)
         // Compute and Jobs: from the shared caches' watches (see
         // `wake_owners`).

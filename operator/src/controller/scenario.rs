@@ -141,7 +141,11 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
         .map(String::as_str);
     let begun = ended(scenario.status.as_ref(), mark);
     match decide(scenario, authorization.as_deref(), provisioned, begun, &now) {
-        Decision::TearDown(end) => teardown::run(scenario, &id, end, ctx, ours, &now).await,
+        // Boxed, here and below, so that a pass waiting for a place holds
+        // a small future, not the largest of its steps.
+        Decision::TearDown(end) => {
+            Box::pin(teardown::run(scenario, &id, end, ctx, ours, &now)).await
+        }
         Decision::Wait {
             reason,
             message,
@@ -169,6 +173,8 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
             })
         }
         Decision::Run { seal, expires_at } => {
+            // The semaphore is never closed: there is no error to handle.
+            let _place = ctx.provisioning.acquire().await.ok();
             let Some(authorization) = authorization else {
                 return Err(Error::MissingField(
                     format!("Scenario {name}"),
@@ -190,7 +196,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
             }
             let workspace =
                 isolation::namespace_approving(&id, &authorization.spec.approved_images);
-            let again = provision(
+            let again = Box::pin(provision(
                 &api,
                 scenario,
                 &id,
@@ -200,7 +206,7 @@ async fn reconcile_inner(scenario: &Scenario, ctx: &Context) -> Result<Action, E
                 &expires_at,
                 &now,
                 ours,
-            )
+            ))
             .await?;
             Ok(Action::requeue(again.min(wake_at_expiry)))
         }
