@@ -37,7 +37,7 @@ use super::chain::{self, Break, Form, Summary, anchor_of};
 use super::prune::{Retention, prunable};
 use super::record::{Action, Draft, GENESIS, OPERATOR_ACTOR, Record, data_key, hash};
 use super::signing::Signer;
-use super::store::{self, PREFIX, from_configmap};
+use super::store::{self, PREFIX, into_segment};
 use super::transitions::{Change, transitions};
 use crate::api::{Authorization, Dataset, Members, Scenario, ScenarioStatus};
 use crate::metrics::Metrics;
@@ -385,7 +385,8 @@ impl Ledger {
     /// [`Ledger::load`], for a caller holding the write turn.
     async fn load_in_turn(&self) -> Result<Result<Summary, Break>, Error> {
         let configmaps = store::list(&self.api).await?;
-        let segments: Vec<chain::Segment> = configmaps.iter().filter_map(from_configmap).collect();
+        let segments: Vec<chain::Segment> =
+            configmaps.into_iter().filter_map(into_segment).collect();
         let verdict = chain::verify(PREFIX, &segments);
         self.report(&verdict);
         let fresh = rebuilt(&segments);

@@ -55,9 +55,17 @@ pub fn parse_name(name: &str) -> Option<(Form, Option<u64>)> {
 /// A piece read from its ConfigMap (`None`: not one, or an empty segment
 /// of the earlier layout, which holds nothing).
 pub fn from_configmap(cm: &ConfigMap) -> Option<Segment> {
+    into_segment(cm.clone())
+}
+
+/// [`from_configmap`], taking the ConfigMap's records instead of copying
+/// them (the whole ledger is read at every start).
+pub fn into_segment(cm: ConfigMap) -> Option<Segment> {
     let name = cm.name_any();
     let (form, first) = parse_name(&name)?;
-    let entries: Vec<(String, String)> = cm.data.clone().unwrap_or_default().into_iter().collect();
+    let sealed = cm.immutable == Some(true);
+    let mut annotations = cm.metadata.annotations.unwrap_or_default();
+    let entries: Vec<(String, String)> = cm.data.unwrap_or_default().into_iter().collect();
     let first = match first {
         Some(f) => f,
         None => entries
@@ -66,13 +74,12 @@ pub fn from_configmap(cm: &ConfigMap) -> Option<Segment> {
             .map(|r| r.seq)
             .min()?,
     };
-    let annotations = cm.annotations();
     Some(Segment {
         form,
         first,
-        prev: annotations.get(PREV).cloned().unwrap_or_default(),
-        head: annotations.get(HEAD).cloned(),
-        sealed: cm.immutable == Some(true),
+        prev: annotations.remove(PREV).unwrap_or_default(),
+        head: annotations.remove(HEAD),
+        sealed,
         entries,
         name,
     })
@@ -106,16 +113,31 @@ pub fn to_configmap(namespace: &str, piece: &Segment) -> ConfigMap {
     }
 }
 
+/// ConfigMaps per answer when the ledger is read: read whole, a ledger of
+/// tens of thousands of records was one body of tens of megabytes, parsed
+/// at once, at every start.
+const PAGE: u32 = 250;
+
 async fn list_selected(
     api: &Api<ConfigMap>,
     selector: &str,
 ) -> Result<Vec<ConfigMap>, kube::Error> {
-    let mut items = api
-        .list(&ListParams::default().labels(selector))
-        .await?
-        .items;
-    items.retain(|cm| parse_name(&cm.name_any()).is_some());
-    Ok(items)
+    let mut items = Vec::new();
+    let mut params = ListParams::default().labels(selector).limit(PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(
+            page.items
+                .into_iter()
+                .filter(|cm| parse_name(&cm.name_any()).is_some()),
+        );
+        // The pages are one snapshot: the API server answers them all at the
+        // first page's resourceVersion.
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
 }
 
 /// Every piece ConfigMap (segments and batches) in `api`'s namespace.
@@ -125,7 +147,11 @@ pub async fn list(api: &Api<ConfigMap>) -> Result<Vec<ConfigMap>, kube::Error> {
 
 /// Every piece in `api`'s namespace, in chain order.
 pub async fn segments(api: &Api<ConfigMap>) -> Result<Vec<Segment>, kube::Error> {
-    let mut pieces: Vec<Segment> = list(api).await?.iter().filter_map(from_configmap).collect();
+    let mut pieces: Vec<Segment> = list(api)
+        .await?
+        .into_iter()
+        .filter_map(into_segment)
+        .collect();
     pieces.sort_by_key(|s| (s.first, s.form));
     Ok(pieces)
 }
