@@ -6,6 +6,8 @@
 //!
 //! Needs the local control plane and the operator (`make e2e`).
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, ensure};
 use cleanroom::api::airlock::ExportPhase;
 use k8s_openapi::api::authorization::v1::{
@@ -18,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 mod common;
-use cleanroom_e2e::harness::unique_name;
+use cleanroom_e2e::harness::{unique_name, wait_gone};
 use common::airlock::*;
 use common::*;
 
@@ -227,10 +229,18 @@ async fn small_cells_never_leave_and_what_is_not_released_is_wiped_with_an_attes
         // Nothing of it is left anywhere.
         let uid = e.metadata.uid.clone().context("uid")?;
         for claim_ns in [ns.as_str(), VAULT, RELEASE] {
-            let left = Api::<PersistentVolumeClaim>::namespaced(f.client.clone(), claim_ns)
-                .get_opt(&format!("seal-{uid}"))
-                .await?;
-            ensure!(left.is_none(), "the sealed claim is still in {claim_ns}");
+            let claims = Api::<PersistentVolumeClaim>::namespaced(f.client.clone(), claim_ns);
+            let name = format!("seal-{uid}");
+            let left = claims.get_opt(&name).await?;
+            // Deleted before the attestation was written; the claim itself
+            // goes once the wipe's pod has let go of it.
+            ensure!(
+                left.is_none_or(|c| c.metadata.deletion_timestamp.is_some()),
+                "the sealed claim is still in {claim_ns}, not being deleted"
+            );
+            wait_gone(&claims, &name, Duration::from_secs(60))
+                .await
+                .with_context(|| format!("the sealed claim in {claim_ns}"))?;
         }
         // A blocked or rejected export is never released, whatever comes later.
         let late = review(DAVE, &ns, &export, DAVE, "Approve").await;
