@@ -79,8 +79,7 @@ pub async fn run(
     };
     // While other workspaces are being stopped, the records, the status and
     // the wipes wait (up to a step after this stop): when many end at one
-    // instant, their passes (a bounded number at a time, taken in no
-    // particular order) go to stops first.
+    // instant, the API server takes every stop before any of that work.
     let others = ctx.memo.stops_in_flight();
     if let Some(wait) = stopped_at
         .as_ref()
