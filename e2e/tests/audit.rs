@@ -628,9 +628,16 @@ async fn two_writers_racing_for_the_same_batch_name_fork_nothing_and_lose_nothin
             Ledger::new(client.clone(), &ns),
         );
         // Each writer's records, in order; a failed append is retried, as a
-        // reconcile would be.
+        // reconcile would be. Both start each append together, so that they
+        // race for the same batch name every time instead of one finishing
+        // before the other has read the ledger.
+        let together = tokio::sync::Barrier::new(2);
         let write = async |ledger: &Ledger, from: u64| -> Result<()> {
             for i in from..from + 40 {
+                // A writer that gave up leaves the other waiting: bounded.
+                tokio::time::timeout(Duration::from_secs(30), together.wait())
+                    .await
+                    .context("the other writer stopped")?;
                 let mut tries = 0;
                 while let Err(e) = ledger.append(vec![draft(i)]).await {
                     tries += 1;

@@ -181,6 +181,8 @@ struct Walk {
     running: String,
     /// Hash of every accepted record (and of the one before the first kept).
     hashes: HashMap<u64, String>,
+    /// The piece that holds the record before `next`, once one was accepted.
+    holder: Option<String>,
     anchors: Vec<Anchor>,
     summary: Summary,
 }
@@ -226,6 +228,7 @@ pub fn verify(prefix: &str, segments: &[Segment]) -> Result<Summary, Break> {
         next: first.first,
         running: first.prev.clone(),
         hashes: HashMap::from([(first.first - 1, first.prev.clone())]),
+        holder: None,
         anchors: Vec::new(),
         summary,
     };
@@ -259,6 +262,7 @@ pub fn verify_run(prefix: &str, run: &[Segment]) -> Result<(), Break> {
         next: first.first,
         running: first.prev.clone(),
         hashes: HashMap::from([(first.first - 1, first.prev.clone())]),
+        holder: None,
         anchors: Vec::new(),
         summary: Summary {
             segments: run.len(),
@@ -312,18 +316,9 @@ fn walk_piece(prefix: &str, walk: &mut Walk, piece: &Segment) -> Result<(), Brea
             "an empty piece of the chain: its records were removed".into(),
         ));
     }
-    if walk.hashes.get(&(piece.first - 1)) != Some(&piece.prev) {
-        return Err(at(
-            piece,
-            None,
-            format!(
-                "it names {} as the hash of the record before its first, but that record hashes to {}: a record before it was changed or removed",
-                piece.prev,
-                walk.hashes
-                    .get(&(piece.first - 1))
-                    .map_or("nothing kept", |h| h.as_str()),
-            ),
-        ));
+    // Empty only when the first record cannot be read: said below, at it.
+    if !piece.prev.is_empty() && walk.hashes.get(&(piece.first - 1)) != Some(&piece.prev) {
+        return Err(broken_link(walk, piece));
     }
     let mut previous_key: Option<&str> = None;
     let mut last_hash = piece.prev.clone();
@@ -374,6 +369,34 @@ fn walk_piece(prefix: &str, walk: &mut Walk, piece: &Segment) -> Result<(), Brea
         ));
     }
     Ok(())
+}
+
+/// `piece` names another hash for the record before its first than the
+/// chain has: the record before it, if this piece continues right after it,
+/// was edited (its piece is named); otherwise a record before it was.
+fn broken_link(walk: &Walk, piece: &Segment) -> Break {
+    let had = walk.hashes.get(&(piece.first - 1));
+    match &walk.holder {
+        Some(holder) if piece.first == walk.next => Break {
+            segment: holder.clone(),
+            record: Some(data_key(piece.first - 1)),
+            problem: format!(
+                "it hashes to {}, not to the {} that {} names as the hash of the record before its first: it was edited",
+                had.map_or("nothing", |h| h.as_str()),
+                piece.prev,
+                piece.name,
+            ),
+        },
+        _ => at(
+            piece,
+            None,
+            format!(
+                "it names {} as the hash of the record before its first, but that record hashes to {}: a record before it was changed or removed",
+                piece.prev,
+                had.map_or("nothing kept", |h| h.as_str()),
+            ),
+        ),
+    }
 }
 
 fn out_of_sequence(piece: &Segment, want: u64, seq: u64, key: &str) -> Break {
@@ -430,6 +453,7 @@ fn accept(
     }
     walk.running = line_hash.to_string();
     walk.hashes.insert(record.seq, walk.running.clone());
+    walk.holder = Some(piece.name.clone());
     walk.summary.first_seq.get_or_insert(record.seq);
     walk.summary.last_seq = Some(record.seq);
     walk.summary.records += 1;
@@ -719,5 +743,20 @@ pub(crate) mod tests {
         batches[2].name = piece_name(PREFIX, Form::Batch, 7);
         let b = verify(PREFIX, &batches).expect_err("renamed");
         assert!(b.problem.contains("missing"), "{b}");
+    }
+
+    #[test]
+    fn an_edited_last_record_of_a_batch_is_named_by_the_next_batch() {
+        // Batches carry no head: what a reader derives from the edited
+        // records is what verification sees.
+        let mut batches = pieces(6, 2, Form::Batch);
+        let line = get(&batches, &data_key(4)).replace("\"s4\"", "\"s1\"");
+        set(&mut batches, &data_key(4), line.clone());
+        batches[1].head = Some(hash(&line));
+        let b = verify(PREFIX, &batches).expect_err("edited");
+        assert_eq!(b.segment, "cleanroom-audit-b-000000000003", "{b}");
+        assert_eq!(b.record.as_deref(), Some("000000000004"), "{b}");
+        assert!(b.problem.contains("it was edited"), "{b}");
+        assert!(b.problem.contains("cleanroom-audit-b-000000000005"), "{b}");
     }
 }

@@ -9,9 +9,18 @@
 //! - a **segment** `cleanroom-audit-s-<first seq>` holds a run of batches,
 //!   copied by the compaction, which deletes the batches once it exists.
 //!
-//! One record per data key (its zero-padded sequence number); the chain
-//! links in annotations. Reading needs only `list` on ConfigMaps in that
-//! namespace, so `cleanroom audit verify` works for any auditor allowed that.
+//! One record per data key (its zero-padded sequence number). A segment
+//! names, in annotations, the hash before its first record and the hash of
+//! its last. A batch carries neither, nor the `managed-by` label: its
+//! records say both (each names the hash of the one before), and at one
+//! record per batch those 350 bytes of metadata and managed fields were a
+//! sixth of what etcd writes per record. They would protect nothing the
+//! records do not: a batch is immutable, so whoever changes one recreates
+//! it and can write any annotation; the newest record, which no later one
+//! names, is held by the operator's remembered and signed heads
+//! ([`super::signing`]), as a deleted newest batch always was. Reading
+//! needs only `list` on ConfigMaps in that namespace, so
+//! `cleanroom audit verify` works for any auditor allowed that.
 //! A segment of the earlier layout (`cleanroom-audit-<8 digits>`, rewritten
 //! in place) is still read, as a segment starting at its first record.
 
@@ -22,7 +31,7 @@ use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, ResourceExt};
 
 use super::chain::{Form, Segment, piece_name};
-use super::record::Record;
+use super::record::{Record, hash};
 use crate::workspace::labels;
 
 /// Default namespace of the ledger.
@@ -65,6 +74,7 @@ pub fn into_segment(cm: ConfigMap) -> Option<Segment> {
     let (form, first) = parse_name(&name)?;
     let sealed = cm.immutable == Some(true);
     let mut annotations = cm.metadata.annotations.unwrap_or_default();
+    // In key order (the data is a sorted map): sequence order.
     let entries: Vec<(String, String)> = cm.data.unwrap_or_default().into_iter().collect();
     let first = match first {
         Some(f) => f,
@@ -74,37 +84,60 @@ pub fn into_segment(cm: ConfigMap) -> Option<Segment> {
             .map(|r| r.seq)
             .min()?,
     };
+    let prev = annotations
+        .remove(PREV)
+        .unwrap_or_else(|| prev_named_by(&entries));
+    let head = annotations
+        .remove(HEAD)
+        .or_else(|| entries.last().map(|(_, line)| hash(line)));
     Some(Segment {
         form,
         first,
-        prev: annotations.remove(PREV).unwrap_or_default(),
-        head: annotations.remove(HEAD),
+        prev,
+        head,
         sealed,
         entries,
         name,
     })
 }
 
+/// The hash a piece's first record names as the one before it (empty when
+/// that record cannot be read: verification then says so at the record).
+fn prev_named_by(entries: &[(String, String)]) -> String {
+    entries
+        .first()
+        .and_then(|(_, line)| Record::parse(line).ok())
+        .map(|r| r.prev)
+        .unwrap_or_default()
+}
+
 /// The immutable ConfigMap of `piece` (its name is made from its form and
 /// first record) in `namespace`.
 pub fn to_configmap(namespace: &str, piece: &Segment) -> ConfigMap {
-    let value = match piece.form {
-        Form::Batch => BATCH,
-        Form::Segment => SEGMENT,
+    // A batch's records say where it sits (see the module).
+    let (labelled, annotations) = match piece.form {
+        Form::Batch => (
+            BTreeMap::from([(LABEL.to_string(), BATCH.to_string())]),
+            None,
+        ),
+        Form::Segment => {
+            let mut annotations = BTreeMap::from([(PREV.to_string(), piece.prev.clone())]);
+            if let Some(head) = &piece.head {
+                annotations.insert(HEAD.to_string(), head.clone());
+            }
+            let labelled = BTreeMap::from([
+                (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                (LABEL.to_string(), SEGMENT.to_string()),
+            ]);
+            (labelled, Some(annotations))
+        }
     };
-    let mut annotations = BTreeMap::from([(PREV.to_string(), piece.prev.clone())]);
-    if let Some(head) = &piece.head {
-        annotations.insert(HEAD.to_string(), head.clone());
-    }
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(piece_name(PREFIX, piece.form, piece.first)),
             namespace: Some(namespace.to_string()),
-            labels: Some(BTreeMap::from([
-                (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-                (LABEL.to_string(), value.to_string()),
-            ])),
-            annotations: Some(annotations),
+            labels: Some(labelled),
+            annotations,
             ..ObjectMeta::default()
         },
         data: Some(piece.entries.iter().cloned().collect()),
@@ -172,33 +205,59 @@ pub async fn batches(api: &Api<ConfigMap>) -> Result<Vec<(Segment, ConfigMap)>, 
 mod tests {
     use super::*;
 
+    use crate::audit::chain::tests::pieces;
+    use crate::audit::record::{GENESIS, data_key};
+
     #[test]
-    fn a_piece_round_trips_through_its_immutable_configmap() {
-        let piece = Segment {
-            name: String::new(),
-            form: Form::Batch,
-            first: 12,
-            prev: "ab".into(),
-            head: Some("cd".into()),
-            sealed: true,
-            entries: vec![("000000000012".into(), "{}".into())],
-        };
-        let cm = to_configmap("cleanroom-system", &piece);
-        assert_eq!(cm.name_any(), "cleanroom-audit-b-000000000012");
+    fn a_batch_is_its_records_and_one_label_and_reads_back_whole() {
+        let batch = pieces(3, 3, Form::Batch).remove(0);
+        let cm = to_configmap("cleanroom-system", &batch);
+        assert_eq!(cm.name_any(), "cleanroom-audit-b-000000000001");
         assert_eq!(cm.immutable, Some(true));
-        assert_eq!(cm.labels()[LABEL], BATCH);
-        let s = from_configmap(&cm).expect("piece");
         assert_eq!(
-            (
-                s.form,
-                s.first,
-                s.prev.as_str(),
-                s.head.as_deref(),
-                s.sealed
-            ),
-            (Form::Batch, 12, "ab", Some("cd"), true)
+            cm.labels(),
+            &BTreeMap::from([(LABEL.to_string(), BATCH.to_string())])
         );
-        assert_eq!(s.entries, piece.entries);
+        assert_eq!(cm.metadata.annotations, None);
+        let read = from_configmap(&cm).expect("piece");
+        assert_eq!(read, batch);
+        assert_eq!(read.prev, GENESIS);
+    }
+
+    #[test]
+    fn a_segment_keeps_its_links_in_annotations_and_reads_back_whole() {
+        let segment = pieces(5, 3, Form::Segment).remove(1);
+        let cm = to_configmap("cleanroom-system", &segment);
+        assert_eq!(cm.name_any(), "cleanroom-audit-s-000000000004");
+        assert_eq!(cm.labels()[LABEL], SEGMENT);
+        assert_eq!(cm.labels()[labels::MANAGED_BY], labels::MANAGER);
+        let annotations = cm.metadata.annotations.clone().expect("annotations");
+        assert_eq!(annotations[PREV], segment.prev);
+        assert_eq!(Some(&annotations[HEAD]), segment.head.as_ref());
+        assert_eq!(from_configmap(&cm).expect("piece"), segment);
+    }
+
+    #[test]
+    fn a_batch_of_the_earlier_layout_is_read_by_its_annotations() {
+        let batch = pieces(2, 2, Form::Batch).remove(0);
+        let mut cm = to_configmap("cleanroom-system", &batch);
+        cm.metadata.annotations = Some(BTreeMap::from([
+            (PREV.to_string(), "x".to_string()),
+            (HEAD.to_string(), "y".to_string()),
+        ]));
+        let read = from_configmap(&cm).expect("piece");
+        assert_eq!((read.prev.as_str(), read.head.as_deref()), ("x", Some("y")));
+        // A first record that cannot be read names nothing.
+        cm.metadata.annotations = None;
+        cm.data
+            .as_mut()
+            .expect("data")
+            .insert(data_key(1), "{".into());
+        assert_eq!(from_configmap(&cm).expect("piece").prev, "");
+    }
+
+    #[test]
+    fn names_parse() {
         assert_eq!(
             parse_name("cleanroom-audit-s-000000000513"),
             Some((Form::Segment, Some(513)))
