@@ -166,6 +166,14 @@ impl Memo {
         self.stops().remove(uid);
     }
 
+    /// Drops everything remembered of a scenario that is gone from the
+    /// cluster: one deleted while it was being torn down was never seen
+    /// Closed by a later pass.
+    pub fn forget_gone(&self, uid: &str) {
+        self.forget(uid);
+        self.forget_closed(uid);
+    }
+
     fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
         self.stops.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -315,7 +315,16 @@ pub async fn run(
     let (wake_under, wakes_under) = mpsc::unbounded();
     let (wake_authorization, authorization_wakes) = mpsc::unbounded();
     let (recount, recounts) = mpsc::unbounded();
-    let fan_scenarios = tokio::spawn(fan_out_scenarios(scenario_events, wake_scenario, recount));
+    let gone = {
+        let ctx = ctx.clone();
+        move |uid: &str| ctx.memo.forget_gone(uid)
+    };
+    let fan_scenarios = tokio::spawn(fan_out_scenarios(
+        scenario_events,
+        wake_scenario,
+        recount,
+        gone,
+    ));
     let fan_authorizations = tokio::spawn(fan_out_authorizations(
         authorization_events,
         store.clone(),
@@ -511,6 +520,7 @@ async fn fan_out_scenarios(
     events: impl Stream<Item = watcher::Event<Scenario>>,
     own: mpsc::UnboundedSender<Arc<Scenario>>,
     recount: mpsc::UnboundedSender<ObjectRef<Authorization>>,
+    gone: impl Fn(&str),
 ) {
     let seen = Changes::default();
     let mut events = std::pin::pin!(events);
@@ -518,6 +528,9 @@ async fn fan_out_scenarios(
         let Some((s, deleted)) = touched(event) else {
             continue;
         };
+        if deleted && let Some(uid) = s.metadata.uid.as_deref() {
+            gone(uid);
+        }
         let _ = recount.unbounded_send(ObjectRef::new(&s.spec.authorization));
         if seen.changed(&s, deleted) && !deleted {
             let _ = own.unbounded_send(Arc::new(s));
@@ -651,6 +664,34 @@ mod tests {
         s.metadata.uid = Some(uid.into());
         s.metadata.generation = Some(generation);
         s
+    }
+
+    #[tokio::test]
+    async fn a_scenario_gone_from_the_cluster_is_forgotten() {
+        let memo = memo::Memo::default();
+        let t: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        for uid in ["u1", "u2"] {
+            memo.remember(uid, 7, true);
+            memo.wrote_status(uid, "10", 8);
+            memo.stopped_at(uid, t);
+        }
+        let events = futures::stream::iter([
+            watcher::Event::Apply(scenario("u1", 1)),
+            watcher::Event::Apply(scenario("u2", 1)),
+            watcher::Event::Delete(scenario("u1", 1)),
+        ]);
+        let (own, _owned) = mpsc::unbounded();
+        let (recount, _recounts) = mpsc::unbounded();
+        fan_out_scenarios(events, own, recount, |uid| memo.forget_gone(uid)).await;
+        assert_eq!(memo.stop_of("u1"), None);
+        assert!(!memo.applied("u1", 7));
+        assert!(
+            !memo.status_unchanged("u1", "10", None, 8),
+            "the cache decides again"
+        );
+        assert_eq!(memo.stop_of("u2"), Some(t), "another scenario is kept");
+        assert!(memo.applied("u2", 7));
+        assert!(memo.status_unchanged("u2", "10", None, 8));
     }
 
     #[test]
