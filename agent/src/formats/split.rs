@@ -12,6 +12,9 @@ use std::ops::Range;
 pub struct Rec<'a> {
     bytes: &'a [u8],
     bounds: &'a [Range<usize>],
+    /// Where `bytes` start in the data read, when they are its own bytes
+    /// (the `memchr` split; the `csv` crate copies records, unquoted).
+    offset: Option<usize>,
 }
 
 impl<'a> Rec<'a> {
@@ -34,6 +37,12 @@ impl<'a> Rec<'a> {
 
     pub fn field(&self, i: usize) -> &'a [u8] {
         &self.bytes[self.bounds[i].clone()]
+    }
+
+    /// Where the record's bytes start in the data read, when they are
+    /// that data's own (so a caller may keep them past the callback).
+    pub fn offset(&self) -> Option<usize> {
+        self.offset
     }
 }
 
@@ -71,7 +80,7 @@ pub fn records<E>(
     let mut start = 0;
     while start < data.len() {
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-        let line = &data[start..end];
+        let (line, offset) = (&data[start..end], start);
         newlines += u64::from(end < data.len());
         start = end + 1;
         if line.is_empty() {
@@ -87,6 +96,7 @@ pub fn records<E>(
         let rec = Rec {
             bytes: line,
             bounds: &bounds,
+            offset: Some(offset),
         };
         f(record_line, rec).map_err(Stop::Caller)?;
         record_line = newlines + 1;
@@ -133,6 +143,7 @@ fn with_csv_crate<E>(
         let rec = Rec {
             bytes: record.as_slice(),
             bounds: &bounds,
+            offset: None,
         };
         f(line, rec).map_err(Stop::Caller)?;
     }
@@ -182,6 +193,25 @@ mod tests {
             );
         }
         assert_eq!(ours(b"a,b\n\nc")[1].0, 2, "the csv crate's line for c");
+    }
+
+    #[test]
+    fn fast_records_tell_where_they_lie() {
+        let data = b"a,b\n\ncc,d\nlast";
+        let mut seen = Vec::new();
+        records(data, |_, r| {
+            let at = r.offset().expect("the memchr split");
+            assert_eq!(&data[at..at + r.bytes().len()], r.bytes());
+            seen.push(at);
+            Ok::<(), ()>(())
+        })
+        .expect("read");
+        assert_eq!(seen, vec![0, 5, 10]);
+        records(b"\"a\",b\n", |_, r| {
+            assert_eq!(r.offset(), None, "the csv crate's copy");
+            Ok::<(), ()>(())
+        })
+        .expect("read");
     }
 
     #[test]

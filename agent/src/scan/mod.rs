@@ -7,6 +7,7 @@
 //! overall verdict is the worst file's. See agent/README.md.
 
 pub mod filetype;
+pub mod findings;
 pub mod identifiers;
 pub mod manifest;
 pub mod media;
@@ -28,11 +29,12 @@ use crate::parallel;
 use sha2::{Digest, Sha256};
 
 use filetype::FileType;
+use findings::{Findings, RowChecks};
 use manifest::{Entry, Kind, Manifest};
 use microdata::Classes;
 use policy::{POLICY_VERSION, Policy};
 use raw::{Matcher, RawIndex, RawSpec};
-use records::Visitor;
+use records::{Prepare, Visitor};
 use report::{Checks, FileReport, Position, ScanReport, Verdict};
 
 /// What to scan.
@@ -366,89 +368,23 @@ fn tabular(
 fn read_parallel(path: &Path, t: FileType, scan: &mut FileScan) -> Result<(), String> {
     let head = records::header(path, t)?;
     scan.header(&head.names);
-    let keep = scan.keeps_cells();
-    let matcher = scan.matcher.take();
-    let types = scan.types.take();
-    let prepare = |cells: &[Option<&str>], record: Option<&[u8]>| {
-        let mut found = Findings::of(matcher.as_ref(), keep, cells, record);
-        if let Some(types) = &types {
-            found.misfits = schema::misfits(types, cells);
-        }
-        found
+    let (matcher, types) = (scan.matcher.take(), scan.types.take());
+    let checks = RowChecks {
+        matcher: matcher.as_ref(),
+        keep: scan.keeps_cells(),
+        types: types.as_deref(),
     };
     records::read_parallel(
         path,
         t,
         &head,
         parallel::threads(),
-        &prepare,
+        &checks,
         &mut |item| match item {
             records::Item::Row(_, found) => scan.apply(found),
             records::Item::Malformed(line, reason) => scan.malformed(line, reason),
         },
     )
-}
-
-/// Columns whose raw-value look-up is prefetched (the rest look up directly).
-const AHEAD: usize = 32;
-
-/// What the checks on values found in one row (computed on a worker).
-pub struct Findings {
-    hits: Vec<(usize, identifiers::Hit)>,
-    unique_combination: bool,
-    /// The row itself, when a table or microdata check needs it.
-    cells: Option<Vec<Option<String>>>,
-    /// Columns whose value is not of the declared type.
-    misfits: Vec<usize>,
-}
-
-impl Findings {
-    /// `record`: bytes holding every value (a CSV record), checked whole
-    /// first: when no value in it can hold an identifier or a pseudonym,
-    /// the per-value shape checks are skipped.
-    fn of(
-        matcher: Option<&Matcher>,
-        keep: bool,
-        cells: &[Option<&str>],
-        record: Option<&[u8]>,
-    ) -> Findings {
-        let mut found = Vec::new();
-        let mut hits = Vec::new();
-        // The raw-value look-ups miss the cache: ask for every value's
-        // line first, check the shapes meanwhile, then look them up.
-        let mut ahead = [None; AHEAD];
-        if let Some(m) = matcher {
-            for (slot, v) in ahead.iter_mut().zip(cells) {
-                *slot = v.and_then(|v| m.prefetch(v));
-            }
-        }
-        if !record.is_some_and(identifiers::quiet) {
-            for (c, v) in cells.iter().enumerate() {
-                if let Some(v) = v {
-                    identifiers::shape_hits(v, &mut found);
-                    hits.extend(found.drain(..).map(|h| (c, h)));
-                }
-            }
-        }
-        if let Some(m) = matcher {
-            for (c, v) in cells.iter().enumerate() {
-                let Some(v) = v else { continue };
-                let raw = match ahead.get(c) {
-                    Some(h) => h.is_some_and(|h| m.is_raw_hashed(v, h)),
-                    None => m.is_raw_value(v),
-                };
-                if raw {
-                    hits.push((c, identifiers::RAW_VALUE));
-                }
-            }
-        }
-        Findings {
-            hits,
-            unique_combination: matcher.is_some_and(|m| m.unique_combination(cells)),
-            cells: keep.then(|| cells.iter().map(|c| c.map(str::to_string)).collect()),
-            misfits: Vec::new(),
-        }
-    }
 }
 
 /// Everything done with each row of a tabular file.
@@ -617,10 +553,12 @@ impl Visitor for FileScan<'_> {
     }
 
     fn row(&mut self, _row: u64, _line: u64, cells: &[Option<&str>]) {
-        let mut found = Findings::of(self.matcher.as_ref(), self.keeps_cells(), cells, None);
-        if let Some(types) = &self.types {
-            found.misfits = schema::misfits(types, cells);
-        }
+        let checks = RowChecks {
+            matcher: self.matcher.as_ref(),
+            keep: self.keeps_cells(),
+            types: self.types.as_deref(),
+        };
+        let found = checks.row(cells, None);
         self.apply(found);
     }
 

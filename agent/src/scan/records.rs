@@ -146,10 +146,84 @@ fn jsonl_header(file: File) -> Result<Header, String> {
     Err("the JSON Lines file holds no object".into())
 }
 
-/// What a worker makes of one row: its values, and for CSV the record's
-/// bytes, within which every value lies (for a check of the whole row
-/// before its values).
-pub type Prepare<'a, P> = dyn Fn(&[Option<&str>], Option<&[u8]>) -> P + Sync + 'a;
+/// What a worker makes of rows: from each row's values, and for CSV the
+/// record's bytes, within which every value lies (for a check of the
+/// whole row before its values). A closure over one row is one.
+pub trait Prepare<P>: Sync {
+    fn row(&self, cells: &[Option<&str>], record: Option<&[u8]>) -> P;
+
+    /// A batch of rows, in order, one result each pushed to `out`; one
+    /// by one unless the rows' memory accesses are worth overlapping.
+    fn rows(&self, rows: &Rows<'_>, out: &mut Vec<P>) {
+        out.extend((0..rows.len()).map(|i| self.row(rows.cells(i), rows.record(i))));
+    }
+}
+
+impl<P, F: Fn(&[Option<&str>], Option<&[u8]>) -> P + Sync> Prepare<P> for F {
+    fn row(&self, cells: &[Option<&str>], record: Option<&[u8]>) -> P {
+        self(cells, record)
+    }
+}
+
+/// Rows of a CSV chunk handed to [`Prepare::rows`] together.
+const BATCH: usize = 64;
+
+/// Consecutive rows of one chunk, every row `width` cells.
+pub struct Rows<'r> {
+    width: usize,
+    lines: Vec<u64>,
+    cells: Vec<Option<&'r str>>,
+    records: Vec<&'r [u8]>,
+}
+
+impl<'r> Rows<'r> {
+    fn new(width: usize, rows: usize) -> Self {
+        Rows {
+            width,
+            lines: Vec::with_capacity(rows),
+            cells: Vec::with_capacity(rows * width),
+            records: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn cells(&self, i: usize) -> &[Option<&'r str>] {
+        &self.cells[i * self.width..(i + 1) * self.width]
+    }
+
+    /// The CSV record holding row `i`'s values.
+    pub fn record(&self, i: usize) -> Option<&'r [u8]> {
+        self.records.get(i).copied()
+    }
+
+    /// A record whose fields (`record`'s ranges) lie in `text`.
+    fn push(&mut self, line: u64, text: &'r str, record: &split::Rec<'_>) {
+        self.lines.push(line);
+        self.records.push(text.as_bytes());
+        self.cells.extend(
+            (0..record.len()).map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty())),
+        );
+    }
+
+    /// Prepare the rows held, append them to `items` and start again.
+    fn flush<P>(&mut self, prepare: &dyn Prepare<P>, items: &mut Vec<Item<P>>) {
+        if self.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.len());
+        prepare.rows(self, &mut out);
+        items.extend(self.lines.drain(..).zip(out).map(|(l, p)| Item::Row(l, p)));
+        self.cells.clear();
+        self.records.clear();
+    }
+}
 
 /// A row (its line and what `prepare` made of its cells), or a malformed one.
 pub enum Item<P> {
@@ -165,7 +239,7 @@ pub fn read_parallel<P: Send>(
     t: FileType,
     head: &Header,
     threads: usize,
-    prepare: &Prepare<'_, P>,
+    prepare: &dyn Prepare<P>,
     consume: &mut dyn FnMut(Item<P>),
 ) -> Result<(), String> {
     if t == FileType::Parquet {
@@ -190,41 +264,57 @@ pub fn read_parallel<P: Send>(
     })
 }
 
-fn csv_chunk<P>(chunk: &Chunk, ncols: usize, prepare: &Prepare<'_, P>) -> Vec<Item<P>> {
+fn csv_chunk<P>(chunk: &Chunk, ncols: usize, prepare: &dyn Prepare<P>) -> Vec<Item<P>> {
+    let data = &chunk.data[..];
     let mut items = Vec::new();
-    let mut spare: Vec<Option<&str>> = Vec::with_capacity(ncols);
-    let read = split::records(&chunk.data, |line, record| {
+    let mut batch = Rows::new(ncols, BATCH);
+    // UTF-8 checked once for the whole chunk, when its records are its own
+    // bytes: their text is then a slice of it (per record only if not).
+    let mut whole: Option<Option<&str>> = None;
+    let read = split::records(data, |line, record| {
         let line = chunk.first_line + line - 1;
-        if record.len() != ncols {
-            let reason = format!("expected {ncols} fields, found {}", record.len());
-            items.push(Item::Malformed(line, reason));
-            return Ok::<(), ()>(());
-        }
-        let Ok(text) = simdutf8::basic::from_utf8(record.bytes()) else {
-            items.push(Item::Malformed(line, "not valid UTF-8".into()));
-            return Ok(());
+        let reason = if record.len() != ncols {
+            Some(format!("expected {ncols} fields, found {}", record.len()))
+        } else if let Some(at) = record.offset() {
+            // The chunk's own bytes: the row can wait in the batch.
+            let range = at..at + record.bytes().len();
+            let whole = *whole.get_or_insert_with(|| simdutf8::basic::from_utf8(data).ok());
+            let text = match whole {
+                Some(w) => w.get(range),
+                None => simdutf8::basic::from_utf8(&data[range]).ok(),
+            };
+            text.map(|t| batch.push(line, t, &record))
+                .is_none()
+                .then(not_utf8)
+        } else {
+            // A copy (the csv crate's, unquoted): prepared at once, in order.
+            batch.flush(prepare, &mut items);
+            let text = simdutf8::basic::from_utf8(record.bytes()).ok();
+            let mut one = Rows::new(ncols, 1);
+            let row = text.map(|t| one.push(line, t, &record));
+            one.flush(prepare, &mut items);
+            row.is_none().then(not_utf8)
         };
-        let mut cells = recycle(std::mem::take(&mut spare));
-        cells.extend(
-            (0..record.len()).map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty())),
-        );
-        items.push(Item::Row(line, prepare(&cells, Some(text.as_bytes()))));
-        spare = recycle(cells);
-        Ok(())
+        if let Some(reason) = reason {
+            batch.flush(prepare, &mut items);
+            items.push(Item::Malformed(line, reason));
+        } else if batch.len() == BATCH {
+            batch.flush(prepare, &mut items);
+        }
+        Ok::<(), ()>(())
     });
+    batch.flush(prepare, &mut items);
     if let Err(split::Stop::Csv { line, reason }) = read {
         items.push(Item::Malformed(chunk.first_line + line - 1, reason));
     }
     items
 }
 
-/// The same allocation, emptied, for borrows of another record.
-fn recycle<'b>(mut v: Vec<Option<&str>>) -> Vec<Option<&'b str>> {
-    v.clear();
-    v.into_iter().map(|_| None).collect()
+fn not_utf8() -> String {
+    "not valid UTF-8".into()
 }
 
-fn jsonl_chunk<P>(chunk: &Chunk, names: &[String], prepare: &Prepare<'_, P>) -> Vec<Item<P>> {
+fn jsonl_chunk<P>(chunk: &Chunk, names: &[String], prepare: &dyn Prepare<P>) -> Vec<Item<P>> {
     let mut items = Vec::new();
     let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
     for (i, bytes) in chunk.data.split(|b| *b == b'\n').enumerate() {
@@ -260,7 +350,7 @@ fn jsonl_chunk<P>(chunk: &Chunk, names: &[String], prepare: &Prepare<'_, P>) -> 
             .iter()
             .map(|t| t.as_deref().filter(|s| !s.is_empty()))
             .collect();
-        items.push(Item::Row(line, prepare(&cells, None)));
+        items.push(Item::Row(line, prepare.row(&cells, None)));
     }
     items
 }
@@ -270,7 +360,7 @@ fn parquet_parallel<P: Send>(
     path: &Path,
     head: &Header,
     threads: usize,
-    prepare: &Prepare<'_, P>,
+    prepare: &dyn Prepare<P>,
     consume: &mut dyn FnMut(Item<P>),
 ) -> Result<(), String> {
     // Where each row group's rows start: known from the footer.
@@ -302,7 +392,7 @@ fn row_group<P>(
     g: usize,
     first: u64,
     names: &[String],
-    prepare: &Prepare<'_, P>,
+    prepare: &dyn Prepare<P>,
 ) -> Result<Vec<Item<P>>, String> {
     // Each worker opens the file: clones of one share its offset.
     let file = File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
@@ -329,7 +419,7 @@ fn row_group<P>(
                     .filter(|s| !s.is_empty())
             }));
             row += 1;
-            items.push(Item::Row(row, prepare(&cells, None)));
+            items.push(Item::Row(row, prepare.row(&cells, None)));
         }
     }
     Ok(items)
@@ -384,6 +474,32 @@ pub mod tests {
         assert_eq!(c.rows[1], (1, 5, vec![None, Some("5".into())]));
         assert_eq!(c.malformed[0], (4, "expected 2 fields, found 1".into()));
         assert_eq!(c.malformed.len(), 1, "{:?}", c.malformed);
+    }
+
+    /// Rows past a batch, among short rows and (`utf8`) invalid ones.
+    fn batches_with_bad_rows(utf8: bool) {
+        let bad = |i: u64| i % 37 == 5 || (!utf8 && i % 37 == 9);
+        let mut bytes = b"a,b\n".to_vec();
+        for i in 0..300u64 {
+            match i % 37 {
+                5 => bytes.extend_from_slice(b"short\n"),
+                9 if !utf8 => bytes.extend_from_slice(b"bad\xff,1\n"),
+                _ => bytes.extend_from_slice(format!("{i},x\n").as_bytes()),
+            }
+        }
+        let c = collect(&bytes, FileType::Csv).expect("read");
+        let lines = |keep: bool| (0..300u64).filter(move |&i| bad(i) != keep).map(|i| i + 2);
+        let rows: Vec<u64> = c.rows.iter().map(|r| r.1).collect();
+        assert_eq!(rows, lines(true).collect::<Vec<_>>());
+        let malformed: Vec<u64> = c.malformed.iter().map(|m| m.0).collect();
+        assert_eq!(malformed, lines(false).collect::<Vec<_>>());
+        assert_eq!(c.rows[1].2, vec![Some("1".into()), Some("x".into())]);
+    }
+
+    #[test]
+    fn batched_rows_keep_their_order_among_bad_ones() {
+        batches_with_bad_rows(true);
+        batches_with_bad_rows(false);
     }
 
     #[test]
