@@ -207,16 +207,27 @@ fn fast_hash(state: &FixedState, value: &str) -> u64 {
     state.hash_one(value)
 }
 
+/// Whether a character whose first byte is `lead` may be white space
+/// (`char::is_whitespace`): exact in ASCII; beyond it only U+0085,
+/// U+00A0, U+1680, U+2000 to U+205F and U+3000 are, which start with
+/// these four bytes.
+fn may_be_space(lead: u8) -> bool {
+    matches!(lead, b' ' | b'\t'..=b'\r' | 0xC2 | 0xE1 | 0xE2 | 0xE3)
+}
+
 /// Long enough to be matched ([`MIN_VALUE_CHARS`]), trimmed.
 fn matchable(value: &str) -> Option<&str> {
-    // Most values have no space at either end: check the two characters
-    // before paying for the general trim.
-    let mut ends = value.chars();
-    let v = match (ends.next(), ends.next_back()) {
-        (Some(a), Some(b)) if !a.is_whitespace() && !b.is_whitespace() => value,
+    // Most values have no space at either end: look at the first bytes
+    // of the two end characters before paying for the general trim.
+    let b = value.as_bytes();
+    let last = b.iter().rev().take(4).find(|&&x| x & 0xC0 != 0x80);
+    let v = match (b.first(), last) {
+        (Some(&f), Some(&l)) if !may_be_space(f) && !may_be_space(l) => value,
         _ => value.trim(),
     };
-    v.chars().nth(MIN_VALUE_CHARS - 1).map(|_| v)
+    // A character is at most 4 bytes: longer values need no count.
+    let long = v.len() > 4 * (MIN_VALUE_CHARS - 1);
+    (long || v.chars().nth(MIN_VALUE_CHARS - 1).is_some()).then_some(v)
 }
 
 /// Everything learnt from the raw datasets.
@@ -610,6 +621,26 @@ mod tests {
         ] {
             let want = Some(v.trim()).filter(|t| t.chars().count() >= MIN_VALUE_CHARS);
             assert_eq!(matchable(v), want, "{v:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matchable_is_trim_and_count(v in "[a张é \t\u{b}\u{85}\u{a0}\u{1680}\u{2028}\u{205f}\u{3000}\u{3001}\u{2030}]{0,7}") {
+            let want = Some(v.trim()).filter(|t| t.chars().count() >= MIN_VALUE_CHARS);
+            proptest::prop_assert_eq!(matchable(&v), want);
+        }
+    }
+
+    #[test]
+    fn may_be_space_covers_every_white_space_character() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let mut b = [0u8; 4];
+            let lead = c.encode_utf8(&mut b).as_bytes()[0];
+            assert!(!c.is_whitespace() || may_be_space(lead), "{c:?}");
+            if c.is_ascii() {
+                assert_eq!(c.is_whitespace(), may_be_space(lead), "{c:?}");
+            }
         }
     }
 }
