@@ -1,9 +1,9 @@
 //! CSV records of a chunk, as the `csv` crate reads them (RFC 4180,
 //! `flexible`, no header), without its byte-by-byte state machine when
 //! it can be avoided: a chunk holding no `"` and no `\r` is split at
-//! newlines and commas with `memchr`, which is several times faster and
-//! gives the same fields and line numbers. Any other chunk goes through
-//! the `csv` crate. `tests` hold the two to each other.
+//! newlines and commas found eight bytes at a time, which is several
+//! times faster and gives the same fields and line numbers. Any other
+//! chunk goes through the `csv` crate. `tests` hold the two to each other.
 
 use std::ops::Range;
 
@@ -77,31 +77,90 @@ pub fn records<E>(
     // The csv crate gives a record the line its read started on: blank
     // lines skipped before a record count for the record after it.
     let (mut newlines, mut record_line) = (0u64, 1u64);
-    let mut start = 0;
-    while start < data.len() {
-        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-        let (line, offset) = (&data[start..end], start);
-        newlines += u64::from(end < data.len());
-        start = end + 1;
-        if line.is_empty() {
+    let (mut start, mut from) = (0, 0);
+    for at in Separators::new(data) {
+        if data[at] == b',' {
+            bounds.push(from - start..at - start);
+            from = at + 1;
             continue;
         }
-        bounds.clear();
-        let mut from = 0;
-        for comma in memchr::memchr_iter(b',', line) {
-            bounds.push(from..comma);
-            from = comma + 1;
+        newlines += 1;
+        if at > start {
+            bounds.push(from - start..at - start);
+            let rec = Rec {
+                bytes: &data[start..at],
+                bounds: &bounds,
+                offset: Some(start),
+            };
+            f(record_line, rec).map_err(Stop::Caller)?;
+            record_line = newlines + 1;
         }
-        bounds.push(from..line.len());
+        bounds.clear();
+        (start, from) = (at + 1, at + 1);
+    }
+    if start < data.len() {
+        bounds.push(from - start..data.len() - start);
         let rec = Rec {
-            bytes: line,
+            bytes: &data[start..],
             bounds: &bounds,
-            offset: Some(offset),
+            offset: Some(start),
         };
         f(record_line, rec).map_err(Stop::Caller)?;
-        record_line = newlines + 1;
     }
     Ok(())
+}
+
+/// The positions of `,` and `\n` in some bytes, in order, found eight
+/// bytes at a time. Records are short: a `memchr` call per field or line
+/// cost several times more than the search itself.
+struct Separators<'a> {
+    data: &'a [u8],
+    /// Offset of the next eight bytes to look at.
+    next: usize,
+    /// Separators among the eight before `next`: the high bit of each byte.
+    found: u64,
+}
+
+impl<'a> Separators<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Separators {
+            data,
+            next: 0,
+            found: 0,
+        }
+    }
+}
+
+/// The high bit of every byte of `word` equal to `b` (exact: no carries
+/// cross bytes).
+fn bytes_equal(word: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = word ^ (u64::from(b) * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+impl Iterator for Separators<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.found == 0 {
+            let rest = self.data.get(self.next..).filter(|r| !r.is_empty())?;
+            let word = match rest.first_chunk::<8>() {
+                Some(w) => u64::from_le_bytes(*w),
+                None => {
+                    // Past the end, zeros: neither separator.
+                    let mut w = [0u8; 8];
+                    w[..rest.len()].copy_from_slice(rest);
+                    u64::from_le_bytes(w)
+                }
+            };
+            self.found = bytes_equal(word, b',') | bytes_equal(word, b'\n');
+            self.next += 8;
+        }
+        let at = self.next - 8 + self.found.trailing_zeros() as usize / 8;
+        self.found &= self.found - 1;
+        Some(at)
+    }
 }
 
 /// The number of records in `data` (a chunk tells it so that the next
@@ -226,6 +285,13 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn separators_are_every_comma_and_newline(data in proptest::collection::vec(
+            prop_oneof![Just(b','), Just(b'\n'), Just(0x2c | 0x80), Just(0x0a | 0x80), any::<u8>()], 0..80)) {
+            let want: Vec<usize> = (0..data.len()).filter(|&i| data[i] == b',' || data[i] == b'\n').collect();
+            prop_assert_eq!(Separators::new(&data).collect::<Vec<_>>(), want);
+        }
 
         // Without quotes or carriage returns: the fast path, field for
         // field and line for line what the csv crate reads.
