@@ -55,37 +55,35 @@ impl RowChecks<'_> {
         }
     }
 
-    /// The findings of `n` rows (`row(i)`: row `i`'s cells and record),
-    /// pushed to `out`. The raw-value look-ups miss the cache: every
-    /// value's line is asked for first, the other checks run meanwhile,
-    /// then the values are looked up, their hits after the row's others.
+    /// The findings of `n` rows of `width` cells each, one after the
+    /// other in `cells` (`record(i)`: row `i`'s record), pushed to `out`.
+    /// The raw-value look-ups miss the cache: every value's line is asked
+    /// for first, the other checks run meanwhile, then the values are
+    /// looked up, their hits after the row's others.
     fn check<'v>(
         &self,
-        n: usize,
-        row: impl Fn(usize) -> (&'v [Option<&'v str>], Option<&'v [u8]>),
+        cells: &'v [Option<&'v str>],
+        (n, width): (usize, usize),
+        record: impl Fn(usize) -> Option<&'v [u8]>,
         out: &mut Vec<Findings>,
     ) {
         let hashes: Vec<Option<u64>> = match self.matcher {
-            Some(m) => (0..n)
-                .flat_map(|i| row(i).0)
+            Some(m) => cells
+                .iter()
                 .map(|v| v.and_then(|v| m.prefetch(v)))
                 .collect(),
             None => Vec::new(),
         };
         let first = out.len();
-        out.extend((0..n).map(|i| {
-            let (cells, record) = row(i);
-            self.findings(cells, record)
-        }));
+        out.extend((0..n).map(|i| self.findings(&cells[i * width..(i + 1) * width], record(i))));
         let Some(m) = self.matcher else { return };
-        let mut hashes = hashes.into_iter();
-        for (i, found) in out[first..].iter_mut().enumerate() {
-            for (c, (v, h)) in row(i).0.iter().zip(&mut hashes).enumerate() {
-                if let (Some(v), Some(h)) = (v, h)
-                    && m.is_raw_hashed(v, h)
-                {
-                    found.hits.push((c, identifiers::RAW_VALUE));
-                }
+        for (k, (v, h)) in cells.iter().zip(hashes).enumerate() {
+            if let (Some(v), Some(h)) = (v, h)
+                && m.is_raw_hashed(v, h)
+            {
+                out[first + k / width]
+                    .hits
+                    .push((k % width, identifiers::RAW_VALUE));
             }
         }
     }
@@ -94,12 +92,13 @@ impl RowChecks<'_> {
 impl Prepare<Findings> for RowChecks<'_> {
     fn row(&self, cells: &[Option<&str>], record: Option<&[u8]>) -> Findings {
         let mut out = Vec::with_capacity(1);
-        self.check(1, |_| (cells, record), &mut out);
+        self.check(cells, (1, cells.len()), |_| record, &mut out);
         // `check` pushes one per row.
         out.swap_remove(0)
     }
 
     fn rows(&self, rows: &Rows<'_>, out: &mut Vec<Findings>) {
-        self.check(rows.len(), |i| (rows.cells(i), rows.record(i)), out);
+        let shape = (rows.len(), rows.width());
+        self.check(rows.all_cells(), shape, |i| rows.record(i), out);
     }
 }

@@ -194,6 +194,15 @@ impl<'r> Rows<'r> {
         self.lines.is_empty()
     }
 
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Every row's cells, one row after the other.
+    pub fn all_cells(&self) -> &[Option<&'r str>] {
+        &self.cells
+    }
+
     pub fn cells(&self, i: usize) -> &[Option<&'r str>] {
         &self.cells[i * self.width..(i + 1) * self.width]
     }
