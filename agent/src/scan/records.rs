@@ -165,10 +165,10 @@ impl<P, F: Fn(&[Option<&str>], Option<&[u8]>) -> P + Sync> Prepare<P> for F {
     }
 }
 
-/// Rows of a CSV chunk handed to [`Prepare::rows`] together.
+/// Rows of a CSV chunk or Parquet batch handed to [`Prepare::rows`] together.
 const BATCH: usize = 64;
 
-/// Consecutive rows of one chunk, every row `width` cells.
+/// Consecutive rows of one chunk or batch, every row `width` cells.
 pub struct Rows<'r> {
     width: usize,
     lines: Vec<u64>,
@@ -219,6 +219,12 @@ impl<'r> Rows<'r> {
         self.cells.extend(
             (0..record.len()).map(|i| record.range(i).map(|r| &text[r]).filter(|s| !s.is_empty())),
         );
+    }
+
+    /// A row without a record (Parquet's); a batch holds rows of one kind.
+    fn push_cells(&mut self, line: u64, cells: impl Iterator<Item = Option<&'r str>>) {
+        self.lines.push(line);
+        self.cells.extend(cells);
     }
 
     /// Prepare the rows held, append them to `items` and start again.
@@ -419,17 +425,22 @@ fn row_group<P>(
             texts.push(text);
         }
         let strings: Vec<_> = texts.iter().map(|t| t.as_string::<i32>()).collect();
-        let mut cells: Vec<Option<&str>> = Vec::with_capacity(names.len());
+        let mut rows = Rows::new(names.len(), BATCH);
         for r in 0..batch.num_rows() {
-            cells.clear();
-            cells.extend(strings.iter().map(|s| {
-                (!s.is_null(r))
-                    .then(|| s.value(r))
-                    .filter(|s| !s.is_empty())
-            }));
             row += 1;
-            items.push(Item::Row(row, prepare.row(&cells, None)));
+            rows.push_cells(
+                row,
+                strings.iter().map(|s| {
+                    (!s.is_null(r))
+                        .then(|| s.value(r))
+                        .filter(|s| !s.is_empty())
+                }),
+            );
+            if rows.len() == BATCH {
+                rows.flush(prepare, &mut items);
+            }
         }
+        rows.flush(prepare, &mut items);
     }
     Ok(items)
 }
