@@ -486,6 +486,7 @@ impl<'a> FileScan<'a> {
     fn apply(&mut self, found: Findings) {
         let row = self.rows;
         self.rows += 1;
+        let Some(found) = found.found else { return };
         for (c, h) in found.hits {
             identifiers::record(self.checks, Position::at(row, c), h);
         }
