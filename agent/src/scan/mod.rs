@@ -29,7 +29,7 @@ use crate::parallel;
 use sha2::{Digest, Sha256};
 
 use filetype::FileType;
-use findings::{Findings, RowChecks};
+use findings::{Findings, Found, RowChecks};
 use manifest::{Entry, Kind, Manifest};
 use microdata::Classes;
 use policy::{POLICY_VERSION, Policy};
@@ -486,7 +486,24 @@ impl<'a> FileScan<'a> {
     fn apply(&mut self, found: Findings) {
         let row = self.rows;
         self.rows += 1;
-        let Some(found) = found.found else { return };
+        let cells = found.cells;
+        if let Some(found) = found.found {
+            self.found(row, *found);
+        }
+        let Some(cells) = cells else { return };
+        if let Some(c) = &mut self.classes {
+            let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
+            c.row(row, &refs);
+        }
+        if let Some(t) = &mut self.table
+            && self.rows <= self.policy.max_table_rows
+        {
+            t.push((row, cells));
+        }
+    }
+
+    /// Record what the checks found in row `row`.
+    fn found(&mut self, row: u64, found: Found) {
         for (c, h) in found.hits {
             identifiers::record(self.checks, Position::at(row, c), h);
         }
@@ -500,16 +517,6 @@ impl<'a> FileScan<'a> {
                 ..Position::default()
             };
             self.checks.hit("raw-qi-combination", Verdict::Review, at);
-        }
-        let Some(cells) = found.cells else { return };
-        if let Some(c) = &mut self.classes {
-            let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
-            c.row(row, &refs);
-        }
-        if let Some(t) = &mut self.table
-            && self.rows <= self.policy.max_table_rows
-        {
-            t.push((row, cells));
         }
     }
 
