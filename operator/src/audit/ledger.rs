@@ -27,13 +27,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{error, info, warn};
 
 use super::chain::{self, Break, Form, Summary, anchor_of};
+use super::events::Announcer;
 use super::prune::{Retention, prunable};
 use super::record::{Action, Draft, GENESIS, OPERATOR_ACTOR, Record, data_key, hash};
 use super::signing::Signer;
@@ -174,7 +175,7 @@ pub struct Ledger {
     /// Appends waiting for the write lock (see [`Ledger::append`]).
     pending: std::sync::Mutex<Vec<Waiting>>,
     metrics: Option<Arc<Metrics>>,
-    recorder: Option<Arc<Recorder>>,
+    events: Option<Arc<Announcer>>,
     exit_after: Option<Action>,
     /// The key that signs the head (see [`super::signing`]), once known.
     signer: std::sync::OnceLock<Signer>,
@@ -239,7 +240,7 @@ impl Ledger {
             compact_due: tokio::sync::Notify::new(),
             pending: std::sync::Mutex::new(Vec::new()),
             metrics: None,
-            recorder: None,
+            events: None,
             exit_after: None,
             signer: std::sync::OnceLock::new(),
         }
@@ -263,7 +264,7 @@ impl Ledger {
             controller: "cleanroom".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        self.recorder = Some(Arc::new(Recorder::new(client, reporter)));
+        self.events = Some(Arc::new(Announcer::new(client, reporter)));
         self
     }
 
@@ -279,7 +280,7 @@ impl Ledger {
     /// (a wipe that keeps failing): published in the background, never
     /// waited for.
     pub fn warn_scenario(&self, scenario: &crate::api::Scenario, reason: &str, note: String) {
-        let Some(recorder) = self.recorder.clone() else {
+        let Some(events) = self.events.clone() else {
             return;
         };
         let reference = reference_to(
@@ -295,7 +296,7 @@ impl Ledger {
             secondary: None,
         };
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
+            if let Err(e) = events.warn(&event, &reference).await {
                 warn!(error = %e, "could not publish an Event");
             }
         });
@@ -708,16 +709,16 @@ impl Ledger {
         if let Some(m) = &self.metrics {
             m.audit_recorded(written.len() as u64);
         }
-        if let Some(recorder) = &self.recorder {
+        if let Some(announcer) = &self.events {
             let events: Vec<(Event, ObjectReference)> = written
                 .iter()
                 .filter(|(r, _)| r.action != Action::Checkpoint)
                 .map(|(r, line)| event_in(r, line, &self.namespace))
                 .collect();
-            let recorder = recorder.clone();
+            let announcer = announcer.clone();
             tokio::spawn(async move {
                 for (event, reference) in events {
-                    if let Err(e) = recorder.publish(&event, &reference).await {
+                    if let Err(e) = announcer.record(&event, &reference).await {
                         warn!(error = %e, "could not publish an audit Event (the ledger has the record)");
                     }
                 }

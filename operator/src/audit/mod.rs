@@ -10,6 +10,7 @@
 //! - [`ledger`]: the writer the controllers call before each status write:
 //!   each group commit creates one batch, nothing is rewritten;
 //! - [`compact`]: runs of batches copied into sealed segments, in the background;
+//! - [`events`]: each record's Kubernetes Event, created once and not kept;
 //! - [`prune`]: retention, pure; [`Ledger::prune`] writes the checkpoint and deletes;
 //! - [`signing`]: signed heads, pure: the Ed25519 signature over the head and
 //!   its check with the public key ([`Ledger::sign_head`] appends one);
@@ -29,6 +30,7 @@
 
 pub mod chain;
 pub mod compact;
+pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod prune;
