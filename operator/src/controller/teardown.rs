@@ -318,10 +318,13 @@ async fn step(
             return Ok(Progress::Pending(STEP));
         }
         // 1. The workspace pods are gone (their compute was deleted first).
+        // Teardown's lists read only names and counts, so they ask for
+        // metadata: with a thousand passes in flight, full pod lists were
+        // a tenth of the operator's heap.
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         let workspace_pods =
             ListParams::default().labels(&format!("{}={}", labels::COMPONENT, labels::WORKSPACE));
-        let remaining = pods.list(&workspace_pods).await?.items.len();
+        let remaining = pods.list_metadata(&workspace_pods).await?.items.len();
         if remaining > 0 {
             info!(scenario = %id.scenario, remaining, "waiting for workspace pods to stop");
             return Ok(Progress::Pending(STEP));
@@ -366,7 +369,7 @@ async fn vault_step(
     let preparations = ListParams::default().labels(&selector);
     let jobs: Api<Job> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
     let mut running = false;
-    for job in jobs.list(&preparations).await?.items {
+    for job in jobs.list_metadata(&preparations).await?.items {
         delete(&jobs, &job.name_any()).await?;
         running = true;
     }
@@ -374,7 +377,13 @@ async fn vault_step(
     let pods: Api<Pod> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
     let preparation_pods =
         ListParams::default().labels(&format!("{},{}", id.selector(), data::DATASET_LABEL));
-    if running || !pods.list(&preparation_pods).await?.items.is_empty() {
+    if running
+        || !pods
+            .list_metadata(&preparation_pods)
+            .await?
+            .items
+            .is_empty()
+    {
         info!(scenario = %id.scenario, "waiting for preparation pods to stop");
         return Ok(Some(STEP));
     }
@@ -394,11 +403,11 @@ async fn vault_step(
     }
     // Everything of this scenario left in the vault: wipe Jobs, plans.
     let mine = ListParams::default().labels(&id.selector());
-    for job in jobs.list(&mine).await?.items {
+    for job in jobs.list_metadata(&mine).await?.items {
         delete(&jobs, &job.name_any()).await?;
     }
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), VAULT_NAMESPACE);
-    for cm in config_maps.list(&mine).await?.items {
+    for cm in config_maps.list_metadata(&mine).await?.items {
         delete(&config_maps, &cm.name_any()).await?;
     }
     delete_if_owned(
