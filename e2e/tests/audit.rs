@@ -83,6 +83,17 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
             phase(s) == Some(ScenarioPhase::Ready)
         })
         .await?;
+        // Twice within minutes: each record keeps an Event of its own.
+        ok(&["suspend", &name, "--reason", "audit finding 8"])?;
+        fx.wait_scenario(&name, "phase Suspended again", T, |s| {
+            phase(s) == Some(ScenarioPhase::Suspended)
+        })
+        .await?;
+        ok(&["resume", &name])?;
+        fx.wait_scenario(&name, "Ready a third time", T, |s| {
+            phase(s) == Some(ScenarioPhase::Ready)
+        })
+        .await?;
         ok(&["revoke", &name, "--reason", "purpose fulfilled"])?;
         fx.wait_scenario(&name, "phase Closed", T, |s| {
             phase(s) == Some(ScenarioPhase::Closed)
@@ -98,6 +109,8 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
                     Action::MemberGranted,
                     Action::Provisioned,
                     Action::DataPrepared,
+                    Action::Suspended,
+                    Action::Resumed,
                     Action::Suspended,
                     Action::Resumed,
                     Action::Revoked,
@@ -153,23 +166,39 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
             "{a_records:?}"
         );
 
-        // A second copy as Events on the scenario (cluster-scoped: in `default`).
+        // A second copy as Events on the scenario (cluster-scoped: in
+        // `default`): one per record, its note naming the record's number,
+        // the second suspension's as well as the first's.
         let events: Api<Event> = Api::namespaced(fx.client.clone(), "default");
         let mut reasons = HashSet::new();
+        let mut unannounced = Vec::new();
         for _ in 0..50 {
-            reasons = events
+            let mine: Vec<Event> = events
                 .list(&ListParams::default())
                 .await?
                 .items
                 .into_iter()
                 .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(&uid))
-                .filter_map(|e| e.reason)
                 .collect();
-            if reasons.len() >= 9 {
+            reasons = mine.iter().filter_map(|e| e.reason.clone()).collect();
+            let notes: Vec<&str> = mine.iter().filter_map(|e| e.note.as_deref()).collect();
+            unannounced = records
+                .iter()
+                .map(|r| r.seq)
+                .filter(|seq| {
+                    let head = format!("audit #{seq} ");
+                    !notes.iter().any(|n| n.starts_with(&head))
+                })
+                .collect();
+            if unannounced.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        ensure!(
+            unannounced.is_empty(),
+            "records of {name} with no Event of their own: {unannounced:?}"
+        );
         for want in [
             "Created",
             "Provisioned",
@@ -206,7 +235,7 @@ async fn a_scenario_life_is_recorded_once_in_order_with_events_and_the_chain_ver
             .and_then(|a| a.iter().find(|x| x["name"] == authz.as_str()))
             .context("authorization in the report")?;
         ensure!(
-            mine["suspensions"] == 1 && mine["revocations"] == 1 && mine["wipes"] == 1,
+            mine["suspensions"] == 2 && mine["revocations"] == 1 && mine["wipes"] == 1,
             "{mine}"
         );
         ensure!(report["auditChainIntact"] == true, "{report}");

@@ -202,11 +202,19 @@ pub fn transitions(change: &Change) -> Vec<Draft> {
         after: None,
         key: format!("{uid}/{}/{key}", action.as_str()),
     };
-    // Key part for a condition flip: when the condition last changed before.
+    // Key part for a condition flip: when the condition last changed before
+    // and the generation it last saw. The time alone is to the second, so a
+    // suspension, resumption and second suspension within one second would
+    // share a key and the second go unrecorded; each asked-for flip changes
+    // the spec, so the generation tells them apart. Both come from the old,
+    // stored status: a retry after a crash computes the same key.
     let since = |type_: &str| {
         old.condition(type_).map_or_else(
             || "never".to_string(),
-            |c| c.last_transition_time.0.to_string(),
+            |c| match c.observed_generation {
+                Some(g) => format!("{}/g{g}", c.last_transition_time.0),
+                None => c.last_transition_time.0.to_string(),
+            },
         )
     };
     let phases = || {
@@ -501,14 +509,28 @@ mod tests {
         let d = transitions(&Change::scenario(&s, &sealed, members.clone()));
         assert_eq!(actions(&d), [Action::Suspended]);
         assert_eq!(d[0].reason.as_deref(), Some("finding 7"));
-        assert_eq!(d[0].key, format!("u-1/suspended/{}", t0.0));
+        assert_eq!(d[0].key, format!("u-1/suspended/{}/g3", t0.0));
+        let first_suspension = d[0].key.clone();
         assert_eq!(d[0].before, Some(json!({"phase": "Ready"})));
         assert_eq!(d[0].after, Some(json!({"phase": "Suspended"})));
 
         s.status = Some(sealed.clone());
         let d = transitions(&Change::scenario(&s, &ready, members.clone()));
         assert_eq!(actions(&d), [Action::Resumed]);
-        assert_eq!(d[0].key, format!("u-1/resumed/{}", t1.0));
+        assert_eq!(d[0].key, format!("u-1/resumed/{}/g3", t1.0));
+
+        // Resumed and suspended again within the same second as the first
+        // suspension (the spec changed twice more): the old condition's
+        // time is the same, and still the record has a key of its own.
+        let mut again = ready.clone();
+        for c in again.conditions.iter_mut() {
+            c.observed_generation = Some(5);
+        }
+        s.status = Some(again);
+        let second = transitions(&Change::scenario(&s, &sealed, members.clone()));
+        assert_eq!(actions(&second), [Action::Suspended]);
+        assert_eq!(second[0].key, format!("u-1/suspended/{}/g5", t0.0));
+        assert_ne!(second[0].key, first_suspension);
     }
 
     #[test]
